@@ -1,0 +1,36 @@
+# Tarea 2 "Back to training": every target sets up the virtual environment it needs.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# nbgrader starts `alembic` and the kernel (`python`) from PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test release grade bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -c "import site, sys; open(site.getsitepackages()[0] + '/tarea2_course.pth', 'w').write(sys.argv[1] + '\n')" "$(CURDIR)"
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m tarea2_grader demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+release: $(STAMP)
+	$(PY) -m tarea2_grader release
+
+grade: $(STAMP)
+	$(PY) -m tarea2_grader grade
+
+bench: $(STAMP)
+	$(PY) -m tarea2_grader.bench
+
+clean:
+	rm -rf demo_course gradebook.db submitted feedback .pytest_cache
