@@ -6,8 +6,6 @@ Plain nbgrader commands (run from this folder with the virtual environment's
 c = get_config()  # noqa: F821
 
 c.CourseDirectory.course_id = "deep-learning-tarea2"
-c.CourseDirectory.root = "."
-c.CourseDirectory.assignment_id = "tarea2"
 
 # Spanish stubs in the student release.
 c.ClearSolutions.code_stub = {
