@@ -1,0 +1,585 @@
+"""The instructor's grading pipeline: release, collect, repair, autograde, feedback, grades.csv.
+
+Every step runs real nbgrader commands in subprocesses, from the course root, so
+the course's ``nbgrader_config.py`` applies exactly as for plain ``nbgrader``
+commands.  Each student is autograded in their own subprocess with a wall-clock
+limit: an infinite loop, a dead kernel or a corrupt file costs only that student,
+who gets a Spanish reason in ``grades.csv`` (column ``observaciones``).
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import nbformat
+import psutil
+
+from . import collect, repair
+
+ASSIGNMENT = "tarea2"
+NOTEBOOK = "tarea2"
+
+# The one place that says which part of the assignment each answer cell belongs
+# to (the spec's table).  Every grade cell is counted in the part of the last
+# answer cell above it; a notebook without these ids falls back to its
+# "Parte N" headings.
+ANSWER_PARTS = {
+    "derivadas_md": "1a", "derivadas_codigo": "1a",
+    "celoss": "1b", "categorical_celoss": "1c",
+    "dL_duLm1_md": "2a", "dL_duLm1": "2a",
+    "ultima_capa_md": "2b", "ultima_capa": "2b",
+    "capas_escondidas_md": "2c", "capas_escondidas": "2c",
+    "ffnn_backward": "3a", "chequeo_gradiente": "3c",
+    "sgd": "4a", "random_dataset": "4b", "entrenar": "4c",
+    "graficos": "4d", "mnist": "4e",
+}
+HEADING_PART = re.compile(r"^#{1,4}\s*(?:Parte|Pregunta)\s+([0-9]+[a-z]?)\b", re.I | re.M)
+
+DEFAULT_STUDENT_TIMEOUT = 1800  # seconds of wall clock per student, all cells together
+
+REASON_KERNEL_DIED = "el kernel murió durante la ejecución (¿os._exit o falta de memoria?)"
+REASON_TIMEOUT = "se superó el tiempo máximo de corrección por alumno ({} s)"
+REASON_UNRESPONSIVE = "el kernel dejó de responder (¿bucle infinito que no se pudo interrumpir?)"
+REASON_METADATA = "los metadatos de nbgrader del notebook están corruptos"
+NOTE_CELL_TIMEOUT = "celda(s) interrumpida(s) por tiempo (¿bucle infinito?): {}"
+NOTE_KILLER_CELL = ("la celda '{}' hacía morir el kernel: se desactivó y se corrigió el resto "
+                    "(esa parte no suma puntos)")
+
+
+# ---------------------------------------------------------------- course paths
+
+@dataclass
+class Course:
+    """Paths of an nbgrader course folder (the repository root by default)."""
+
+    root: str
+    assignment: str = ASSIGNMENT
+    notebook: str = NOTEBOOK
+
+    @property
+    def assignment_arg(self) -> str:
+        """The assignment as an option: a positional id clashes with a config that sets it."""
+        return "--CourseDirectory.assignment_id=" + self.assignment
+
+    def path(self, *parts: str) -> str:
+        """A path inside the course."""
+        return os.path.join(self.root, *parts)
+
+    @property
+    def source_nb(self) -> str:
+        """The master notebook (with solutions and hidden tests)."""
+        return self.path("source", self.assignment, self.notebook + ".ipynb")
+
+    @property
+    def archive_dir(self) -> str:
+        """Where the LMS zips go (nbgrader zip_collect's default)."""
+        return self.path("downloaded", self.assignment, "archive")
+
+    @property
+    def extracted_dir(self) -> str:
+        """Where zip_collect extracts the zips."""
+        return self.path("downloaded", self.assignment, "extracted")
+
+    @property
+    def logs_dir(self) -> str:
+        """Where each student's autograde log is kept."""
+        return self.path("downloaded", self.assignment, "logs")
+
+    def submitted_dir(self, student: str) -> str:
+        """A student's submitted assignment folder."""
+        return self.path("submitted", student, self.assignment)
+
+    def submitted_nb(self, student: str) -> str:
+        """A student's submitted notebook."""
+        return os.path.join(self.submitted_dir(student), self.notebook + ".ipynb")
+
+    def autograded_nb(self, student: str) -> str:
+        """A student's autograded notebook."""
+        return self.path("autograded", student, self.assignment, self.notebook + ".ipynb")
+
+    def students(self) -> List[str]:
+        """Students with a submitted folder for the assignment."""
+        found = glob.glob(os.path.join(glob.escape(self.path("submitted")), "*", self.assignment))
+        return sorted(os.path.basename(os.path.dirname(p)) for p in found if os.path.isdir(p))
+
+
+@dataclass
+class StudentResult:
+    """What happened to one student in the pipeline."""
+
+    student: str
+    notes: List[str] = field(default_factory=list)
+    failure: Optional[str] = None
+
+    def observations(self) -> str:
+        """The Spanish text of the ``observaciones`` column."""
+        items = ([self.failure] if self.failure else []) + self.notes
+        return "; ".join(items)
+
+
+# ---------------------------------------------------------------- subprocesses
+
+def nbgrader_env() -> Dict[str, str]:
+    """Environment with this interpreter's bin/ first on PATH (alembic, the kernel)."""
+    env = dict(os.environ)
+    bindir = os.path.dirname(os.path.abspath(sys.executable))
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    return env
+
+
+def kill_tree(pid: int) -> None:
+    """Kill a process and all its descendants (kernels start in their own session)."""
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+
+
+@dataclass
+class Run:
+    """Result of one nbgrader subprocess."""
+
+    returncode: int
+    output: str
+    timed_out: bool = False
+
+
+def run_nbgrader(course: Course, args: Sequence[str], timeout: Optional[float] = None,
+                 log_path: Optional[str] = None) -> Run:
+    """Run ``nbgrader <args>`` in the course root, killing the whole tree on timeout."""
+    cmd = [sys.executable, "-m", "nbgrader", *args]
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as out:
+        proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_env(), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_tree(proc.pid)
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                kill_tree(proc.pid)
+        out.seek(0)
+        text = out.read()
+    if log_path:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        with open(log_path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    return Run(proc.returncode if not timed_out else -9, text, timed_out)
+
+
+def check(run: Run, what: str) -> None:
+    """Raise with nbgrader's output when a course-level step failed."""
+    if run.returncode != 0:
+        raise RuntimeError("nbgrader {} falló:\n{}".format(what, run.output[-4000:]))
+
+
+# ---------------------------------------------------------------- config
+
+def load_config(course: Course):
+    """The course's nbgrader_config.py as a traitlets Config."""
+    from traitlets.config.loader import Config, PyFileConfigLoader
+    path = course.path("nbgrader_config.py")
+    if not os.path.exists(path):
+        return Config()
+    return PyFileConfigLoader("nbgrader_config.py", path=course.root).load_config()
+
+
+def course_id(course: Course) -> str:
+    """The course id the gradebook uses."""
+    return load_config(course).CourseDirectory.get("course_id", "default_course")
+
+
+# ---------------------------------------------------------------- release
+
+def release(course: Course) -> str:
+    """``nbgrader generate_assignment`` into release/ (and the gradebook); return the notebook."""
+    check(run_nbgrader(course, ["generate_assignment", course.assignment_arg, "--force"]),
+          "generate_assignment")
+    return course.path("release", course.assignment, course.notebook + ".ipynb")
+
+
+def sync_gradebook(course: Course, scratch: str) -> str:
+    """Record the source's cells in the gradebook without touching release/.
+
+    Returns the release notebook generated in ``scratch`` (the reference for repair).
+    """
+    check(run_nbgrader(course, ["generate_assignment", course.assignment_arg, "--force",
+                                "--CourseDirectory.release_directory=" + scratch]),
+          "generate_assignment")
+    return os.path.join(scratch, course.assignment, course.notebook + ".ipynb")
+
+
+# ---------------------------------------------------------------- collect
+
+def collector_args(course: Course) -> List[str]:
+    """Command-line options selecting our collector when the config names none."""
+    cfg = load_config(course)
+    if "collector_plugin" in cfg.ZipCollectApp:
+        return []
+    return ["--ZipCollectApp.collector_plugin=tarea2_grader.collect.LmsCollectorPlugin"]
+
+
+def collection_notes(course: Course) -> Dict[str, List[str]]:
+    """Spanish notes per student about renamed or extra notebooks they sent."""
+    cfg = load_config(course)
+    plugin_cls = cfg.ZipCollectApp.get("collector_plugin", "tarea2_grader.collect.LmsCollectorPlugin")
+    if plugin_cls not in ("tarea2_grader.collect.LmsCollectorPlugin", collect.LmsCollectorPlugin):
+        return {}
+    plugin = collect.LmsCollectorPlugin(config=cfg)
+    target = plugin.notebook_name or course.notebook + ".ipynb"
+    plan = collect.plan_collection(course.extracted_dir, plugin.active_patterns(), target,
+                                   tuple(plugin.valid_ext))
+    notes: Dict[str, List[str]] = {}
+    for sid, entry in plan.students.items():
+        items = notes.setdefault(sid, [])
+        name = entry.name_of(entry.chosen)
+        if name != target:
+            items.append("notebook entregado como '{}'".format(name))
+        if entry.skipped():
+            items.append("envió {} notebooks; se corrigió '{}' (ignorados: {})".format(
+                len(entry.candidates), name, ", ".join(entry.name_of(p) for p in entry.skipped())))
+    for rel in plan.unmatched + plan.bad_ids:
+        print("  aviso: archivo sin alumno reconocible, ignorado: " + rel)
+    return notes
+
+
+def collect_archives(course: Course) -> Dict[str, List[str]]:
+    """Extract and collect the zips in downloaded/<assignment>/archive/ (if any)."""
+    if not os.path.isdir(course.archive_dir) or not os.listdir(course.archive_dir):
+        return {}
+    check(run_nbgrader(course, ["zip_collect", course.assignment_arg, "--force",
+                                *collector_args(course)]), "zip_collect")
+    return collection_notes(course)
+
+
+def rename_stray_notebook(course: Course, student: str) -> Optional[str]:
+    """When a submitted folder has no <notebook>.ipynb, rename the best other notebook."""
+    wanted = course.submitted_nb(student)
+    if os.path.exists(wanted):
+        return None
+    others = glob.glob(os.path.join(glob.escape(course.submitted_dir(student)), "*.ipynb"))
+    if not others:
+        return None
+    best = sorted(others, key=lambda p: collect.candidate_rank(p, os.path.basename(wanted)))[0]
+    os.rename(best, wanted)
+    return "notebook entregado como '{}'".format(os.path.basename(best))
+
+
+# ---------------------------------------------------------------- repair
+
+def repair_student(course: Course, student: str, release_nb: str, result: StudentResult) -> bool:
+    """Repair a student's notebook in place; False (with a reason) when it cannot be graded."""
+    note = rename_stray_notebook(course, student)
+    if note and note not in result.notes:
+        result.notes.append(note)
+    path = course.submitted_nb(student)
+    if not os.path.exists(path):
+        result.failure = "no se encontró ningún notebook en la entrega"
+        return False
+    try:
+        report = repair.repair_notebook(path, release_nb, course.source_nb)
+    except repair.NotebookUnreadable as exc:
+        result.failure = str(exc)
+        return False
+    result.notes.extend(report.messages())
+    return True
+
+
+# ---------------------------------------------------------------- autograde
+
+def failure_reason(run: Run, timeout: float) -> Optional[str]:
+    """Spanish reason for a failed autograde run, None if it succeeded."""
+    out = run.output
+    if run.timed_out:
+        return REASON_TIMEOUT.format(int(timeout))
+    if run.returncode == 0:
+        return None
+    if "DeadKernelError" in out or "Kernel died" in out:
+        return REASON_KERNEL_DIED
+    if "UnresponsiveKernelError" in out or "kernel became unresponsive" in out:
+        return REASON_UNRESPONSIVE
+    if "Notebook failed to validate" in out or "ValidationError" in out:
+        return REASON_METADATA
+    errors = [ln for ln in out.splitlines() if "Error" in ln or "error" in ln]
+    detail = errors[-1].strip()[-200:] if errors else "código {}".format(run.returncode)
+    return "nbgrader no pudo corregir el notebook ({})".format(detail)
+
+
+def killer_cell_source(debug_output: str) -> Optional[str]:
+    """Source of the last cell nbclient started before the kernel died (DEBUG log)."""
+    marker = "Executing cell:\n"
+    pos = debug_output.rfind(marker)
+    if pos < 0:
+        return None
+    rest = debug_output[pos + len(marker):]
+    end = re.search(r"^\[\w+ \| \w+\]", rest, re.M)
+    block = rest[:end.start()] if end else rest
+    # nbgrader's log formatter indents continuation lines by four spaces
+    lines = [ln[4:] if ln.startswith("    ") else ln for ln in block.splitlines()]
+    return "\n".join(lines)
+
+
+def disable_cell(course: Course, student: str, source: str) -> Optional[str]:
+    """Replace the student's (non read-only) cell with that source; return its grade_id or label."""
+    path = course.submitted_nb(student)
+    nb = nbformat.read(path, as_version=4)
+    target = source.strip()
+    for n, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or cell.source.strip() != target:
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("locked") and not meta.get("solution"):
+            return None
+        cell.source = ("# Celda desactivada por el corrector: hacía morir el kernel.\n"
+                       "raise RuntimeError('celda desactivada: hacía morir el kernel')")
+        nbformat.write(nb, path)
+        return meta.get("grade_id") or "celda {}".format(n + 1)
+    return None
+
+
+def timed_out_cells(course: Course, student: str) -> List[str]:
+    """grade_ids (or positions) of cells interrupted by Execute.timeout."""
+    path = course.autograded_nb(student)
+    if not os.path.exists(path):
+        return []
+    nb = nbformat.read(path, as_version=4)
+    found = []
+    for n, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error" and out.get("ename") in ("CellTimeoutError", "TimeoutError"):
+                found.append(cell.metadata.get("nbgrader", {}).get("grade_id") or "celda {}".format(n + 1))
+                break
+    return found
+
+
+def autograde_student(course: Course, student: str, timeout: float,
+                      extra_args: Sequence[str] = ()) -> StudentResult:
+    """Autograde one student in a subprocess; on a dead kernel, disable the guilty cell and retry."""
+    result = StudentResult(student)
+    args = ["autograde", course.assignment_arg, "--student", student, "--force", *extra_args]
+    log = os.path.join(course.logs_dir, student + ".log")
+    run = run_nbgrader(course, args, timeout=timeout, log_path=log)
+    reason = failure_reason(run, timeout)
+    if reason == REASON_KERNEL_DIED:
+        debug = run_nbgrader(course, args + ["--log-level=DEBUG"], timeout=timeout)
+        source = killer_cell_source(debug.output)
+        label = disable_cell(course, student, source) if source else None
+        if label:
+            run = run_nbgrader(course, args, timeout=timeout, log_path=log)
+            reason = failure_reason(run, timeout)
+            result.notes.append(NOTE_KILLER_CELL.format(label))
+    result.failure = reason
+    if reason is None:
+        stuck = timed_out_cells(course, student)
+        if stuck:
+            result.notes.append(NOTE_CELL_TIMEOUT.format(", ".join(stuck)))
+    return result
+
+
+def generate_feedback(course: Course, students: Iterable[str]) -> None:
+    """``nbgrader generate_feedback`` for everyone; one by one if that fails."""
+    students = list(students)
+    if not students:
+        return
+    run = run_nbgrader(course, ["generate_feedback", course.assignment_arg, "--force"], timeout=600)
+    if run.returncode == 0:
+        return
+    for student in students:
+        single = run_nbgrader(course, ["generate_feedback", course.assignment_arg, "--force",
+                                       "--student", student], timeout=300)
+        if single.returncode != 0:
+            print("  aviso: no se pudo generar la retroalimentación de {}".format(student))
+
+
+# ---------------------------------------------------------------- grades
+
+@dataclass
+class CellInfo:
+    """A grade cell of the source notebook."""
+
+    grade_id: str
+    part: str
+    points: float
+    manual: bool
+
+
+def grade_cells(source_nb: str, answer_parts: Dict[str, str] = ANSWER_PARTS) -> List[CellInfo]:
+    """Grade cells of the source notebook, in order, each with its part label."""
+    nb = nbformat.read(source_nb, as_version=4)
+    cells, current, heading = [], None, None
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            m = HEADING_PART.search(cell.source)
+            if m:
+                heading = m.group(1)
+        meta = cell.metadata.get("nbgrader", {})
+        gid = meta.get("grade_id")
+        if gid in answer_parts:
+            current = answer_parts[gid]
+        if meta.get("grade"):
+            part = current or heading or "otros"
+            cells.append(CellInfo(gid, part, float(meta.get("points", 0)), bool(meta.get("solution"))))
+    return cells
+
+
+def parts_of(cells: List[CellInfo]) -> List[str]:
+    """Part labels with points, in notebook order."""
+    parts: List[str] = []
+    for c in cells:
+        if c.points > 0 and c.part not in parts:
+            parts.append(c.part)
+    return parts
+
+
+def read_scores(course: Course, students: Iterable[str]) -> Dict[str, Dict[str, Optional[float]]]:
+    """Score per grade_id per student from the gradebook; None = pending manual grading."""
+    from nbgrader.api import Gradebook, MissingEntry
+    db = "sqlite:///" + os.path.abspath(course.path("gradebook.db"))
+    scores: Dict[str, Dict[str, Optional[float]]] = {}
+    with Gradebook(db, course_id(course)) as gb:
+        for student in students:
+            try:
+                sub = gb.find_submission_notebook(course.notebook, course.assignment, student)
+            except MissingEntry:
+                continue
+            per_cell: Dict[str, Optional[float]] = {}
+            for grade in sub.grades:
+                if grade.manual_score is not None:
+                    per_cell[grade.name] = float(grade.manual_score) + float(grade.extra_credit or 0)
+                elif grade.auto_score is not None:
+                    per_cell[grade.name] = float(grade.auto_score) + float(grade.extra_credit or 0)
+                else:
+                    per_cell[grade.name] = None
+            scores[student] = per_cell
+    return scores
+
+
+@dataclass
+class Row:
+    """One line of grades.csv."""
+
+    student: str
+    parts: Dict[str, float]
+    pending: Dict[str, float]
+    total: float
+    pending_total: float
+    observations: str
+
+
+def build_rows(cells: List[CellInfo], scores: Dict[str, Dict[str, Optional[float]]],
+               results: Dict[str, StudentResult]) -> List[Row]:
+    """Per-student part totals; failed students get 0 and their reason."""
+    parts = parts_of(cells)
+    rows = []
+    for student in sorted(results):
+        res = results[student]
+        got = {p: 0.0 for p in parts}
+        pend = {p: 0.0 for p in parts}
+        per_cell = scores.get(student, {}) if res.failure is None else {}
+        for c in cells:
+            if c.part not in got:
+                continue
+            if c.grade_id in per_cell and per_cell[c.grade_id] is None:
+                pend[c.part] += c.points
+            else:
+                got[c.part] += per_cell.get(c.grade_id) or 0.0
+        rows.append(Row(student, got, pend, sum(got.values()), sum(pend.values()), res.observations()))
+    return rows
+
+
+def fmt(x: float) -> str:
+    """Compact number: 12, 7.5."""
+    return ("%.1f" % x).rstrip("0").rstrip(".")
+
+
+def write_csv(path: str, cells: List[CellInfo], rows: List[Row]) -> None:
+    """grades.csv: student_id, total, pendiente_manual, parte_*, observaciones."""
+    parts = parts_of(cells)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["student_id", "total", "pendiente_manual"]
+                        + ["parte_" + p for p in parts] + ["observaciones"])
+        for row in rows:
+            writer.writerow([row.student, fmt(row.total), fmt(row.pending_total)]
+                            + [fmt(row.parts[p]) for p in parts] + [row.observations])
+
+
+def format_table(cells: List[CellInfo], rows: List[Row]) -> str:
+    """Compact text table: student x part points, total, pending, observations."""
+    parts = parts_of(cells)
+    maxima = {p: sum(c.points for c in cells if c.part == p) for p in parts}
+    width = max([len("alumno")] + [len(r.student) for r in rows])
+    head = ["alumno".ljust(width)] + [p.rjust(5) for p in parts] + ["total".rjust(6), "pend.".rjust(5)]
+    maxl = ["(máx)".ljust(width)] + [fmt(maxima[p]).rjust(5) for p in parts] + [
+        fmt(sum(maxima.values())).rjust(6), "".rjust(5)]
+    lines = ["  ".join(head), "  ".join(maxl)]
+    for r in rows:
+        cols = [r.student.ljust(width)]
+        for p in parts:
+            cell = fmt(r.parts[p]) + ("*" if r.pending[p] else "")
+            cols.append(cell.rjust(5))
+        cols += [fmt(r.total).rjust(6), (fmt(r.pending_total) if r.pending_total else "-").rjust(5)]
+        lines.append("  ".join(cols))
+    lines.append("* = incluye puntos pendientes de corrección manual (formgrader); pend. = puntos por corregir a mano")
+    for r in rows:
+        if r.observations:
+            lines.append("{}: {}".format(r.student, r.observations))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the whole thing
+
+def grade(course: Course, student_timeout: float = DEFAULT_STUDENT_TIMEOUT,
+          autograde_args: Sequence[str] = (), quiet: bool = False) -> List[Row]:
+    """Collect, repair, autograde, feedback and grades.csv for every submitted student."""
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    say("== sincronizando el gradebook con source/ ==")
+    scratch = tempfile.mkdtemp(prefix="tarea2-release-")
+    try:
+        release_nb = sync_gradebook(course, scratch)
+        say("== recogiendo entregas de {} ==".format(os.path.relpath(course.archive_dir, course.root)))
+        collected = collect_archives(course)
+        students = course.students()
+        say("   {} alumno(s): {}".format(len(students), ", ".join(students)))
+        results: Dict[str, StudentResult] = {}
+        for student in students:
+            say("== {} ==".format(student))
+            pre = StudentResult(student, list(collected.get(student, [])))
+            if not repair_student(course, student, release_nb, pre):
+                say("   no se corrige: " + (pre.failure or ""))
+                results[student] = pre
+                continue
+            res = autograde_student(course, student, student_timeout, autograde_args)
+            res.notes = pre.notes + res.notes
+            results[student] = res
+            say("   " + (res.failure or "corregido"))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    say("== retroalimentación (feedback/) ==")
+    generate_feedback(course, [s for s, r in results.items() if r.failure is None])
+    cells = grade_cells(course.source_nb)
+    rows = build_rows(cells, read_scores(course, results), results)
+    write_csv(course.path("grades.csv"), cells, rows)
+    say("== notas (grades.csv) ==")
+    say(format_table(cells, rows))
+    return rows

@@ -1,0 +1,125 @@
+"""Shared fixtures: tiny throw-away nbgrader courses built in temporary folders.
+
+``fake_course`` is a 3-answer course (no torch) for pipeline tests; helpers
+build student notebooks from its release and LMS-style zips from them.
+"""
+import copy
+import json
+import os
+import zipfile
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from tarea2_grader import pipeline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+FAKE_CONFIG = '''c = get_config()  # noqa: F821
+c.CourseDirectory.course_id = "curso-de-prueba"
+c.CourseDirectory.root = "."
+c.CourseDirectory.assignment_id = "tarea2"
+c.ClearSolutions.code_stub = {"python": "# TU CÓDIGO AQUÍ\\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "TU RESPUESTA AQUÍ"
+c.Execute.timeout = 4
+c.OverwriteCells.add_missing_cells = True
+c.ZipCollectApp.collector_plugin = "tarea2_grader.collect.LmsCollectorPlugin"
+'''
+
+
+def nbg(grade_id, grade=False, solution=False, locked=False, points=0):
+    """nbgrader cell metadata (schema 3)."""
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked,
+            "schema_version": 3, "solution": solution}
+    if grade:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
+def fake_source_notebook():
+    """The master notebook of the fake course: two parts, three answers."""
+    cells = [
+        new_markdown_cell("# Tarea de prueba\n\n## Parte 1: cuadrados"),
+        new_code_cell("import math\nBASE = 3", metadata=nbg("dado", locked=True)),
+        new_code_cell("def cuadrado(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
+                      metadata=nbg("cuadrado", solution=True)),
+        new_code_cell("assert cuadrado(BASE) == 9\n### BEGIN HIDDEN TESTS\nassert cuadrado(-2) == 4\n"
+                      "### END HIDDEN TESTS", metadata=nbg("test_cuadrado", grade=True, locked=True, points=2)),
+        new_markdown_cell("Explica por qué.", metadata={}),
+        new_markdown_cell("### BEGIN SOLUTION\nPorque x·x es el cuadrado.\n### END SOLUTION",
+                          metadata=nbg("explica_md", grade=True, solution=True, points=1)),
+        new_markdown_cell("## Parte 2: sumas"),
+        new_code_cell("def suma(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
+                      metadata=nbg("suma", solution=True)),
+        new_code_cell("assert suma(1, 2) == 3\n### BEGIN HIDDEN TESTS\nassert suma(-1, 5) == 4\n"
+                      "### END HIDDEN TESTS", metadata=nbg("test_suma", grade=True, locked=True, points=3)),
+    ]
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    return nb
+
+
+def build_fake_course(root):
+    """Write a fake course at ``root`` and generate its release; return a pipeline.Course."""
+    os.makedirs(os.path.join(root, "source", "tarea2"), exist_ok=True)
+    with open(os.path.join(root, "nbgrader_config.py"), "w") as fh:
+        fh.write(FAKE_CONFIG)
+    nbformat.write(fake_source_notebook(), os.path.join(root, "source", "tarea2", "tarea2.ipynb"))
+    course = pipeline.Course(str(root))
+    pipeline.release(course)
+    return course
+
+
+def student_notebook(release_path, answers=None, drop_meta=(), delete=(), duplicate=()):
+    """A student's notebook: the release with answers filled in by grade_id.
+
+    drop_meta: grade_ids whose nbgrader metadata is lost; delete: grade_ids of
+    deleted cells; duplicate: grade_ids of cells copied right after themselves.
+    """
+    nb = nbformat.read(release_path, as_version=4)
+    answers = answers or {}
+    cells = []
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in delete:
+            continue
+        if gid in answers:
+            cell.source = answers[gid]
+        cells.append(cell)
+        if gid in duplicate:
+            twin = copy.deepcopy(cell)
+            twin["id"] = cell["id"] + "-copia"
+            cells.append(twin)
+        if gid in drop_meta:
+            del cell.metadata["nbgrader"]
+    nb.cells = cells
+    return nb
+
+
+def as_colab(nb):
+    """The JSON text Colab would save: nbformat 4.0, Colab metadata, metadata.id per cell."""
+    data = json.loads(nbformat.writes(nb))
+    data["nbformat_minor"] = 0
+    data["metadata"] = {"colab": {"provenance": []}, "accelerator": "GPU",
+                        "kernelspec": {"name": "python3", "display_name": "Python 3"}}
+    for n, cell in enumerate(data["cells"]):
+        cell.pop("id", None)
+        cell["metadata"]["id"] = "colab%04d" % n
+    return json.dumps(data)
+
+
+def write_zip(path, files):
+    """A zip with {name inside the zip: text or bytes}."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, content in files.items():
+            zf.writestr(name, content)
+
+
+@pytest.fixture(scope="session")
+def fake_course_factory(tmp_path_factory):
+    """Build a fresh fake course (with release/) in a new temporary folder."""
+    def make(name="curso"):
+        return build_fake_course(str(tmp_path_factory.mktemp(name)))
+    return make

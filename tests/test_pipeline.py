@@ -1,0 +1,209 @@
+"""The grading pipeline on a tiny fake course (no torch): real nbgrader apps, real zips.
+
+One ``pipeline.grade`` run grades every scenario at once (one kernel per
+student is the cost); the tests then read the gradebook and grades.csv.
+"""
+import csv
+import json
+import os
+
+import nbformat
+import psutil
+import pytest
+from nbgrader.api import Gradebook
+
+from conftest import as_colab, student_notebook, write_zip
+from tarea2_grader import collect, pipeline, repair
+
+GOOD = {"cuadrado": "def cuadrado(x):\n    return x ** 2",
+        "suma": "def suma(a, b):\n    return b + a",
+        "explica_md": "Porque multiplicar x por sí mismo es elevar al cuadrado."}
+ARCHIVE = os.path.join("downloaded", "tarea2", "archive")
+
+
+def nb_text(nb):
+    """A notebook as saved JSON."""
+    return nbformat.writes(nb)
+
+
+def build_submissions(course):
+    """The LMS zips of the scenario students; returns {student: expected autograded points}."""
+    rel = os.path.join(course.root, "release", "tarea2", "tarea2.ipynb")
+    moodle = {}
+    # 1001: perfect, Moodle folder layout.
+    moodle["Ana Pérez_1001_assignsubmission_file_/tarea2.ipynb"] = nb_text(student_notebook(rel, GOOD))
+    # 1002: Colab copy, renamed, nbgrader metadata lost on a test cell and on answers.
+    colab = student_notebook(rel, GOOD, drop_meta=("test_suma", "suma", "explica_md"))
+    moodle["Bruno Díaz_1002_assignsubmission_file_/Copia de tarea2.ipynb"] = as_colab(colab)
+    # 1003: duplicated test cell, wrong suma; Moodle flat layout.
+    dup = student_notebook(rel, dict(GOOD, suma="def suma(a, b):\n    return a - b"), duplicate=("test_cuadrado",))
+    moodle["Carla Soto_1003_assignsubmission_file_tarea2 (1).ipynb"] = nb_text(dup)
+    # 1004: infinite loop at top level of an answer cell.
+    loop = student_notebook(rel, dict(GOOD, suma="while True:\n    pass\ndef suma(a, b):\n    return a + b"))
+    moodle["Diego Mora_1004_assignsubmission_file_/tarea2.ipynb"] = nb_text(loop)
+    # 1005: os._exit in the second answer cell: the kernel dies.
+    dead = student_notebook(rel, dict(GOOD, suma="import os\nos._exit(1)"))
+    moodle["Eva Ruiz_1005_assignsubmission_file_/tarea2.ipynb"] = nb_text(dead)
+    # 1006: not a notebook at all.
+    moodle["Fabián Gil_1006_assignsubmission_file_/tarea2.ipynb"] = "esto no es JSON {"
+    write_zip(os.path.join(course.root, ARCHIVE, "moodle.zip"), moodle)
+    # Plain layout in a second zip. 2001: deleted test cell + an extra notebook.
+    plain = {
+        "2001/Copy of tarea2.ipynb": nb_text(student_notebook(rel, GOOD, delete=("test_cuadrado",))),
+        "2001/borrador.ipynb": nb_text(student_notebook(rel, {})),
+        "2002/tarea2.ipynb": nb_text(student_notebook(rel, {})),
+    }
+    write_zip(os.path.join(course.root, ARCHIVE, "plain.zip"), plain)
+    return {"1001": 5, "1002": 5, "1003": 2, "1004": 2, "1005": 2, "1006": 0, "2001": 5, "2002": 0}
+
+
+@pytest.fixture(scope="module")
+def graded(fake_course_factory):
+    """A fake course whose scenario zips went through ``pipeline.grade`` once."""
+    course = fake_course_factory("pipeline")
+    expected = build_submissions(course)
+    rows = pipeline.grade(course, student_timeout=120, quiet=True)
+    return course, expected, {r.student: r for r in rows}
+
+
+def auto_points(course, student):
+    """Autograded points of a student, from the gradebook (None cells skipped)."""
+    with Gradebook("sqlite:///" + os.path.join(course.root, "gradebook.db"), "curso-de-prueba") as gb:
+        nb = gb.find_submission_notebook("tarea2", "tarea2", student)
+        return {g.name: g.auto_score for g in nb.grades}
+
+
+def test_every_student_has_a_row(graded):
+    course, expected, rows = graded
+    assert sorted(rows) == sorted(expected)
+
+
+@pytest.mark.parametrize("student", ["1001", "1002", "1003", "1004", "1005", "2001", "2002"])
+def test_autograded_points(graded, student):
+    course, expected, rows = graded
+    points = auto_points(course, student)
+    total = sum(v for k, v in points.items() if k.startswith("test_") and v)
+    assert total == expected[student], points
+    assert rows[student].total == expected[student]
+
+
+def test_moodle_and_plain_layouts_and_renamed_files(graded):
+    course, _, rows = graded
+    for student in ("1001", "1002", "1003", "2001", "2002"):
+        assert os.listdir(course.submitted_dir(student)) == ["tarea2.ipynb"]
+    assert "Copia de tarea2.ipynb" in rows["1002"].observations
+    assert "borrador.ipynb" in rows["2001"].observations
+
+
+def test_lost_metadata_is_restored(graded):
+    course, _, rows = graded
+    assert "metadatos de nbgrader recuperados" in rows["1002"].observations
+    assert "test_suma" in rows["1002"].observations
+    nb = nbformat.read(course.submitted_nb("1002"), as_version=4)
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+    assert {"test_suma", "suma", "explica_md", "test_cuadrado"} <= set(ids)
+    assert nb.nbformat_minor == 5 and "colab" not in nb.metadata
+
+
+def test_written_answer_is_pending_not_zero(graded):
+    course, _, rows = graded
+    assert auto_points(course, "1002")["explica_md"] is None
+    assert rows["1001"].pending_total == 1
+    assert rows["2002"].pending_total == 0  # untouched stub: no answer, 0 points
+
+
+def test_duplicated_test_cell_counts_once(graded):
+    course, _, rows = graded
+    assert "duplicadas" in rows["1003"].observations
+    assert "test_cuadrado" in rows["1003"].observations
+
+
+def test_deleted_test_cell_is_put_back(graded):
+    course, _, rows = graded
+    assert "test_cuadrado" in rows["2001"].observations
+    assert auto_points(course, "2001")["test_cuadrado"] == 2
+
+
+def test_infinite_loop_costs_one_cell(graded):
+    course, _, rows = graded
+    assert "tiempo" in rows["1004"].observations
+    assert auto_points(course, "1004")["test_cuadrado"] == 2
+
+
+def test_dead_kernel_disables_the_cell_and_grades_the_rest(graded):
+    course, _, rows = graded
+    assert "kernel" in rows["1005"].observations
+    assert auto_points(course, "1005")["test_cuadrado"] == 2
+    assert auto_points(course, "1005")["test_suma"] == 0
+
+
+def test_non_json_file_gets_a_reason(graded):
+    _, _, rows = graded
+    assert "no es un notebook válido" in rows["1006"].observations
+    assert rows["1006"].total == 0
+
+
+def test_grades_csv(graded):
+    course, expected, _ = graded
+    with open(os.path.join(course.root, "grades.csv"), encoding="utf-8") as fh:
+        table = list(csv.DictReader(fh))
+    assert list(table[0]) == ["student_id", "total", "pendiente_manual", "parte_1", "parte_2", "observaciones"]
+    by_id = {r["student_id"]: r for r in table}
+    assert set(by_id) == set(expected)
+    assert by_id["1001"]["parte_1"] == "2" and by_id["1001"]["parte_2"] == "3"
+    assert by_id["1001"]["pendiente_manual"] == "1"
+    assert by_id["1003"]["parte_2"] == "0"
+
+
+def test_feedback_was_generated(graded):
+    course, _, _ = graded
+    assert os.path.exists(os.path.join(course.root, "feedback", "1001", "tarea2", "tarea2.html"))
+
+
+def test_student_wall_clock_limit_kills_the_kernel(graded):
+    """A run past the per-student limit is killed with its kernel and gets a reason."""
+    course, _, _ = graded
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    res = pipeline.autograde_student(course, "1004", timeout=3)
+    assert res.failure == pipeline.REASON_TIMEOUT.format(3)
+    leftover = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    assert not leftover
+
+
+# ---------------------------------------------------------------- unit checks, no kernel
+
+def test_collector_patterns(tmp_path):
+    root = tmp_path / "extracted"
+    files = {
+        "zip/Ana Pérez_1001_assignsubmission_file_/Copia de tarea2.ipynb": "{}",
+        "zip/Ana Pérez_1001_assignsubmission_file_/otro.ipynb": '{"cells": []}',
+        "zip/Luis_77_assignsubmission_file_tarea2.ipynb": '{"cells": []}',
+        "zip/abc123/tarea2.ipynb": '{"cells": []}',
+        "zip/__MACOSX/abc123/._tarea2.ipynb": "x",
+        "zip/José/tarea2.ipynb": '{"cells": []}',
+        "zip/notas.txt": "x",
+    }
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    plan = collect.plan_collection(str(root), collect.DEFAULT_PATTERNS, "tarea2.ipynb")
+    assert sorted(plan.students) == ["1001", "77", "abc123"]
+    # the valid JSON notebook wins over a better name that is not a notebook
+    assert os.path.basename(plan.students["1001"].chosen) == "otro.ipynb"
+    assert plan.bad_ids == ["zip/José/tarea2.ipynb"]
+
+
+def test_repair_is_idempotent(fake_course_factory, tmp_path):
+    course = fake_course_factory("repair")
+    rel = os.path.join(course.root, "release", "tarea2", "tarea2.ipynb")
+    path = str(tmp_path / "nb.ipynb")
+    with open(path, "w") as fh:
+        fh.write(as_colab(student_notebook(rel, GOOD, drop_meta=("test_suma", "cuadrado"), duplicate=("suma",))))
+    first = repair.repair_notebook(path, rel, course.source_nb)
+    assert "test_suma" in first.restored and "cuadrado" in first.restored
+    assert first.duplicates == ["suma"]
+    again = repair.repair_notebook(path, rel, course.source_nb)
+    assert again.messages() == []
+    with open(path) as fh:
+        assert json.load(fh)["nbformat_minor"] == 5
