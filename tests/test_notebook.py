@@ -1,0 +1,81 @@
+"""The master notebook: runs top to bottom as an instructor runs it, and stays consistent with the grader."""
+import pathlib
+import re
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tarea2_grader import hidden
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "source" / "tarea2" / "tarea2.ipynb"
+
+
+def nbgrader_cells(nb):
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """The source notebook executed once in a fresh kernel, from its own folder (no NBGRADER_EXECUTION)."""
+    nb = nbformat.read(SOURCE, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(SOURCE.parent)}}).execute()
+    return nb
+
+
+def stream_text(cell):
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def test_source_runs_top_to_bottom_without_errors(executed):
+    errors = [c.metadata.get("nbgrader", {}).get("grade_id", i) for i, c in enumerate(executed.cells)
+              if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
+    assert errors == []
+
+
+def test_every_visible_and_hidden_check_passes_on_the_solution(executed):
+    cells = nbgrader_cells(executed)
+    tests = [gid for gid, c in cells.items() if c.metadata["nbgrader"].get("grade") and c.cell_type == "code"
+             and not c.metadata["nbgrader"].get("solution")]
+    assert len(tests) == 13
+    for gid in tests:
+        out = stream_text(cells[gid])
+        assert "REVISAR" not in out, gid
+        assert re.search(r"Tests ocultos de \w+: ok", out), gid
+
+
+def test_reference_reaches_97_percent_on_the_offline_digits(executed):
+    out = stream_text(nbgrader_cells(executed)["mnist"])
+    match = re.search(r"acierto en prueba ([\d.]+)%", out)
+    assert match and float(match.group(1)) >= 97.0, out[-300:]
+
+
+def test_reference_training_shows_per_epoch_summary(executed):
+    out = stream_text(nbgrader_cells(executed)["mnist"])
+    assert re.search(r"época 30/30: pérdida media [\d.]+, acierto [\d.]+%", out)
+
+
+def test_selfcheck_cell_is_the_module_verbatim():
+    nb = nbformat.read(SOURCE, as_version=4)
+    module = (ROOT / "tarea2_grader" / "selfcheck.py").read_text()
+    assert nbgrader_cells(nb)["herramientas"].source.strip() == module.strip()
+
+
+def test_every_hidden_test_cell_calls_an_existing_hidden_test():
+    nb = nbformat.read(SOURCE, as_version=4)
+    for gid, cell in nbgrader_cells(nb).items():
+        if "BEGIN HIDDEN TESTS" in cell.source:
+            called = re.findall(r"hidden\.(\w+)\(globals\(\)\)", cell.source)
+            assert called == [gid], gid
+            assert callable(getattr(hidden, gid))
+
+
+def test_points_total_100_with_a_real_hand_graded_share():
+    nb = nbformat.read(SOURCE, as_version=4)
+    meta = [c.metadata["nbgrader"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    total = sum(m["points"] for m in meta)
+    manual = sum(m["points"] for m in meta if m.get("solution"))
+    assert total == 100
+    assert 20 <= manual <= 35
