@@ -32,3 +32,8 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+
+# LMS bulk downloads: Moodle-style folders (or plain <student_id>/ folders) and any
+# notebook name ("Copia de tarea2.ipynb"); see tarea2_grader/collect.py to adapt
+# the pattern, e.g. c.LmsCollectorPlugin.named_regexp = r"...(?P<student_id>...)...".
+c.ZipCollectApp.collector_plugin = "tarea2_grader.collect.LmsCollectorPlugin"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import os
 import re
 import shutil
@@ -575,11 +576,40 @@ def grade(course: Course, student_timeout: float = DEFAULT_STUDENT_TIMEOUT,
             say("   " + (res.failure or "corregido"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    save_state(course, results)
     say("== retroalimentación (feedback/) ==")
     generate_feedback(course, [s for s, r in results.items() if r.failure is None])
+    return write_grades(course, results, say)
+
+
+def write_grades(course: Course, results: Dict[str, StudentResult], say=print) -> List[Row]:
+    """grades.csv and the printed table from the gradebook and the pipeline's results."""
     cells = grade_cells(course.source_nb)
     rows = build_rows(cells, read_scores(course, results), results)
     write_csv(course.path("grades.csv"), cells, rows)
     say("== notas (grades.csv) ==")
     say(format_table(cells, rows))
     return rows
+
+
+def state_path(course: Course) -> str:
+    """Where the last grading run's per-student failures and notes are kept."""
+    return os.path.join(course.logs_dir, "estado.json")
+
+
+def save_state(course: Course, results: Dict[str, StudentResult]) -> None:
+    """Remember failures and notes so that ``report`` can rebuild grades.csv later."""
+    os.makedirs(course.logs_dir, exist_ok=True)
+    data = {s: {"failure": r.failure, "notes": r.notes} for s, r in results.items()}
+    with open(state_path(course), "w", encoding="utf-8") as fh:
+        json.dump(data, fh, ensure_ascii=False, indent=1)
+
+
+def report(course: Course) -> List[Row]:
+    """Rewrite grades.csv from the gradebook (e.g. after manual grading in formgrader)."""
+    results = {s: StudentResult(s) for s in course.students()}
+    if os.path.exists(state_path(course)):
+        with open(state_path(course), encoding="utf-8") as fh:
+            for sid, data in json.load(fh).items():
+                results[sid] = StudentResult(sid, data.get("notes", []), data.get("failure"))
+    return write_grades(course, results)

@@ -1,0 +1,132 @@
+"""Command line: ``python -m tarea2_grader {release,grade,notas,demo}``.
+
+* ``release``: ``nbgrader generate_assignment`` of source/tarea2 into release/tarea2.
+* ``grade``: collect the zips in downloaded/tarea2/archive/, repair and autograde every
+  student (each in its own subprocess), generate feedback and write grades.csv.
+* ``notas``: rewrite grades.csv and the table from the gradebook (after grading the
+  written answers in formgrader), without running anything again.
+* ``demo``: the whole ``grade`` pipeline on the example submissions in examples/, in a
+  scratch course folder (demo_course/).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+import zipfile
+
+from . import pipeline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_CELL_TIMEOUT = 60  # seconds; every legitimate cell of the reference takes far less
+
+
+def cmd_release(args) -> int:
+    """Regenerate release/ from source/."""
+    path = pipeline.release(pipeline.Course(os.path.abspath(args.course)))
+    print("generado: " + os.path.relpath(path))
+    return 0
+
+
+def autograde_args(cell_timeout) -> list:
+    """Extra nbgrader options for autograde."""
+    return ["--Execute.timeout={}".format(int(cell_timeout))] if cell_timeout else []
+
+
+def cmd_grade(args) -> int:
+    """Grade every submission of the course."""
+    course = pipeline.Course(os.path.abspath(args.course))
+    if not os.path.exists(course.source_nb):
+        print("no existe " + course.source_nb, file=sys.stderr)
+        return 2
+    pipeline.grade(course, student_timeout=args.timeout_alumno,
+                   autograde_args=autograde_args(args.timeout_celda))
+    return 0
+
+
+def cmd_notas(args) -> int:
+    """Rebuild grades.csv from the gradebook."""
+    pipeline.report(pipeline.Course(os.path.abspath(args.course)))
+    return 0
+
+
+def zip_examples(examples_dir: str, zip_path: str) -> int:
+    """Zip every file under examples_dir (paths relative to it), like an LMS bulk download."""
+    os.makedirs(os.path.dirname(zip_path), exist_ok=True)
+    count = 0
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for root, _dirs, files in sorted(os.walk(examples_dir)):
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                zf.write(path, os.path.relpath(path, examples_dir))
+                count += 1
+    return count
+
+
+def prepare_demo_course(demo_dir: str, examples_dir: str) -> pipeline.Course:
+    """A fresh scratch course: source/, release/, nbgrader_config.py and the examples' zip."""
+    if os.path.isdir(demo_dir):
+        shutil.rmtree(demo_dir)
+    os.makedirs(demo_dir)
+    for name in ("source", "release"):
+        shutil.copytree(os.path.join(REPO, name), os.path.join(demo_dir, name))
+    shutil.copy(os.path.join(REPO, "nbgrader_config.py"), demo_dir)
+    if not os.path.isdir(examples_dir):
+        from . import examples
+        examples.generate(examples_dir)
+    course = pipeline.Course(demo_dir)
+    zip_examples(examples_dir, os.path.join(course.archive_dir, "entregas_moodle.zip"))
+    return course
+
+
+def cmd_demo(args) -> int:
+    """Run the grading pipeline on the shipped examples."""
+    start = time.time()
+    demo_dir = os.path.abspath(args.dir)
+    course = prepare_demo_course(demo_dir, os.path.join(REPO, "examples"))
+    print("curso de demostración: " + os.path.relpath(demo_dir))
+    pipeline.grade(course, student_timeout=args.timeout_alumno,
+                   autograde_args=autograde_args(args.timeout_celda))
+    print("\ngrades.csv: {}   retroalimentación: {}   ({:.0f} s)".format(
+        os.path.relpath(course.path("grades.csv")), os.path.relpath(course.path("feedback")),
+        time.time() - start))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser."""
+    p = argparse.ArgumentParser(prog="python -m tarea2_grader", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    rel = sub.add_parser("release", help="regenerar release/ desde source/")
+    rel.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
+    rel.set_defaults(func=cmd_release)
+    for name, func, help_text in (("grade", cmd_grade, "corregir las entregas de downloaded/tarea2/archive/"),
+                                  ("demo", cmd_demo, "corregir las entregas de ejemplo de examples/")):
+        g = sub.add_parser(name, help=help_text)
+        if name == "grade":
+            g.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
+        else:
+            g.add_argument("--dir", default=os.path.join(REPO, "demo_course"), help="carpeta del curso de prueba")
+        g.add_argument("--timeout-alumno", type=float, default=pipeline.DEFAULT_STUDENT_TIMEOUT,
+                       help="segundos máximos por alumno (todas sus celdas)")
+        g.add_argument("--timeout-celda", type=float,
+                       default=DEMO_CELL_TIMEOUT if name == "demo" else None,
+                       help="segundos máximos por celda (por defecto: Execute.timeout de nbgrader_config.py)")
+        g.set_defaults(func=func)
+    notas = sub.add_parser("notas", help="reescribir grades.csv desde el gradebook (tras corregir a mano)")
+    notas.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
+    notas.set_defaults(func=cmd_notas)
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point."""
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
