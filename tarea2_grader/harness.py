@@ -416,13 +416,19 @@ def run_notebook(
     replacements: Mapping[str, str] | None = None,
     timeout: float | None = None,
     config_path=CONFIG_PATH,
+    until_last_test: bool = False,
+    threads: int | None = 1,
 ) -> HarnessResult:
     """Execute every code cell of ``nb_path`` in a fresh IPython shell and score its test cells.
 
     ``replacements`` maps grade_ids to new cell sources (any cell carrying that grade_id, answer
     or test); an unknown grade_id raises KeyError. ``timeout`` is the per-cell limit in seconds
     (default ``None``: ``Execute.timeout`` of the nbgrader config, else 30; ``0`` or less: no
-    limit).
+    limit). ``until_last_test`` stops after the last autograded test cell: what runs later cannot
+    change any test cell's points, and the notebook's optional training cells are slow.
+    ``threads`` sets torch's intra-op threads while the notebook runs (restored afterwards; ``None``
+    keeps the current setting): the tensors are tiny, and on a busy machine one thread is several
+    times faster than OpenMP spinning on two.
     """
     nb_path = Path(nb_path).resolve()
     nb = _read(nb_path)
@@ -441,14 +447,22 @@ def run_notebook(
     if unknown:
         raise KeyError(f"grade_ids not in {nb_path.name}: {unknown}")
 
+    last = len(nb.cells)
+    if until_last_test:
+        last = max((i + 1 for i, c in enumerate(nb.cells) if _is_test_cell(c)), default=0)
+
     records: list[CellRecord] = []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tarea2_ipython_") as ipdir, _saved_process_state(
         nb_path.parent
     ):
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         shell = _make_shell(ipdir)
         try:
-            for index, cell in enumerate(nb.cells):
+            for index, cell in enumerate(nb.cells[:last]):
                 if cell.cell_type != "code":
                     continue
                 meta = _nbgrader_meta(cell)
@@ -478,5 +492,10 @@ def run_notebook(
 
 
 def grade_in_process(nb_path, replacements: dict[str, str] | None = None, **kwargs) -> dict[str, float]:
-    """Points per autograded test cell (grade_id -> points) of ``nb_path`` with ``replacements``."""
+    """Points per autograded test cell (grade_id -> points) of ``nb_path`` with ``replacements``.
+
+    Cells after the last test cell are not run (they cannot change any points); pass
+    ``until_last_test=False`` to run them anyway. Other keywords go to :func:`run_notebook`.
+    """
+    kwargs.setdefault("until_last_test", True)
     return run_notebook(nb_path, replacements, **kwargs).points

@@ -15,40 +15,38 @@ DERIVADAS = r'''
 import torch
 
 
-def _como(T, valor):
-    """A float or 0-dim tensor parameter as a float32 tensor next to T."""
+def _f32(T, valor):
+    """A float or 0-dim tensor parameter as a detached float32 tensor next to T."""
     return torch.as_tensor(valor).detach().to(device=T.device, dtype=torch.float32)
 
 
 def sig(T, gradient=False):
-    z = T.to(torch.float32)
-    s = torch.reciprocal(1.0 + torch.exp(-z))
     if gradient:
+        s = torch.reciprocal(1.0 + torch.exp(-T.detach().to(torch.float32)))
         return (s - s.square()).to(T.dtype)
-    return s.to(T.dtype)
+    return torch.reciprocal(1 + torch.exp(-T))
 
 
 def tanh(T, gradient=False):
-    z = T.to(torch.float32)
-    e2 = torch.exp(-2.0 * z.abs())
-    t = torch.sign(z) * (1.0 - e2) / (1.0 + e2)
     if gradient:
+        z = T.detach().to(torch.float32)
+        e2 = torch.exp(-2.0 * z.abs())
+        t = torch.sign(z) * (1.0 - e2) / (1.0 + e2)
         return (1.0 - t.square()).to(T.dtype)
-    return t.to(T.dtype)
+    return 2 * sig(2 * T) - 1
 
 
 def relu(T, gradient=False):
     if gradient:
         return torch.where(T > 0, torch.ones_like(T), torch.zeros_like(T))
-    return torch.where(T > 0, T, torch.zeros_like(T))
+    return torch.clamp(T, min=0)
 
 
 def swish(T, beta=1.0, gradient=False):
-    z = T.to(torch.float32)
-    b = _como(T, beta)
-    s = torch.reciprocal(1.0 + torch.exp(-b * z))
     if not gradient:
-        return (z * s).to(T.dtype)
+        return T * sig(beta * T)
+    z, b = T.detach().to(torch.float32), _f32(T, beta)
+    s = torch.reciprocal(1.0 + torch.exp(-b * z))
     ds = s * (1.0 - s)                 # sigmoid'(b z)
     d_dT = s + b * z * ds              # product rule, chain through b z
     d_dbeta = z.square() * ds          # d/db of z * sigmoid(b z)
@@ -56,12 +54,11 @@ def swish(T, beta=1.0, gradient=False):
 
 
 def celu(T, alpha=1.0, gradient=False):
-    z = T.to(torch.float32)
-    a = _como(T, alpha)
+    if not gradient:
+        return torch.clamp(T, min=0) + torch.clamp(alpha * (torch.exp(T / alpha) - 1), max=0)
+    z, a = T.detach().to(torch.float32), _f32(T, alpha)
     negativo = z <= 0
     e = torch.exp(torch.where(negativo, z, torch.zeros_like(z)) / a)
-    if not gradient:
-        return torch.where(negativo, a * (e - 1.0), z).to(T.dtype)
     d_dT = torch.where(negativo, e, torch.ones_like(z))
     d_dalpha = torch.where(negativo, (e - 1.0) - (z / a) * e, torch.zeros_like(z))
     return d_dT.to(T.dtype), d_dalpha.to(T.dtype)
@@ -106,68 +103,68 @@ def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
 
 FFNN_CELL = r'''
 class FFNN(torch.nn.Module):
+    """Same public behaviour as Tarea 1's network; backward reuses what forward cached."""
+
     def __init__(self, F, l_h, l_a, C, l_a_params=None):
         super().__init__()
-        self.tamanos = [F] + list(l_h) + [C]
-        self.n_capas = len(l_h)
-        self.activaciones = list(l_a)
-        extras = list(l_a_params) if l_a_params is not None else [None] * self.n_capas
-        self.con_parametro = []
-        for k in range(self.n_capas):
-            ent, sal = self.tamanos[k], self.tamanos[k + 1]
-            setattr(self, f"W_{k}", torch.nn.Parameter(torch.randn(ent, sal) / ent ** 0.5))
-            setattr(self, f"b_{k}", torch.nn.Parameter(torch.zeros(sal)))
-            tiene = self.activaciones[k] in (swish, celu) or getattr(self.activaciones[k], "__name__", "") in ("swish", "celu")
-            self.con_parametro.append(tiene)
-            if tiene:
-                inicial = 1.0 if extras[k] is None else float(extras[k])
-                setattr(self, f"p_{k}", torch.nn.Parameter(torch.tensor(inicial)))
-        self.U = torch.nn.Parameter(torch.randn(self.tamanos[-2], C) / self.tamanos[-2] ** 0.5)
+        anchos = [F, *l_h]
+        self.fs = list(l_a)
+        self.Ws = torch.nn.ParameterList()
+        self.bs = torch.nn.ParameterList()
+        for ent, sal in zip(anchos[:-1], anchos[1:]):
+            self.Ws.append(torch.nn.Parameter(torch.randn(ent, sal) * (2.0 / ent) ** 0.5))
+            self.bs.append(torch.nn.Parameter(torch.zeros(sal)))
+        self.U = torch.nn.Parameter(torch.randn(anchos[-1], C) / anchos[-1] ** 0.5)
         self.c = torch.nn.Parameter(torch.zeros(C))
-        self._cache = None
+        iniciales = [None] * len(self.fs) if l_a_params is None else list(l_a_params)
+        self.nombres_param = []
+        for k, f in enumerate(self.fs):
+            if getattr(f, "__name__", "") in ("swish", "celu"):
+                nombre = f"param_capa_{k}"
+                valor = 1.0 if iniciales[k] is None else float(iniciales[k])
+                self.register_parameter(nombre, torch.nn.Parameter(torch.tensor(valor)))
+                self.nombres_param.append(nombre)
+            else:
+                self.nombres_param.append(None)
+        self._guardado = None
 
-    def _capa(self, k):
-        W, b = getattr(self, f"W_{k}"), getattr(self, f"b_{k}")
-        p = getattr(self, f"p_{k}") if self.con_parametro[k] else None
-        return W, b, p
+    def _param(self, k):
+        return None if self.nombres_param[k] is None else getattr(self, self.nombres_param[k])
 
     def load_weights(self, Ws, U, bs, c):
-        for k in range(self.n_capas):
-            setattr(self, f"W_{k}", torch.nn.Parameter(Ws[k].detach().clone()))
-            setattr(self, f"b_{k}", torch.nn.Parameter(bs[k].detach().clone()))
-            if self.con_parametro[k]:
-                p = getattr(self, f"p_{k}")
-                setattr(self, f"p_{k}", torch.nn.Parameter(p.detach().to(Ws[k].dtype).clone()))
-        self.U = torch.nn.Parameter(U.detach().clone())
-        self.c = torch.nn.Parameter(c.detach().clone())
+        self.Ws = torch.nn.ParameterList([torch.nn.Parameter(W) for W in Ws])
+        self.bs = torch.nn.ParameterList([torch.nn.Parameter(b) for b in bs])
+        self.U = torch.nn.Parameter(U)
+        self.c = torch.nn.Parameter(c)
+        for k in range(len(self.fs)):
+            p = self._param(k)
+            if p is not None:
+                p.data = p.data.to(U.dtype)
 
     def resumen(self):
-        total = 0
         for nombre, p in self.named_parameters():
-            total += p.numel()
-            print(f"{nombre:>6}: {tuple(p.shape)}")
-        print(f"Total de parámetros: {total}")
+            print(f"{nombre:>14}: {tuple(p.shape)}")
+        print(f"{sum(p.numel() for p in self.parameters())} parámetros en total")
 
     def _propagar(self, x):
         hs, us = [x], []
-        for k in range(self.n_capas):
-            W, b, p = self._capa(k)
-            u = torch.einsum("bi,ij->bj", hs[-1], W) + b
-            f = self.activaciones[k]
-            hs.append(f(u) if p is None else f(u, p))
+        for k, f in enumerate(self.fs):
+            u = torch.einsum("bi,ij->bj", hs[-1], self.Ws[k]) + self.bs[k]
+            p = self._param(k)
             us.append(u)
-        logits = torch.einsum("bi,ij->bj", hs[-1], self.U) + self.c
-        return hs, us, torch.softmax(logits, dim=1)
+            hs.append(f(u) if p is None else f(u, p))
+        return hs, us, torch.softmax(torch.einsum("bi,ij->bj", hs[-1], self.U) + self.c, dim=1)
 
     def forward(self, x):
         hs, us, y_pred = self._propagar(x)
-        self._cache = (x.detach().clone(), [h.detach() for h in hs], [u.detach() for u in us])
+        self._guardado = (x.detach().clone(), [h.detach() for h in hs], [u.detach() for u in us])
         return y_pred
 
     def backward(self, x, y, y_pred):
         with torch.no_grad():
-            if self._cache is not None and self._cache[0].shape == x.shape and torch.equal(self._cache[0], x.detach()):
-                _, hs, us = self._cache
+            g = self._guardado
+            if g is not None and g[0].shape == x.shape and torch.equal(g[0], x.detach()):
+                hs, us = g[1], g[2]
             else:
                 hs, us, _ = self._propagar(x.detach())
             d = torch.float64
@@ -175,9 +172,8 @@ class FFNN(torch.nn.Module):
             self.U.grad = torch.einsum("bi,bj->ij", hs[-1].to(d), delta).to(self.U.dtype)
             self.c.grad = delta.sum(dim=0).to(self.c.dtype)
             dh = torch.einsum("bj,ij->bi", delta, self.U.detach().to(d))
-            for k in range(self.n_capas - 1, -1, -1):
-                W, b, p = self._capa(k)
-                f = self.activaciones[k]
+            for k in range(len(self.fs) - 1, -1, -1):
+                f, p = self.fs[k], self._param(k)
                 if p is None:
                     fp = f(us[k], gradient=True).to(d)
                 else:
@@ -185,9 +181,9 @@ class FFNN(torch.nn.Module):
                     fp = d_du.to(d)
                     p.grad = torch.sum(dh * d_dp.to(d)).to(p.dtype)
                 delta = dh * fp
-                W.grad = torch.einsum("bi,bj->ij", hs[k].to(d), delta).to(W.dtype)
-                b.grad = delta.sum(dim=0).to(b.dtype)
-                dh = torch.einsum("bj,ij->bi", delta, W.detach().to(d))
+                self.Ws[k].grad = torch.einsum("bi,bj->ij", hs[k].to(d), delta).to(self.Ws[k].dtype)
+                self.bs[k].grad = delta.sum(dim=0).to(self.bs[k].dtype)
+                dh = torch.einsum("bj,ij->bi", delta, self.Ws[k].detach().to(d))
 '''
 
 CHEQUEO = r'''
@@ -244,7 +240,7 @@ import math
 import time
 
 
-def entrenar_FFNN(red, dataset, optimizador, epochs=1, batch_size=1, device='cpu', mostrar=True):
+def entrenar_FFNN(red, dataset, optimizador, epochs=1, batch_size=1, device='cpu', verbose=True):
     red.to(device)
     N = len(dataset)
     por_epoca = math.ceil(N / batch_size)
@@ -262,10 +258,10 @@ def entrenar_FFNN(red, dataset, optimizador, epochs=1, batch_size=1, device='cpu
             red.backward(x, y, y_pred)
             optimizador.step()
             historia.append(perdida.item())
-            if mostrar and ((it + 1) % max(1, por_epoca // 4) == 0 or it + 1 == por_epoca):
+            if verbose and ((it + 1) % max(1, por_epoca // 4) == 0 or it + 1 == por_epoca):
                 print(f"\rÉpoca {epoca + 1}/{epochs}  iteración {it + 1}/{por_epoca}  "
                       f"pérdida {historia[-1]:.4f}  ({time.time() - inicio:.1f} s)", end="")
-        if mostrar:
+        if verbose:
             print()
     return historia
 '''
@@ -352,7 +348,7 @@ VARIANTS = [
         "name": "entrenar_dataloader",
         "description": "Entrena con DataLoader y muestra el progreso con print.",
         "cells": {"entrenar": (
-            "def entrenar_FFNN(red, dataset, optimizador, epochs=1, batch_size=1, device='cpu'):\n"
+            "def entrenar_FFNN(red, dataset, optimizador, epochs=1, batch_size=1, device='cpu', verbose=True):\n"
             "    red = red.to(device)\n"
             "    cargador = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)\n"
             "    perdidas = []\n"
@@ -363,7 +359,8 @@ VARIANTS = [
             "            red.backward(x, y, y_pred)\n"
             "            optimizador.step()\n"
             "            perdidas.append(CELoss(y_pred, y).item())\n"
-            "        print(f'época {e + 1}: pérdida {perdidas[-1]:.4f}')\n"
+            "        if verbose:\n"
+            "            print(f'época {e + 1}: pérdida {perdidas[-1]:.4f}')\n"
             "    return perdidas\n")},
     },
 ]
