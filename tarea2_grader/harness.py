@@ -18,7 +18,7 @@ run their statement once), cell magics run their body once (``%%time``, ``%%capt
 or are skipped, ``!cmd`` does nothing.
 
 Public API: :func:`grade_in_process`, :func:`run_notebook`, :func:`reference_sources`,
-:func:`stub_sources`, :func:`answer_cell_ids`, :func:`test_cell_points`.
+:func:`stub_sources`, :func:`answer_cell_ids`, :func:`autograded_points`.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ __all__ = [
     "reference_sources",
     "run_notebook",
     "stub_sources",
-    "test_cell_points",
+    "autograded_points",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +125,7 @@ def _is_test_cell(cell) -> bool:
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
-def test_cell_points(nb_path) -> dict[str, float]:
+def autograded_points(nb_path) -> dict[str, float]:
     """grade_id -> max points of every autograded test cell, in notebook order."""
     return {
         _nbgrader_meta(c)["grade_id"]: float(_nbgrader_meta(c).get("points", 0))
