@@ -12,7 +12,7 @@ release notebook (what students receive) plus answer sources:
   (nbformat 4.0, Colab metadata, per-cell ids, lost nbgrader metadata, a duplicated test cell);
 * 1005 misbehaving: an infinite loop in the optional MNIST cell, warnings on stderr and an
   attempt to cheat by patching ``torch.allclose`` and ``math.isclose``;
-* 1006 kernel killer: calls ``os._exit`` in one answer cell;
+* 1006 kernel killer: calls ``os._exit`` in the CELoss cell;
 * 1007 corrupt: a file that is not a notebook.
 """
 from __future__ import annotations
@@ -35,6 +35,8 @@ SUBMISSIONS = os.path.join(REPO, "tests", "submissions")
 
 MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 WRONG_PICKS = ("relu_grad_from_output", "celoss_sum", "capa_fprime_at_output", "sgd_rebinds_parameter")
+ALT_PICKS = ("derivadas_codigo", "celoss", "dL_duLm1", "ultima_capa", "capas_escondidas", "sgd",
+             "random_dataset")
 COLAB_LOST_META = ("test_celoss", "celoss", "ultima_capa_md")
 COLAB_DUPLICATE = "test_dataset"
 
@@ -93,11 +95,14 @@ def wrong_answers(reference: Dict[str, str]) -> Dict[str, str]:
 
 
 def alternative_answers(reference: Dict[str, str]) -> Dict[str, str]:
-    """An alternative correct solution (tests/submissions/alt_correct.py) or the reference."""
+    """Parts 1, 2 and 4a-b from the alternative correct solution (tests/submissions/alt_correct.py).
+
+    The network and training cells stay the reference's, to keep ``make demo`` short.
+    """
     alt = load_module(os.path.join(SUBMISSIONS, "alt_correct.py"))
     answers = dict(reference)
     if alt is not None and hasattr(alt, "CELLS"):
-        answers.update(alt.CELLS)
+        answers.update({gid: src for gid, src in alt.CELLS.items() if gid in ALT_PICKS})
     return answers
 
 
@@ -118,9 +123,9 @@ def misbehaving_answers(reference: Dict[str, str]) -> Dict[str, str]:
 
 
 def killer_answers(reference: Dict[str, str]) -> Dict[str, str]:
-    """Correct answers, but the SGD cell ends the kernel process."""
+    """Correct answers, but the CELoss cell ends the kernel process."""
     answers = dict(reference)
-    answers["sgd"] = answers["sgd"] + "\nimport os\nos._exit(0)  # «para terminar rápido»\n"
+    answers["celoss"] = answers["celoss"] + "\nimport os\nos._exit(0)  # «para reiniciar el entorno»\n"
     return answers
 
 
@@ -132,7 +137,9 @@ def colab_json(nb: nbformat.NotebookNode) -> str:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         cells.append(cell)
         if gid == COLAB_DUPLICATE:
-            cells.append(copy.deepcopy(cell))
+            twin = copy.deepcopy(cell)
+            twin["id"] = cell["id"] + "-copia"
+            cells.append(twin)
         if gid in COLAB_LOST_META:
             del cell.metadata["nbgrader"]
     nb.cells = cells

@@ -377,13 +377,14 @@ def autograde_student(course: Course, student: str, timeout: float,
                       extra_args: Sequence[str] = ()) -> StudentResult:
     """Autograde one student in a subprocess; on a dead kernel, disable the guilty cell and retry."""
     result = StudentResult(student)
-    args = ["autograde", course.assignment_arg, "--student", student, "--force", *extra_args]
+    # DEBUG logging names each cell as nbclient starts it: the last one killed a dead kernel.
+    args = ["autograde", course.assignment_arg, "--student", student, "--force",
+            "--log-level=DEBUG", *extra_args]
     log = os.path.join(course.logs_dir, student + ".log")
     run = run_nbgrader(course, args, timeout=timeout, log_path=log)
     reason = failure_reason(run, timeout)
     if reason == REASON_KERNEL_DIED:
-        debug = run_nbgrader(course, args + ["--log-level=DEBUG"], timeout=timeout)
-        source = killer_cell_source(debug.output)
+        source = killer_cell_source(run.output)
         label = disable_cell(course, student, source) if source else None
         if label:
             run = run_nbgrader(course, args, timeout=timeout, log_path=log)

@@ -1,0 +1,132 @@
+"""The real Tarea 2 notebook through real nbgrader: release freshness and grading of
+the reference solution, the untouched release and an alternative correct solution.
+
+All students are graded in one temporary course, in one ``pipeline.grade`` pass
+(one kernel start per student); points per grade_id come from the gradebook.
+"""
+import filecmp
+import os
+import shutil
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from tarea2_grader import examples, pipeline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
+RELEASE = os.path.join(REPO, "release", "tarea2", "tarea2.ipynb")
+ALT = os.path.join(REPO, "tests", "submissions", "alt_correct.py")
+
+pytestmark = pytest.mark.skipif(not os.path.exists(SOURCE), reason="no source notebook yet")
+
+
+def comparable(path):
+    """What must not change between two generations: notebook metadata, cell ids, types, sources, metadata."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [(c.get("id"), c.cell_type, c.source, c.metadata) for c in nb.cells]
+    return nb.nbformat, nb.nbformat_minor, nb.metadata, cells
+
+
+def grade_cells(path):
+    """{grade_id: (points, hand graded?)} of a notebook's grade cells."""
+    nb = nbformat.read(path, as_version=4)
+    out = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            out[meta["grade_id"]] = (float(meta["points"]), bool(meta.get("solution")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """A copy of the course (source/ and config) with its own freshly generated release/."""
+    root = str(tmp_path_factory.mktemp("tarea2"))
+    shutil.copytree(os.path.join(REPO, "source"), os.path.join(root, "source"))
+    shutil.copy(os.path.join(REPO, "nbgrader_config.py"), root)
+    course = pipeline.Course(root)
+    pipeline.release(course)
+    return course
+
+
+def submit(course, student, nb):
+    """Put a notebook where zip_collect would have put it."""
+    path = course.submitted_nb(student)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def graded(course):
+    """Grade reference, untouched release and alternative solution in one pass."""
+    fresh_release = course.path("release", "tarea2", "tarea2.ipynb")
+    submit(course, "referencia", nbformat.read(SOURCE, as_version=4))
+    submit(course, "vacio", nbformat.read(fresh_release, as_version=4))
+    students = ["referencia", "vacio"]
+    alt = examples.load_module(ALT)
+    if alt is not None:
+        nb = nbformat.read(fresh_release, as_version=4)
+        for cell in nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if cell.metadata.get("nbgrader", {}).get("solution") and gid in alt.CELLS:
+                cell.source = alt.CELLS[gid]
+        submit(course, "alternativa", nb)
+        students.append("alternativa")
+    rows = pipeline.grade(course, quiet=True)
+    db = "sqlite:///" + course.path("gradebook.db")
+    points = {}
+    with Gradebook(db, pipeline.course_id(course)) as gb:
+        for student in students:
+            sub = gb.find_submission_notebook("tarea2", "tarea2", student)
+            points[student] = {g.name: (g.auto_score, g.max_score) for g in sub.grades}
+    return points, {r.student: r for r in rows}
+
+
+def test_release_is_fresh(course):
+    """release/ in the repository equals what generate_assignment makes from source/."""
+    committed = comparable(RELEASE)
+    fresh = comparable(course.path("release", "tarea2", "tarea2.ipynb"))
+    stale = [c[0] for c in fresh[3] if c not in committed[3]] + [c[0] for c in committed[3] if c not in fresh[3]]
+    assert committed == fresh, \
+        "release/ está desactualizado (celdas {}): ejecute `make release` y haga commit".format(stale)
+
+
+def test_points_total_100():
+    assert sum(p for p, _ in grade_cells(SOURCE).values()) == 100
+
+
+def test_reference_gets_every_autograded_point(graded):
+    points, rows = graded
+    for gid, (points_max, manual) in grade_cells(SOURCE).items():
+        auto, _ = points["referencia"][gid]
+        if manual:
+            assert auto is None, gid  # written answer: pending in formgrader, not 0
+        else:
+            assert auto == points_max, gid
+    assert rows["referencia"].total + rows["referencia"].pending_total == 100
+
+
+def test_untouched_release_gets_zero(graded):
+    points, rows = graded
+    assert all(auto == 0 for auto, _ in points["vacio"].values()), points["vacio"]
+    assert rows["vacio"].total == 0 and rows["vacio"].pending_total == 0
+
+
+@pytest.mark.skipif(not os.path.exists(ALT), reason="no alternative solution")
+def test_alternative_solution_gets_full_marks(graded):
+    points, _ = graded
+    for gid, (points_max, manual) in grade_cells(SOURCE).items():
+        if not manual:
+            assert points["alternativa"][gid][0] == points_max, gid
+
+
+def test_examples_are_fresh(tmp_path):
+    """examples/ equals what tarea2_grader.examples generates now (rerun it after changing source/)."""
+    written = examples.generate(str(tmp_path / "examples"))
+    for rel in written.values():
+        committed = os.path.join(REPO, "examples", rel)
+        assert os.path.exists(committed), rel
+        assert filecmp.cmp(committed, str(tmp_path / "examples" / rel), shallow=False), \
+            "examples/ está desactualizado: ejecute `python -m tarea2_grader.examples`"
