@@ -306,10 +306,43 @@ def _make_shell(ipython_dir: str):
     return shell
 
 
+def _patchable_namespaces():
+    """Modules and classes whose attributes notebook code may monkeypatch (``torch.allclose = ...``)."""
+    import builtins
+    import math
+
+    import torch
+    import torch.nn.functional
+
+    return [builtins, math, torch, torch.Tensor, torch.nn.functional, torch.autograd, torch.testing]
+
+
+def _snapshot(owner) -> dict:
+    return dict(vars(owner))
+
+
+def _restore(owner, saved: dict) -> None:
+    current = vars(owner)
+    # names added during the run go, except submodules imported meanwhile (their parent attribute
+    # is set only once, at first import)
+    for name in [n for n in current if n not in saved and not isinstance(current[n], types.ModuleType)]:
+        with contextlib.suppress(AttributeError, TypeError):
+            delattr(owner, name)
+    for name, value in saved.items():
+        if current.get(name, _MISSING) is not value:
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(owner, name, value)
+
+
+_MISSING = object()
+
+
 @contextlib.contextmanager
 def _saved_process_state(workdir: Path):
     """Save and restore what notebook code may change in this process."""
     import torch
+
+    patchable = [(owner, _snapshot(owner)) for owner in _patchable_namespaces()]
 
     saved_env = {k: os.environ.get(k) for k in ("NBGRADER_EXECUTION", "MPLBACKEND")}
     saved = dict(
@@ -318,6 +351,7 @@ def _saved_process_state(workdir: Path):
         main=sys.modules.get("__main__"),
         displayhook=sys.displayhook,
         excepthook=sys.excepthook,
+        stdin=sys.stdin,
         stdout=sys.stdout,
         stderr=sys.stderr,
         dtype=torch.get_default_dtype(),
@@ -331,6 +365,7 @@ def _saved_process_state(workdir: Path):
         os.environ["NBGRADER_EXECUTION"] = "autograde"
         os.environ["MPLBACKEND"] = "Agg"
         os.chdir(workdir)
+        sys.stdin = io.StringIO()  # input() gets EOF instead of blocking, as with nbgrader's kernel
         with warnings.catch_warnings():
             _default_warning_filters()
             warnings._showwarnmsg_impl = _show_warning_to_stderr  # type: ignore[attr-defined]
@@ -343,7 +378,9 @@ def _saved_process_state(workdir: Path):
             sys.modules["__main__"] = saved["main"]
         sys.displayhook = saved["displayhook"]
         sys.excepthook = saved["excepthook"]
-        sys.stdout, sys.stderr = saved["stdout"], saved["stderr"]
+        sys.stdin, sys.stdout, sys.stderr = saved["stdin"], saved["stdout"], saved["stderr"]
+        for owner, snapshot in patchable:
+            _restore(owner, snapshot)
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -81,6 +81,8 @@ def test_library_is_well_formed(full_points):
         assert rec["fails"] and set(rec["fails"]) <= set(full_points), (rec["name"], rec["fails"])
     for cells in [wrong.BASE_CELLS, alt_correct.CELLS] + [v["cells"] for v in alt_correct.VARIANTS]:
         assert set(cells) <= answer_ids, set(cells) - answer_ids
+    for variant in alt_correct.VARIANTS:
+        assert any(src != alt_correct.CELLS.get(g) for g, src in variant["cells"].items()), variant["name"]
 
 
 # --------------------------------------------------------------------------- correct submissions
@@ -217,7 +219,10 @@ def synthetic_nb(tmp_path):
         _cell("while True:\n    try:\n        pass\n    except Exception:\n        pass", "t_loop", test=True),
         _cell("assert modo == 'autograde'\nassert any('def f' in s for s in In) and _ih is In",
               "t_env_history", test=True),
-        _cell("%%time\ntorch.set_default_dtype(torch.float64)\ntorch.set_grad_enabled(False)\nz = 1", None),
+        _cell("%%time\ntorch.set_default_dtype(torch.float64)\ntorch.set_grad_enabled(False)\nz = 1\n"
+              "import math\nmath.isclose = lambda *a, **k: True\ntorch.allclose = lambda *a, **k: True\n"
+              "torch.Tensor.backward = None", None),
+        _cell("respuesta = input('¿nombre? ')", "t_input", test=True),
         _cell("assert z == 1", "t_cell_magic", test=True),
         _cell("print('después del último test')", None),
     ])
@@ -231,7 +236,8 @@ def test_harness_semantics_on_synthetic_notebook(synthetic_nb):
               torch.get_num_threads(), os.getcwd())
     result = harness.run_notebook(synthetic_nb, timeout=1.0)
     assert result.points == {"t_ok": 3.0, "t_error": 0.0, "t_stderr": 0.0, "t_warning": 2.0,
-                             "t_partial": 1.5, "t_loop": 0.0, "t_env_history": 2.0, "t_cell_magic": 2.0}
+                             "t_partial": 1.5, "t_loop": 0.0, "t_env_history": 2.0, "t_input": 0.0,
+                             "t_cell_magic": 2.0}
     assert "CellTimeout" in result.by_id("t_loop").error
     assert "f no da 3" in result.by_id("t_error").error
     assert "UserWarning: cuidado" in result.by_id("t_warning").stderr
@@ -240,6 +246,9 @@ def test_harness_semantics_on_synthetic_notebook(synthetic_nb):
     after = (os.environ.get("NBGRADER_EXECUTION"), torch.get_default_dtype(), torch.is_grad_enabled(),
              torch.get_num_threads(), os.getcwd())
     assert after == before
+    import math
+    assert not math.isclose(1.0, 2.0) and not torch.allclose(torch.zeros(1), torch.ones(1))
+    assert callable(torch.Tensor.backward)
 
 
 def test_harness_replacements_and_until_last_test(synthetic_nb):

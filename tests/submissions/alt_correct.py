@@ -420,4 +420,11 @@ VARIANTS = [
             "            perdidas.append(float(CELoss(y_pred, y)))\n"
             "    return perdidas\n")},
     },
+    {
+        "name": "relu_grad_bool",
+        "description": "La derivada de relu se devuelve como tensor booleano (T > 0), sin convertir.",
+        "cells": {"derivadas_codigo": DERIVADAS.replace(
+            "        return torch.where(T > 0, torch.ones_like(T), torch.zeros_like(T))",
+            "        return T > 0")},
+    },
 ]

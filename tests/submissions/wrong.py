@@ -272,6 +272,14 @@ WRONG = [
        derivadas_codigo=_mut(BASE_DERIVADAS, "e - 1 - (T / alpha) * e)", "e - 1 + (T / alpha) * e)")),
     _w("celu_gradient_single_tensor", "celu(T, alpha, gradient=True) devuelve solo d/dx, no el par.", {T_CELU},
        derivadas_codigo=_mut(BASE_DERIVADAS, "return d_dT, d_dalpha", "return d_dT")),
+    _w("swish_pair_swapped", "swish(T, beta, gradient=True) devuelve el par al revés: (d/dbeta, d/dx).", {T_SWISH},
+       derivadas_codigo=_mut(BASE_DERIVADAS, "return d_dT, d_dbeta", "return d_dbeta, d_dT")),
+    _w("sig_grad_uses_autograd", "La derivada de la sigmoide se calcula con torch.autograd.grad.", {T_BASICAS},
+       derivadas_codigo=_mut(BASE_DERIVADAS, "        return s * (1 - s)\n    return s\n",
+                             "        X = T.detach().clone().requires_grad_(True)\n"
+                             "        with torch.enable_grad():\n"
+                             "            (d,) = torch.autograd.grad(sig(X).sum(), X)\n"
+                             "        return d\n    return s\n")),
 
     # ---------------------------------------------------------------- Part 1b: CELoss
     _w("celoss_sum", "CELoss suma sobre el batch en vez de promediar.", {T_CELOSS},
@@ -301,6 +309,8 @@ WRONG = [
        dL_duLm1=_mut(BASE_DL_DULM1, "B = y.shape[0]", "B = y.shape[1]")),
     _w("dL_duLm1_forgets_softmax_grad", "dL_duLm1 escrito como -y / (B y_pred), olvidando la softmax.", {T_DULM1},
        dL_duLm1=_mut(BASE_DL_DULM1, "(y_pred - y) / B", "-y / (B * y_pred)")),
+    _w("dL_duLm1_hardcoded_B", "dL_duLm1 divide por 4, el tamaño del batch del ejemplo, en vez de B.", {T_DULM1},
+       dL_duLm1=_mut(BASE_DL_DULM1, "(y_pred - y) / B", "(y_pred - y) / 4")),
     _w("dL_duLm1_hardcoded", "dL_duLm1 escrito a mano con los valores del ejemplo (no se calcula).", {T_DULM1},
        dL_duLm1=HARDCODED_DL_DULM1),
     _w("dL_duLm1_uses_autograd", "dL_duLm1 calculado con torch.autograd.grad sobre u_ejemplo.", {T_DULM1},
@@ -312,6 +322,8 @@ dL_duLm1 = dL_duLm1.detach()
     # ---------------------------------------------------------------- Part 2b: last layer
     _w("dL_dc_mean", "dL_dc promedia sobre el batch en vez de sumar (divide por B dos veces).", {T_ULTIMA},
        ultima_capa=_mut(BASE_ULTIMA, "dL_duLm1.sum(dim=0)", "dL_duLm1.mean(dim=0)")),
+    _w("dL_dc_keepdim", "dL_dc queda con forma (1, C) en vez de (C,) (sum con keepdim=True).", {T_ULTIMA},
+       ultima_capa=_mut(BASE_ULTIMA, "dL_duLm1.sum(dim=0)", "dL_duLm1.sum(dim=0, keepdim=True)")),
     _w("dL_dU_wrong_transpose", "dL_dU con el orden de la multiplicación invertido (dL_duLm1^T hL).", {T_ULTIMA},
        ultima_capa=_mut(BASE_ULTIMA, "dL_dU = hL.T @ dL_duLm1", "dL_dU = dL_duLm1.T @ hL")),
     _w("dL_dU_divides_by_B_again", "dL_dU divide otra vez por B, aunque dL_duLm1 ya lo incluye.", {T_ULTIMA},
@@ -371,6 +383,10 @@ dL_dU = dL_dU.detach()
        {T_BACK_B, T_BACK_P},
        ffnn_backward=_mut(BASE_FFNN, "            for k in reversed(range(len(self.Ws))):\n",
                           "            for k in []:\n")),
+    _w("backward_last_hidden_layer_only", "backward solo retrocede hasta la última capa escondida (falla con 2 o más capas).",
+       {T_BACK_B, T_BACK_P},
+       ffnn_backward=_mut(BASE_FFNN, "            for k in reversed(range(len(self.Ws))):\n",
+                          "            for k in [len(self.Ws) - 1]:\n")),
     _w("backward_wrong_h_index", "backward usa h(k) en vez de h(k-1) para dL/dW(k).", {T_BACK_B, T_BACK_P},
        ffnn_backward=_mut(BASE_FFNN, "self.Ws[k].grad = hs[k].T @ dL_du", "self.Ws[k].grad = hs[k + 1].T @ dL_du")),
     _w("backward_fprime_at_output", "backward evalúa f' en h(k) y no en la pre-activación u(k).",
@@ -406,6 +422,9 @@ dL_dU = dL_dU.detach()
                            "torch.randint(0, C, (N,))")),
     _w("dataset_float64", "RandomDataset entrega x en float64 en vez de float32.", {T_DATASET},
        random_dataset=_mut(BASE_DATASET, "torch.randn(N, F)", "torch.randn(N, F, dtype=torch.float64)")),
+    _w("dataset_label_shape_1xC", "RandomDataset entrega y con forma (1, C) en vez de (C,).", {T_DATASET},
+       random_dataset=_mut(BASE_DATASET, "torch.nn.functional.one_hot(torch.randint(0, C, (N,)), C).float()",
+                           "torch.nn.functional.one_hot(torch.randint(0, C, (N, 1)), C).float()")),
     _w("dataset_len_features", "len(RandomDataset) devuelve el número de características y no N.", {T_DATASET},
        random_dataset=_mut(BASE_DATASET, "        return self.N", "        return self.X.shape[1]")),
 
