@@ -15,7 +15,15 @@ harness instead. It follows nbgrader 0.9.6's rules as closely as an in-process r
 
 IPython magics and shell escapes never run: line magics are no-ops (``%time``/``%timeit``
 run their statement once), cell magics run their body once (``%%time``, ``%%capture``, ...)
-or are skipped, ``!cmd`` does nothing.
+or are skipped, ``!cmd`` does nothing. ``input()`` reads EOF. Warnings are shown on the cell's
+stderr with Python's default filters, whatever pytest does with them.
+
+What notebook code changes in this process is put back afterwards: environment, working
+directory, ``sys.path``, ``sys.modules['__main__']``, torch's default dtype, grad mode, anomaly
+mode, thread count, deterministic flag and RNG state, and any attribute of ``torch``,
+``torch.Tensor``, ``torch.nn.functional``, ``torch.autograd``, ``torch.testing``, ``math`` or
+``builtins`` that a cell monkeypatched (``torch.allclose = lambda *a: True``). A cell that kills
+the process (``os._exit``) still kills it: that case belongs to the real pipeline.
 
 Public API: :func:`grade_in_process`, :func:`run_notebook`, :func:`reference_sources`,
 :func:`stub_sources`, :func:`answer_cell_ids`, :func:`autograded_points`.
@@ -428,6 +436,7 @@ def _run_cell(shell, source: str, timeout: float | None) -> tuple[str, str, Any,
     out, err = _Tee(), _Tee()
     t0 = time.perf_counter()
     result = None
+    previous = sys.stdout, sys.stderr
     with _time_limit(timeout):
         try:
             sys.stdout, sys.stderr = out, err
@@ -435,7 +444,7 @@ def _run_cell(shell, source: str, timeout: float | None) -> tuple[str, str, Any,
         except CellTimeout as exc:  # fired outside the user's code (IPython machinery)
             result = exc
         finally:
-            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            sys.stdout, sys.stderr = previous
     return out.getvalue(), err.getvalue(), result, time.perf_counter() - t0
 
 
