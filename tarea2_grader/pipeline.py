@@ -391,6 +391,9 @@ def autograde_student(course: Course, student: str, timeout: float,
             reason = failure_reason(run, timeout)
             result.notes.append(NOTE_KILLER_CELL.format(label))
     result.failure = reason
+    if reason is not None:
+        # a killed run may leave a half-written notebook that feedback would pick up
+        shutil.rmtree(os.path.dirname(course.autograded_nb(student)), ignore_errors=True)
     if reason is None:
         stuck = timed_out_cells(course, student)
         if stuck:

@@ -155,6 +155,17 @@ def test_grades_csv(graded):
     assert by_id["1003"]["parte_2"] == "0"
 
 
+def test_notas_rebuilds_the_same_csv(graded):
+    """``python -m tarea2_grader notas`` rewrites grades.csv from the gradebook and saved notes."""
+    course, _, _ = graded
+    path = os.path.join(course.root, "grades.csv")
+    with open(path, encoding="utf-8") as fh:
+        before = fh.read()
+    pipeline.report(course)
+    with open(path, encoding="utf-8") as fh:
+        assert fh.read() == before
+
+
 def test_feedback_was_generated(graded):
     course, _, _ = graded
     assert os.path.exists(os.path.join(course.root, "feedback", "1001", "tarea2", "tarea2.html"))
