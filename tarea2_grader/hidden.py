@@ -293,12 +293,28 @@ def test_celoss(ns):
 _MARCA = "tarea2_grader"
 
 
+def _asigna(src, variable):
+    """Whether ``src`` assigns ``variable`` at top level (plain, tuple, annotated or augmented)."""
+    import ast
+    from IPython.core.inputtransformer2 import TransformerManager
+    try:
+        arbol = ast.parse(TransformerManager().transform_cell(src))
+    except SyntaxError:
+        return re.search(rf"\b{re.escape(variable)}\b\s*=[^=]", src) is not None
+    for nodo in ast.walk(arbol):
+        objetivos = (nodo.targets if isinstance(nodo, ast.Assign) else
+                     [nodo.target] if isinstance(nodo, (ast.AnnAssign, ast.AugAssign, ast.NamedExpr)) else [])
+        for objetivo in objetivos:
+            if any(isinstance(n, ast.Name) and n.id == variable for n in ast.walk(objetivo)):
+                return True
+    return False
+
+
 def _celda_que_asigna(ns, variable):
     """Source of the last executed cell that assigns ``variable`` (IPython's input history)."""
     historia = ns.get("In") or ns.get("_ih") or []
-    patron = re.compile(rf"^[ \t]*{re.escape(variable)}\s*(=|:)", re.M)
     for src in reversed(list(historia)):
-        if src and _MARCA not in src and patron.search(src):
+        if src and _MARCA not in src and variable in src and _asigna(src, variable):
             return src
     raise Incorrecto(f"No encontré la celda que calcula `{variable}`: ¿la ejecutaste antes de este test?")
 
@@ -531,7 +547,7 @@ def test_entrenar(ns):
     """entrenar_FFNN: one loss per iteration, and the loss goes down clearly on learnable data."""
     entrenar = _buscar(ns, "entrenar_FFNN")
     g = _gen(1201)
-    N, F, C = 96, 4, 3
+    N, F, C = 90, 4, 3  # not a multiple of the batch size: the last batch is smaller
     x = _randn(g, N, F, dtype=torch.float32)
     centros = _randn(g, C, F, dtype=torch.float32) * 1.5
     clases = torch.randint(0, C, (N,), generator=g)
