@@ -319,13 +319,12 @@ def grads_max_rel_error(ga: Sequence[torch.Tensor], gb: Sequence[torch.Tensor]) 
 
 
 def bench_backward(ref: dict, size: Size, device: torch.device, budget_s: float) -> dict:
-    FFNN_params = lambda red: list(red.parameters())  # noqa: E731
     CELoss = ref["CELoss"]
 
     # Correctness, float64, once: the notebook's own check uses the unclamped loss.
     red = build_ffnn(ref, size, torch.float64, device)
     x, y = make_data(size.batch, size, torch.float64, device)
-    params = FFNN_params(red)
+    params = list(red.parameters())
     for p in params:
         p.grad = None
     with torch.no_grad():
@@ -341,7 +340,7 @@ def bench_backward(ref: dict, size: Size, device: torch.device, budget_s: float)
     # Timing, float32.
     red = build_ffnn(ref, size, torch.float32, device)
     x, y = make_data(size.batch, size, torch.float32, device)
-    params = FFNN_params(red)
+    params = list(red.parameters())
 
     def step_manual():
         for p in params:
@@ -390,16 +389,16 @@ def bench_epoch(ref: dict, size: Size, device: torch.device, budget_s: float, lr
     opt_ref = ref["SGD"](red.parameters(), lr)
     opt_torch = torch.optim.SGD(model.parameters(), lr=lr)
     seeds = iter(range(10**6))
-    shuffle_seed = {"ref": 0, "torch": 0}
+    shuffle_seed = {"last": 0}
 
     def epoch_reference():
-        shuffle_seed["ref"] = s = next(seeds)
+        shuffle_seed["last"] = s = next(seeds)
         torch.manual_seed(s)
         return ref["entrenar_FFNN"](red, dataset, opt_ref, epochs=1, batch_size=size.batch,
                                     device=device, verbose=False)
 
     def epoch_torch():
-        torch.manual_seed(shuffle_seed["ref"])  # same shuffling order as the last reference epoch
+        torch.manual_seed(shuffle_seed["last"])  # same shuffling order as the last reference epoch
         return train_torch(model, dataset, opt_torch, ref["CELoss"], epochs=1,
                            batch_size=size.batch, device=device)
 
