@@ -167,7 +167,7 @@ def generate(out_dir: str = EXAMPLES) -> Dict[str, str]:
     examples: Dict[str, Optional[str]] = {
         "1001": (folder("Ana Torres", "1001"), "tarea2.ipynb", nbformat.writes(fill(ref)) + "\n"),
         "1002": (folder("Bruno Rojas", "1002"), "tarea2.ipynb", nbformat.writes(fill({})) + "\n"),
-        "1003": (folder("Carla Muñoz", "1003"), "tarea2.ipynb",
+        "1003": (folder("Carla Munoz", "1003"), "tarea2.ipynb",
                  nbformat.writes(fill(wrong_answers(ref))) + "\n"),
         "1004": (folder("Diego Fuentes", "1004"), "Copia de tarea2.ipynb",
                  colab_json(fill(alternative_answers(ref)))),

@@ -134,6 +134,9 @@ def nbgrader_env() -> Dict[str, str]:
     bindir = os.path.dirname(os.path.abspath(sys.executable))
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    # One student at a time, small tensors: torch's extra threads only fight the other jobs
+    # of a shared machine (docs/benchmark.md measured a training epoch 13x slower with 2).
+    env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
