@@ -97,6 +97,7 @@ class Size:
 SIZES = (
     Size("pequeña", 32, (64,), ("relu",), 64, 32),
     Size("mediana", 256, (512, 512), ("relu", "swish"), 512, 8),
+    Size("mediana", 256, (512, 512), ("relu", "celu"), 512, 8),
     Size("grande", 784, (1024, 1024), ("relu", "celu"), 1024, 4),
     Size("grande", 784, (1024, 1024), ("swish", "celu"), 1024, 4),
 )
