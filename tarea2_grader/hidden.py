@@ -23,7 +23,15 @@ DTYPE = torch.float64
 
 
 class Incorrecto(AssertionError):
-    """A hidden test failed; the message is meant for the student."""
+    """A hidden test failed; the message is meant for the student.
+
+    IPython shows ``_render_traceback_()`` instead of a traceback, so the
+    notebook and its feedback show the Spanish message alone: no hidden-test
+    lines, no file paths of the grader.
+    """
+
+    def _render_traceback_(self):
+        return [f"\x1b[0;31mIncorrecto\x1b[0m: {self}"]
 
 
 class UsoDeAutograd(Exception):

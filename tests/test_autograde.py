@@ -18,9 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
 RELEASE = os.path.join(REPO, "release", "tarea2", "tarea2.ipynb")
 ALT = os.path.join(REPO, "tests", "submissions", "alt_correct.py")
-
-pytestmark = pytest.mark.skipif(not os.path.exists(SOURCE), reason="no source notebook yet")
-
+WRONG = os.path.join(REPO, "tests", "submissions", "wrong.py")
 
 def comparable(path):
     """What must not change between two generations: notebook metadata, cell ids, types, sources, metadata."""
@@ -51,6 +49,16 @@ def course(tmp_path_factory):
     return course
 
 
+def with_answers(path, cells):
+    """The notebook at path with the answer cells in ``cells`` ({grade_id: source}) replaced."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.metadata.get("nbgrader", {}).get("solution") and gid in cells:
+            cell.source = cells[gid]
+    return nb
+
+
 def submit(course, student, nb):
     """Put a notebook where zip_collect would have put it."""
     path = course.submitted_nb(student)
@@ -64,16 +72,10 @@ def graded(course):
     fresh_release = course.path("release", "tarea2", "tarea2.ipynb")
     submit(course, "referencia", nbformat.read(SOURCE, as_version=4))
     submit(course, "vacio", nbformat.read(fresh_release, as_version=4))
-    students = ["referencia", "vacio"]
-    alt = examples.load_module(ALT)
-    if alt is not None:
-        nb = nbformat.read(fresh_release, as_version=4)
-        for cell in nb.cells:
-            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if cell.metadata.get("nbgrader", {}).get("solution") and gid in alt.CELLS:
-                cell.source = alt.CELLS[gid]
-        submit(course, "alternativa", nb)
-        students.append("alternativa")
+    students = ["referencia", "vacio", "alternativa", "error_backward"]
+    submit(course, "alternativa", with_answers(fresh_release, examples.load_module(ALT).CELLS))
+    wrong = {r["name"]: r for r in examples.load_module(WRONG).WRONG}["backward_missing_1_over_B"]
+    submit(course, "error_backward", with_answers(SOURCE, wrong["cells"]))
     rows = pipeline.grade(course, quiet=True)
     db = "sqlite:///" + course.path("gradebook.db")
     points = {}
@@ -114,12 +116,26 @@ def test_untouched_release_gets_zero(graded):
     assert rows["vacio"].total == 0 and rows["vacio"].pending_total == 0
 
 
-@pytest.mark.skipif(not os.path.exists(ALT), reason="no alternative solution")
 def test_alternative_solution_gets_full_marks(graded):
     points, _ = graded
     for gid, (points_max, manual) in grade_cells(SOURCE).items():
         if not manual:
             assert points["alternativa"][gid][0] == points_max, gid
+
+
+def test_wrong_backward_loses_only_backward_points(graded):
+    points, _ = graded
+    lost = {gid for gid, (points_max, manual) in grade_cells(SOURCE).items()
+            if not manual and points["error_backward"][gid][0] != points_max}
+    assert lost == {"test_backward_basicas", "test_backward_param"}
+
+
+def test_feedback_says_what_is_wrong_without_hidden_code(course, graded):
+    html = open(course.path("feedback", "error_backward", "tarea2", "tarea2.html"), encoding="utf-8").read()
+    assert "Los gradientes de backward no coinciden con torch.autograd" in html
+    assert "error relativo máximo" in html
+    for leak in ("BEGIN HIDDEN TESTS", "hidden.py", "tarea2_grader", "_randn"):
+        assert leak not in html, leak
 
 
 def test_examples_are_fresh(tmp_path):
