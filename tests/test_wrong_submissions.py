@@ -122,7 +122,6 @@ def test_release_stubs_score_zero(full_points):
     assert all(v == 0 for v in points.values()), points
 
 
-@pytest.mark.skipif(not RELEASE_NB.exists(), reason="no release notebook")
 def test_release_notebook_scores_zero(full_points):
     """The committed release as an untouched submission: autograde puts the source's test cells
     (with their hidden tests) back over the release's placeholders, and every one scores 0."""
