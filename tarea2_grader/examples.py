@@ -129,20 +129,34 @@ def killer_answers(reference: Dict[str, str]) -> Dict[str, str]:
     return answers
 
 
-def colab_json(nb: nbformat.NotebookNode) -> str:
-    """What Colab saves: nbformat 4.0, its metadata, metadata.id per cell, lost nbgrader metadata."""
+def edit_cells(nb: nbformat.NotebookNode, answers=None, drop_meta=(), delete=(), duplicate=()):
+    """A copy of ``nb`` edited by grade_id, as students edit notebooks.
+
+    answers: {grade_id: new source}; drop_meta: cells whose nbgrader metadata is lost;
+    delete: cells removed; duplicate: cells copied right after themselves.
+    """
     nb = copy.deepcopy(nb)
+    answers = answers or {}
     cells = []
     for cell in nb.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in delete:
+            continue
+        if gid in answers:
+            cell.source = answers[gid]
         cells.append(cell)
-        if gid == COLAB_DUPLICATE:
+        if gid in duplicate:
             twin = copy.deepcopy(cell)
             twin["id"] = cell["id"] + "-copia"
             cells.append(twin)
-        if gid in COLAB_LOST_META:
+        if gid in drop_meta:
             del cell.metadata["nbgrader"]
     nb.cells = cells
+    return nb
+
+
+def colab_json(nb: nbformat.NotebookNode) -> str:
+    """The JSON text Colab saves: nbformat 4.0, its own metadata, metadata.id per cell."""
     data = json.loads(nbformat.writes(nb))
     data["nbformat_minor"] = 0
     data["metadata"] = {"colab": {"provenance": [], "name": "Copia de tarea2.ipynb"},
@@ -170,7 +184,8 @@ def generate(out_dir: str = EXAMPLES) -> Dict[str, str]:
         "1003": (folder("Carla Munoz", "1003"), "tarea2.ipynb",
                  nbformat.writes(fill(wrong_answers(ref))) + "\n"),
         "1004": (folder("Diego Fuentes", "1004"), "Copia de tarea2.ipynb",
-                 colab_json(fill(alternative_answers(ref)))),
+                 colab_json(edit_cells(fill(alternative_answers(ref)), drop_meta=COLAB_LOST_META,
+                                       duplicate=(COLAB_DUPLICATE,)))),
         "1005": (folder("Elena Vidal", "1005"), "tarea2 (1).ipynb",
                  nbformat.writes(fill(misbehaving_answers(ref))) + "\n"),
         "1006": (folder("Felipe Soto", "1006"), "tarea2.ipynb",

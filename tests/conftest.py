@@ -3,8 +3,6 @@
 ``fake_course`` is a 3-answer course (no torch) for pipeline tests; helpers
 build student notebooks from its release and LMS-style zips from them.
 """
-import copy
-import json
 import os
 import zipfile
 
@@ -13,6 +11,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tarea2_grader import pipeline
+from tarea2_grader.examples import edit_cells
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,41 +71,8 @@ def build_fake_course(root):
 
 
 def student_notebook(release_path, answers=None, drop_meta=(), delete=(), duplicate=()):
-    """A student's notebook: the release with answers filled in by grade_id.
-
-    drop_meta: grade_ids whose nbgrader metadata is lost; delete: grade_ids of
-    deleted cells; duplicate: grade_ids of cells copied right after themselves.
-    """
-    nb = nbformat.read(release_path, as_version=4)
-    answers = answers or {}
-    cells = []
-    for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in delete:
-            continue
-        if gid in answers:
-            cell.source = answers[gid]
-        cells.append(cell)
-        if gid in duplicate:
-            twin = copy.deepcopy(cell)
-            twin["id"] = cell["id"] + "-copia"
-            cells.append(twin)
-        if gid in drop_meta:
-            del cell.metadata["nbgrader"]
-    nb.cells = cells
-    return nb
-
-
-def as_colab(nb):
-    """The JSON text Colab would save: nbformat 4.0, Colab metadata, metadata.id per cell."""
-    data = json.loads(nbformat.writes(nb))
-    data["nbformat_minor"] = 0
-    data["metadata"] = {"colab": {"provenance": []}, "accelerator": "GPU",
-                        "kernelspec": {"name": "python3", "display_name": "Python 3"}}
-    for n, cell in enumerate(data["cells"]):
-        cell.pop("id", None)
-        cell["metadata"]["id"] = "colab%04d" % n
-    return json.dumps(data)
+    """A student's notebook: the release with answers filled in by grade_id (see examples.edit_cells)."""
+    return edit_cells(nbformat.read(release_path, as_version=4), answers, drop_meta, delete, duplicate)
 
 
 def write_zip(path, files):

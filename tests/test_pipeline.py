@@ -12,7 +12,9 @@ import psutil
 import pytest
 from nbgrader.api import Gradebook
 
-from conftest import as_colab, student_notebook, write_zip
+from conftest import student_notebook, write_zip
+
+from tarea2_grader.examples import colab_json as as_colab
 from tarea2_grader import collect, pipeline, repair
 
 GOOD = {"cuadrado": "def cuadrado(x):\n    return x ** 2",
