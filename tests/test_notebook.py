@@ -79,3 +79,32 @@ def test_points_total_100_with_a_real_hand_graded_share():
     manual = sum(m["points"] for m in meta if m.get("solution"))
     assert total == 100
     assert 20 <= manual <= 35
+
+
+RELEASE = ROOT / "release" / "tarea2" / "tarea2.ipynb"
+
+
+def test_release_never_needs_the_grader():
+    text = RELEASE.read_text(encoding="utf-8")
+    assert "tarea2_grader" not in text and "import nbgrader" not in text
+
+
+def test_release_with_answers_runs_like_in_colab(tmp_path, monkeypatch):
+    """A student's completed release runs top to bottom with no grader package and no nbgrader,
+    from a folder that holds nothing but the notebook, and every self-check says ok."""
+    from tarea2_grader.examples import edit_cells, reference_answers
+
+    blocker = tmp_path / "bloqueo" / "tarea2_grader"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('tarea2_grader no existe en Colab')\n")
+    monkeypatch.setenv("PYTHONPATH", str(blocker.parent))
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    work = tmp_path / "colab"
+    work.mkdir()
+    nb = edit_cells(nbformat.read(RELEASE, as_version=4), answers=reference_answers())
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "REVISAR" not in text
+    assert text.count("Todo coincide.") >= 12
