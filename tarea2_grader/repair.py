@@ -380,6 +380,29 @@ def insert_missing(nb: NotebookNode, refs: List[RefCell], al: Aligner, report: R
     nb.cells = [cell for _k, cell in sorted(order, key=lambda x: x[0])]
 
 
+# Code that tries to change how grading works rather than answer: rebinding library
+# functions (torch.allclose = ...), reaching into the grader or autograd's engine.
+TAMPERING = [
+    (re.compile(r"^\s*(torch|math|numpy|np|builtins)(\.\w+)+\s*=[^=]", re.M), "reasigna una función de biblioteca"),
+    (re.compile(r"tarea2_grader|nbgrader"), "menciona el código de corrección"),
+    (re.compile(r"sys\.modules|_execution_engine|_engine_run_backward"), "manipula módulos o el motor de autograd"),
+]
+
+
+def tampering(nb: NotebookNode) -> List[str]:
+    """Spanish notes for answer cells whose code looks like an attempt to fool the grader."""
+    notes = []
+    for cell in nb.cells:
+        meta = nbgrader_meta(cell)
+        if cell.cell_type != "code" or meta.get("locked") or (meta.get("grade") and not meta.get("solution")):
+            continue
+        where = meta.get("grade_id") or "una celda sin identificar"
+        for pattern, what in TAMPERING:
+            if pattern.search(cell.source):
+                notes.append("revisar a mano: la celda {} {}".format(where, what))
+    return notes
+
+
 def repair_nb(nb: NotebookNode, refs: List[RefCell], ref_meta: dict) -> RepairReport:
     """Repair an in-memory notebook against the release cells; return the report."""
     report = RepairReport()
@@ -387,6 +410,7 @@ def repair_nb(nb: NotebookNode, refs: List[RefCell], ref_meta: dict) -> RepairRe
     aligner = Aligner(refs, nb.cells)
     aligner.run()
     apply_matches(nb, refs, aligner, report)
+    report.notes.extend(tampering(nb))
     nbformat.validate(nb)
     return report
 

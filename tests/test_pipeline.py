@@ -220,3 +220,23 @@ def test_repair_is_idempotent(fake_course_factory, tmp_path):
     assert again.messages() == []
     with open(path) as fh:
         assert json.load(fh)["nbformat_minor"] == 5
+
+
+def test_tampering_is_reported_for_manual_review():
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    def cell(src, **meta):
+        c = new_code_cell(src)
+        if meta:
+            c.metadata["nbgrader"] = dict(schema_version=3, **meta)
+        return c
+
+    nb = new_notebook(cells=[
+        cell("torch.allclose = lambda *a, **k: True", grade_id="celoss", solution=True, grade=False, locked=False),
+        cell("import sys\nsys.modules['x'] = None", grade_id="sgd", solution=True, grade=False, locked=False),
+        cell("x = torch.allclose(a, b)\nprint(x == 1)", grade_id="entrenar", solution=True, grade=False, locked=False),
+        cell("torch.allclose = None", grade_id="test_sgd", grade=True, solution=False, locked=True, points=1),
+    ])
+    notes = repair.tampering(nb)
+    assert notes == ["revisar a mano: la celda celoss reasigna una función de biblioteca",
+                     "revisar a mano: la celda sgd manipula módulos o el motor de autograd"]
