@@ -174,10 +174,26 @@ def _exigir(problemas, que):
         raise Incorrecto(f"{que}:\n  - " + "\n  - ".join(problemas[:3]) + extra)
 
 
+def _entorno_intacto():
+    """Canary: the comparisons still tell equal from different (student code may patch torch)."""
+    a = torch.tensor([1.0, -3.0], dtype=torch.float64)
+    b = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    try:
+        sano = (error_relativo(a, b) == 4.0 and _comparar("a", a, b, 1e-3) is not None
+                and _comparar("b", b, b.clone(), 1e-3) is None and torch.equal(a, a.clone())
+                and not torch.equal(a, b))
+    except Exception:
+        sano = False
+    if not sano:
+        raise Incorrecto("El código entregado modificó funciones de torch que usa la corrección: "
+                         "esta parte no se puede calificar automáticamente (se revisará a mano).")
+
+
 def _publico(fn):
     """Run a test; re-raise its failure from here so the traceback shows no test code."""
     def wrapper(ns):
         try:
+            _entorno_intacto()
             fn(ns)
         except Incorrecto as e:
             mensaje = str(e)

@@ -385,7 +385,8 @@ def insert_missing(nb: NotebookNode, refs: List[RefCell], al: Aligner, report: R
 TAMPERING = [
     (re.compile(r"^\s*(torch|math|numpy|np|builtins)(\.\w+)+\s*=[^=]", re.M), "reasigna una función de biblioteca"),
     (re.compile(r"tarea2_grader|nbgrader"), "menciona el código de corrección"),
-    (re.compile(r"sys\.modules|_execution_engine|_engine_run_backward"), "manipula módulos o el motor de autograd"),
+    (re.compile(r"sys\.modules|_execution_engine|_engine_run_backward|setattr\(\s*(torch|math|builtins)|__builtins__"),
+     "manipula módulos, builtins o el motor de autograd"),
 ]
 
 

@@ -210,6 +210,20 @@ def test_monkeypatched_comparisons_do_not_help(monkeypatch):
         hidden.test_derivadas_basicas(ns)
 
 
+@pytest.mark.parametrize("patch", ["abs", "max", "sub", "equal"])
+def test_patched_torch_arithmetic_is_detected_not_trusted(monkeypatch, patch):
+    if patch == "equal":
+        monkeypatch.setattr(torch, "equal", lambda a, b: True)
+    elif patch == "sub":
+        monkeypatch.setattr(torch.Tensor, "__sub__", lambda self, other: self * 0)
+    else:
+        monkeypatch.setattr(torch.Tensor, patch, lambda self, *a, **k: torch.zeros(()))
+    ns = reference_namespace()
+    ns["relu"] = lambda T, gradient=False: torch.ones_like(T) if gradient else torch.relu(T)
+    with pytest.raises(hidden.Incorrecto, match="modificó funciones de torch"):
+        hidden.test_derivadas_basicas(ns)
+
+
 def test_selfcheck_comparar_flags_shape_and_value(capsys):
     assert comparar("a", torch.ones(2), torch.ones(2))
     assert not comparar("b", torch.ones(3), torch.ones(2))

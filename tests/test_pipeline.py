@@ -239,4 +239,4 @@ def test_tampering_is_reported_for_manual_review():
     ])
     notes = repair.tampering(nb)
     assert notes == ["revisar a mano: la celda celoss reasigna una función de biblioteca",
-                     "revisar a mano: la celda sgd manipula módulos o el motor de autograd"]
+                     "revisar a mano: la celda sgd manipula módulos, builtins o el motor de autograd"]
