@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test release grade bench venv clean
+.PHONY: demo test release grade bench lab venv clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ grade: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tarea2_grader.bench
+
+# JupyterLab with nbgrader's toolbar and formgrader, for editing source/ and grading by hand.
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab
 
 clean:
 	rm -rf demo_course gradebook.db submitted feedback .pytest_cache
