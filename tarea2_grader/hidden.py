@@ -168,7 +168,7 @@ def _comparar(nombre, obtenido, esperado, tol):
 
 
 def _exigir(problemas, que):
-    problemas = [p for p in problemas if p]
+    problemas = list(dict.fromkeys(p.replace("torch.float", "float") for p in problemas if p))
     if problemas:
         extra = f" (y {len(problemas) - 3} más)" if len(problemas) > 3 else ""
         raise Incorrecto(f"{que}:\n  - " + "\n  - ".join(problemas[:3]) + extra)
@@ -563,7 +563,7 @@ def test_dataset(ns):
         xs = torch.stack([ds[i][0] for i in range(min(N, 6))])
         if torch.equal(xs[0], xs[1]) and torch.equal(xs[1], xs[2]):
             problemas.append("los ejemplos son todos iguales: deben ser aleatorios")
-    _exigir(list(dict.fromkeys(problemas)), "RandomDataset no cumple lo pedido")
+    _exigir(problemas, "RandomDataset no cumple lo pedido")
 
 
 @_publico
