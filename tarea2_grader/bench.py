@@ -58,6 +58,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from tarea2_grader.solution_run import code_cells
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_NB = ROOT / "source" / "tarea2" / "tarea2.ipynb"
 DOC_PATH = ROOT / "docs" / "benchmark.md"
@@ -112,19 +114,9 @@ THREADS_CASE = Size("graficos", 20, (256, 256), ("swish", "swish"), 32, 32)
 # --------------------------------------------------------------------------- reference code
 
 def notebook_cells(nb_path=SOURCE_NB) -> dict:
-    """grade_id -> source of every code cell of the notebook that has one.
-
-    Plain JSON (an .ipynb is JSON): a GPU machine with torch but no Jupyter stack can run
-    sections 1 and 2.
-    """
-    nb = json.loads(Path(nb_path).read_text(encoding="utf-8"))
-    out = {}
-    for cell in nb["cells"]:
-        gid = (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
-        if cell.get("cell_type") == "code" and gid:
-            src = cell.get("source", "")
-            out[gid] = "".join(src) if isinstance(src, list) else src
-    return out
+    """grade_id -> source of every code cell of the notebook that has one (plain JSON: a GPU
+    machine with torch but no Jupyter stack can run sections 1 and 2)."""
+    return dict(code_cells(nb_path, only_graded=True))
 
 
 def load_reference(nb_path=SOURCE_NB) -> dict:

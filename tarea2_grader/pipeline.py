@@ -201,11 +201,8 @@ def check(run: Run, what: str) -> None:
 
 def load_config(course: Course):
     """The course's nbgrader_config.py as a traitlets Config."""
-    from traitlets.config.loader import Config, PyFileConfigLoader
-    path = course.path("nbgrader_config.py")
-    if not os.path.exists(path):
-        return Config()
-    return PyFileConfigLoader("nbgrader_config.py", path=course.root).load_config()
+    from .harness import load_config as load_config_file
+    return load_config_file(course.path("nbgrader_config.py"))
 
 
 def course_id(course: Course) -> str:

@@ -20,13 +20,18 @@ SOURCE = ROOT / "source" / "tarea2" / "tarea2.ipynb"
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", re.S)
 
 
-def code_cells(path=SOURCE):
-    """(grade_id or index, source) of every code cell, hidden tests removed."""
-    nb = json.loads(pathlib.Path(path).read_text())
+def code_cells(path=SOURCE, only_graded=False):
+    """(grade_id, source) of every code cell, hidden tests removed, read as plain JSON.
+
+    Cells without a grade_id are named "celda <index>", or left out with ``only_graded``.
+    """
+    nb = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
     for i, cell in enumerate(nb["cells"]):
-        if cell["cell_type"] == "code":
-            gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", f"celda {i}")
-            yield gid, HIDDEN.sub("", "".join(cell["source"]))
+        gid = (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+        if cell["cell_type"] != "code" or (only_graded and not gid):
+            continue
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        yield gid or f"celda {i}", HIDDEN.sub("", source)
 
 
 def main(argv=None):
