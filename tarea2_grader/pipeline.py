@@ -565,6 +565,10 @@ def grade(course: Course, student_timeout: float = DEFAULT_STUDENT_TIMEOUT,
         say("== recogiendo entregas de {} ==".format(os.path.relpath(course.archive_dir, course.root)))
         collected = collect_archives(course)
         students = course.students()
+        if not students:
+            say("   No hay entregas: deja el zip descargado de la plataforma (o varios) en {} "
+                "y vuelve a ejecutar `make grade`.".format(os.path.relpath(course.archive_dir, course.root)))
+            return []
         say("   {} alumno(s): {}".format(len(students), ", ".join(students)))
         results: Dict[str, StudentResult] = {}
         for student in students:

@@ -240,3 +240,11 @@ def test_tampering_is_reported_for_manual_review():
     notes = repair.tampering(nb)
     assert notes == ["revisar a mano: la celda celoss reasigna una función de biblioteca",
                      "revisar a mano: la celda sgd manipula módulos, builtins o el motor de autograd"]
+
+
+def test_grading_with_no_submissions_says_where_to_put_them(fake_course_factory, capsys):
+    course = fake_course_factory("vacio")
+    assert pipeline.grade(course) == []
+    out = capsys.readouterr().out
+    assert "No hay entregas" in out and os.path.join("downloaded", "tarea2", "archive") in out
+    assert not os.path.exists(course.path("grades.csv"))
