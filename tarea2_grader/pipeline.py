@@ -264,9 +264,29 @@ def collection_notes(course: Course) -> Dict[str, List[str]]:
     return notes
 
 
+def set_aside_unreadable_archives(course: Course) -> List[str]:
+    """Move archives that are neither zip nor tar out of the way (zip_collect would abort on them)."""
+    import tarfile
+    import zipfile
+    moved = []
+    for name in sorted(os.listdir(course.archive_dir)):
+        path = os.path.join(course.archive_dir, name)
+        if os.path.isfile(path) and not (zipfile.is_zipfile(path) or tarfile.is_tarfile(path)):
+            aside = course.path("downloaded", course.assignment, "ilegibles")
+            os.makedirs(aside, exist_ok=True)
+            shutil.move(path, os.path.join(aside, name))
+            moved.append(name)
+    return moved
+
+
 def collect_archives(course: Course) -> Dict[str, List[str]]:
     """Extract and collect the zips in downloaded/<assignment>/archive/ (if any)."""
-    if not os.path.isdir(course.archive_dir) or not os.listdir(course.archive_dir):
+    if not os.path.isdir(course.archive_dir):
+        return {}
+    for name in set_aside_unreadable_archives(course):
+        print("  aviso: '{}' no es un zip válido; se movió a downloaded/{}/ilegibles/ y se corrige el resto"
+              .format(name, course.assignment))
+    if not os.listdir(course.archive_dir):
         return {}
     check(run_nbgrader(course, ["zip_collect", course.assignment_arg, "--force",
                                 *collector_args(course)]), "zip_collect")

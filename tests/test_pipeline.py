@@ -248,3 +248,16 @@ def test_grading_with_no_submissions_says_where_to_put_them(fake_course_factory,
     out = capsys.readouterr().out
     assert "No hay entregas" in out and os.path.join("downloaded", "tarea2", "archive") in out
     assert not os.path.exists(course.path("grades.csv"))
+
+
+def test_a_corrupt_zip_is_set_aside_and_the_rest_graded(fake_course_factory, capsys):
+    course = fake_course_factory("zip_roto")
+    rel = course.path("release", "tarea2", "tarea2.ipynb")
+    write_zip(os.path.join(course.archive_dir, "bueno.zip"),
+              {"Ana Soto_3001_assignsubmission_file_/tarea2.ipynb": nb_text(student_notebook(rel, GOOD))})
+    with open(os.path.join(course.archive_dir, "roto.zip"), "wb") as fh:
+        fh.write(b"esto no es un zip")
+    rows = pipeline.grade(course)
+    assert [r.student for r in rows] == ["3001"]
+    assert "'roto.zip' no es un zip válido" in capsys.readouterr().out
+    assert os.path.exists(course.path("downloaded", "tarea2", "ilegibles", "roto.zip"))
