@@ -458,17 +458,6 @@ def _nbgrader(args: list, cwd: Path, env: dict, timeout: float) -> float:
     return seconds
 
 
-def test_cell_points(nb_path=SOURCE_NB) -> dict:
-    """grade_id -> points of every autograded test cell (grade, not solution, code)."""
-    nb = json.loads(Path(nb_path).read_text(encoding="utf-8"))
-    out = {}
-    for cell in nb["cells"]:
-        meta = cell.get("metadata", {}).get("nbgrader") or {}
-        if cell.get("cell_type") == "code" and meta.get("grade") and not meta.get("solution"):
-            out[meta["grade_id"]] = float(meta.get("points", 0))
-    return out
-
-
 def bench_autograde(threads: int | None, timeout: float = 900) -> dict:
     """Seconds of ``nbgrader autograde`` of the reference notebook, submitted by one student."""
     from nbgrader.api import Gradebook
@@ -488,7 +477,8 @@ def bench_autograde(threads: int | None, timeout: float = 900) -> dict:
                             timeout)
         cfg = re.search(r"course_id\s*=\s*['\"]([^'\"]+)", (course / "nbgrader_config.py").read_text())
         course_id = cfg.group(1) if cfg else "default_course"
-        tests = test_cell_points(SOURCE_NB)
+        from tarea2_grader.harness import autograded_points  # needs nbformat: CPU runs only
+        tests = autograded_points(SOURCE_NB)
         with Gradebook("sqlite:///" + str(course / "gradebook.db"), course_id=course_id) as gb:
             score = sum(gb.find_grade(gid, "tarea2", "tarea2", "bench").score for gid in tests)
             manual = gb.find_submission("tarea2", "bench").max_score - sum(tests.values())

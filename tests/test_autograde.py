@@ -29,13 +29,7 @@ def comparable(path):
 
 def grade_cells(path):
     """{grade_id: (points, hand graded?)} of a notebook's grade cells."""
-    nb = nbformat.read(path, as_version=4)
-    out = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade"):
-            out[meta["grade_id"]] = (float(meta["points"]), bool(meta.get("solution")))
-    return out
+    return {c.grade_id: (c.points, c.manual) for c in pipeline.grade_cells(path)}
 
 
 @pytest.fixture(scope="module")
