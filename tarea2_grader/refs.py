@@ -1,58 +1,13 @@
-"""Reference functions for the hidden tests.
+"""Ground truth for the hidden tests (trusted side: never sent to the sandbox).
 
-Two kinds live here:
-
-* closed-form activations with the notebook's API (``f(T, p, gradient=True)``),
-  put in the student's namespace while a later part is tested so that parts
-  are graded independently; they never call autograd, because student code
-  that calls them runs with autograd banned;
-* expected values computed by ``torch.autograd`` in float64 on torch's own
-  functions, the ground truth every student answer is compared with.
+Expected values computed by ``torch.autograd`` in float64 on torch's own functions: the
+ground truth every student answer is compared with.  The closed-form activations with the
+notebook's API, which tests lend to student code, live in :mod:`tarea2_grader.ayudas`; they
+are re-exported here so that tests can check them against autograd and finite differences.
 """
 import torch
 
-
-# --------------------------------------------------------------------------- activations (notebook API)
-
-def _param(p, T):
-    return torch.as_tensor(p, dtype=T.dtype, device=T.device)
-
-
-def sig(T, gradient=False):
-    s = torch.sigmoid(T)
-    return s * (1 - s) if gradient else s
-
-
-def tanh(T, gradient=False):
-    t = torch.tanh(T)
-    return 1 - t * t if gradient else t
-
-
-def relu(T, gradient=False):
-    return (T > 0).to(T.dtype) if gradient else torch.clamp(T, min=0)
-
-
-def swish(T, beta=1.0, gradient=False):
-    b = _param(beta, T)
-    s = torch.sigmoid(b * T)
-    if not gradient:
-        return T * s
-    return s + b * T * s * (1 - s), T * T * s * (1 - s)
-
-
-def celu(T, alpha=1.0, gradient=False):
-    a = _param(alpha, T)
-    e = torch.exp(torch.clamp(T, max=0) / a)
-    if not gradient:
-        return torch.where(T > 0, T, a * (e - 1))
-    d_dT = torch.where(T > 0, torch.ones_like(T), e)
-    d_da = torch.where(T > 0, torch.zeros_like(T), e - 1 - T * e / a)
-    return d_dT, d_da
-
-
-for _f, _p in ((sig, None), (tanh, None), (relu, None), (swish, "beta"), (celu, "alpha")):
-    _f.param = _p
-ACTIVACIONES = {"sig": sig, "tanh": tanh, "relu": relu, "swish": swish, "celu": celu}
+from tarea2_grader.ayudas import ACTIVACIONES, celu, relu, sig, swish, tanh  # noqa: F401
 
 
 def celoss(Q, P, estable=True, epsilon=1e-8):
@@ -129,57 +84,10 @@ def grads_red_autograd(pesos, x, y):
 
 # --------------------------------------------------------------------------- a network and optimizer for Part 4
 
-class RedDeReferencia(torch.nn.Module):
-    """A correct FFNN with a hand-written backward, used to test the student's training loop alone."""
-
-    def __init__(self, F, l_h, l_a, C, generator):
-        super().__init__()
-        dims = [F] + list(l_h)
-        self.Ws = torch.nn.ParameterList(
-            [torch.nn.Parameter(torch.randn(a, b, generator=generator) / a ** 0.5) for a, b in zip(dims, dims[1:])])
-        self.bs = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(b)) for b in dims[1:]])
-        self.U = torch.nn.Parameter(torch.randn(dims[-1], C, generator=generator) / dims[-1] ** 0.5)
-        self.c = torch.nn.Parameter(torch.zeros(C))
-        self.fs = [ACTIVACIONES[n] for n in l_a]
-
-    def forward(self, x):
-        h = x
-        for W, b, f in zip(self.Ws, self.bs, self.fs):
-            h = f(h @ W + b)
-        return torch.softmax(h @ self.U + self.c, dim=1)
-
-    def backward(self, x, y, y_pred):
-        with torch.no_grad():
-            hs, us = [x], []
-            for W, b, f in zip(self.Ws, self.bs, self.fs):
-                us.append(hs[-1] @ W + b)
-                hs.append(f(us[-1]))
-            du = (y_pred - y) / x.shape[0]
-            self.U.grad = hs[-1].T @ du
-            self.c.grad = du.sum(0)
-            dh = du @ self.U.T
-            for k in reversed(range(len(self.Ws))):
-                du = dh * self.fs[k](us[k], gradient=True)
-                self.Ws[k].grad = hs[k].T @ du
-                self.bs[k].grad = du.sum(0)
-                dh = du @ self.Ws[k].T
-
-
-class SGDReferencia:
-    """p <- p - lr * p.grad, in place."""
-
-    def __init__(self, parameters, lr):
-        self.parameters, self.lr = list(parameters), lr
-
-    def step(self):
-        with torch.no_grad():
-            for p in self.parameters:
-                if p.grad is not None:
-                    p -= self.lr * p.grad
-
-    def zero_grad(self):
-        for p in self.parameters:
-            p.grad = None
-
-
-REFERENCIAS = dict(ACTIVACIONES, CELoss=celoss)
+def pesos_aleatorios(F, l_h, C, generator, dtype=torch.float32):
+    """Initial weights (Ws, bs, U, c) for the reference network of the training-loop test."""
+    dims = [F] + list(l_h)
+    Ws = [torch.randn(a, b, generator=generator, dtype=dtype) / a ** 0.5 for a, b in zip(dims, dims[1:])]
+    bs = [torch.zeros(b, dtype=dtype) for b in dims[1:]]
+    U = torch.randn(dims[-1], C, generator=generator, dtype=dtype) / dims[-1] ** 0.5
+    return Ws, bs, U, torch.zeros(C, dtype=dtype)

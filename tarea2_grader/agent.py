@@ -1,0 +1,491 @@
+"""The untrusted side of grading: runs one student's notebook inside the sandbox.
+
+This file is executed as a script inside the sandbox (``python agent.py``); it imports
+nothing from ``tarea2_grader`` (which the sandbox cannot see), only the standard library,
+IPython and torch.  It decides nothing: it runs the student's cells and the probes that
+the trusted supervisor (:mod:`tarea2_grader.runner`) sends, and reports what happened.
+Student code runs in this process tree, so everything here may be tampered with; the
+supervisor treats every reply as untrusted data.
+
+Processes (all inside the sandbox's own PID namespace):
+
+* the *anchor* (the script's first process) imports torch and IPython, forks the first
+  holder and then only waits on its stdin: when the supervisor closes it, the anchor exits
+  and the sandbox, with every process a student started, goes away;
+* the *holder* keeps the student's namespace after the last cell that finished.  For each
+  cell it forks a *trial* that runs the cell.  When the trial finishes the cell, it reports
+  and becomes the new holder (the old one exits).  When the trial dies (``os._exit``, a
+  signal, the memory cap) or runs past its time, the holder reports it and carries on with
+  the state from before that cell: a crash costs only that cell;
+* for each hidden test the holder forks a *probe* process that receives the probe code and
+  the grader's inputs, calls the student's functions and sends back what they returned.  The
+  probe exits afterwards, so nothing a test brings in (helper code, inputs) ever reaches the
+  holder or another test.
+
+Wire format: frames of a 4-byte big-endian length and UTF-8 JSON, on a socket shared with the
+supervisor (its number comes in the configuration).  Tensors travel as ``{"__tensor__": {"dtype", "shape", "data"}}``.
+"""
+import base64
+import io
+import json
+import os
+import select
+import signal
+import struct
+import sys
+import time
+
+PROTO_FD = 3  # replaced by the "fd" of the agent's configuration
+MAX_FRAME = 64 * 1024 * 1024
+
+# --------------------------------------------------------------------------- frames
+
+
+def write_all(fd, data):
+    """Write every byte of ``data`` to ``fd``."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def write_frame(fd, obj):
+    """Write one frame (length + JSON) to ``fd``."""
+    data = json.dumps(obj, allow_nan=True).encode("utf-8")
+    write_all(fd, struct.pack(">I", len(data)) + data)
+
+
+def _read_exact(fd, n):
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd):
+    """Read one frame from ``fd``; None at end of file."""
+    head = _read_exact(fd, 4)
+    if head is None:
+        return None
+    (n,) = struct.unpack(">I", head)
+    if n > MAX_FRAME:
+        raise ValueError("frame too large")
+    data = _read_exact(fd, n)
+    return None if data is None else json.loads(data.decode("utf-8"))
+
+
+def read_until_eof(fd, deadline, limit=MAX_FRAME):
+    """Everything written to ``fd`` until end of file; None if ``deadline`` passes first."""
+    chunks, size = [], 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return None
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+
+
+# --------------------------------------------------------------------------- values
+
+
+def encode(value, depth=0):
+    """A JSON-able description of ``value``: tensors, numbers, strings, lists, dicts."""
+    import torch
+
+    if depth > 20:
+        return {"__type__": "demasiado anidado"}
+    if isinstance(value, torch.Tensor):
+        t = value.detach()
+        if t.layout != torch.strided or t.is_complex() or t.dtype not in _encodable():
+            return {"__type__": "Tensor de tipo {}".format(str(t.dtype).replace("torch.", ""))}
+        t = t.to("cpu")
+        flat = t.reshape(-1).tolist()
+        return {"__tensor__": {"dtype": str(t.dtype).replace("torch.", ""),
+                               "shape": list(t.shape), "data": flat}}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2 ** 62:
+            return float(value)
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [encode(v, depth + 1) for v in value]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: encode(v, depth + 1) for k, v in value.items()}
+    return {"__type__": type(value).__name__}
+
+
+def decode(value):
+    """Inverse of :func:`encode` for the grader's inputs (trusted data)."""
+    import torch
+
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            spec = value["__tensor__"]
+            dtype = getattr(torch, spec["dtype"])
+            return torch.tensor(spec["data"], dtype=dtype).reshape(spec["shape"])
+        if "__tuple__" in value:
+            return tuple(decode(v) for v in value["__tuple__"])
+        return {k: decode(v) for k, v in value.items()}
+    return value
+
+
+def _encodable():
+    import torch
+
+    return (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32,
+            torch.int16, torch.int8, torch.uint8, torch.bool)
+
+
+# --------------------------------------------------------------------------- running cells
+
+
+def _plain(text, limit=200000):
+    return text if len(text) <= limit else text[:limit] + "\n[... salida recortada ...]\n"
+
+
+class _Stream(io.TextIOBase):
+    """sys.stdout / sys.stderr stand-in that appends stream outputs to the cell's record."""
+
+    def __init__(self, name, outputs):
+        self.name, self._outputs = name, outputs
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    def write(self, s):
+        if not isinstance(s, str):
+            s = str(s)
+        if not s:
+            return 0
+        last = self._outputs[-1] if self._outputs else None
+        if last is not None and last.get("output_type") == "stream" and last.get("name") == self.name:
+            last["text"] += s
+        else:
+            self._outputs.append({"output_type": "stream", "name": self.name, "text": s})
+        return len(s)
+
+    def flush(self):
+        pass
+
+
+def _jsonable_bundle(data):
+    out = {}
+    for mime, value in (data or {}).items():
+        if not isinstance(mime, str):
+            continue
+        if isinstance(value, bytes):
+            value = base64.b64encode(value).decode("ascii")
+        if isinstance(value, (str, list, dict, int, float, bool)) or value is None:
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                continue
+            out[mime] = value
+    return out
+
+
+class Cell:
+    """Outputs of the cell being run (nbformat-shaped dicts)."""
+
+    outputs = []
+
+
+def make_shell(workdir):
+    """An IPython shell whose displays, results and tracebacks land in ``Cell.outputs``."""
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    class Publisher(DisplayPublisher):
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
+            Cell.outputs.append({"output_type": "display_data", "data": _jsonable_bundle(data),
+                                 "metadata": _jsonable_bundle(metadata or {})})
+
+        def clear_output(self, wait=False):
+            del Cell.outputs[:]
+
+    class Hook(DisplayHook):
+        def write_output_prompt(self):
+            pass
+
+        def write_format_data(self, format_dict, md_dict=None):
+            Cell.outputs.append({"output_type": "execute_result", "execution_count": self.prompt_count,
+                                 "data": _jsonable_bundle(format_dict), "metadata": {}})
+
+        def finish_displayhook(self):
+            pass
+
+    class Shell(InteractiveShell):
+        def _showtraceback(self, etype, evalue, stb):
+            Cell.outputs.append({"output_type": "error", "ename": getattr(etype, "__name__", str(etype)),
+                                 "evalue": _plain(str(evalue), 4000),
+                                 "traceback": [_plain(self.InteractiveTB.stb2text(stb), 20000)]})
+
+        def showsyntaxerror(self, filename=None, running_compiled_code=False):
+            etype, value, _tb = self._get_exc_info()
+            Cell.outputs.append({"output_type": "error", "ename": etype.__name__,
+                                 "evalue": _plain(str(value), 4000),
+                                 "traceback": ["{}: {}".format(etype.__name__, value)]})
+
+    cfg = Config()
+    cfg.HistoryManager.hist_file = ":memory:"
+    cfg.HistoryManager.enabled = False
+    cfg.InteractiveShell.colors = "nocolor"
+    cfg.InteractiveShell.xmode = "Plain"
+    cfg.InteractiveShell.autocall = 0
+    shell = Shell(config=cfg, ipython_dir=os.path.join(workdir, ".ipython"),
+                  display_pub_class=Publisher, displayhook_class=Hook)
+    try:
+        shell.enable_matplotlib("inline")
+    except Exception:  # matplotlib is optional for the student's code
+        pass
+    return shell
+
+
+def reset_process_signals():
+    """Undo what a finished cell may have armed in this process (alarms, handlers)."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+    signal.setitimer(signal.ITIMER_PROF, 0)
+    for sig in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
+                signal.SIGUSR2, signal.SIGVTALRM, signal.SIGPROF):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    sys.settrace(None)
+    sys.setprofile(None)
+
+
+def run_cell(shell, source):
+    """Run one cell in the shell; return its outputs."""
+    Cell.outputs = outputs = []
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Stream("stdout", outputs), _Stream("stderr", outputs)
+    try:
+        shell.run_cell(source, store_history=True, silent=False)
+    except BaseException as exc:  # IPython machinery itself failed
+        outputs.append({"output_type": "error", "ename": type(exc).__name__, "evalue": str(exc)[:4000],
+                        "traceback": []})
+    finally:
+        sys.stdout, sys.stderr = saved
+    return outputs
+
+
+# --------------------------------------------------------------------------- probes (hidden tests)
+
+
+def _set_not_dumpable():
+    """Other sandbox processes (a student's daemon) cannot ptrace or read this one's memory."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except Exception:
+        pass
+
+
+def run_probe(shell, msg):
+    """Inside the probe process: run the requested probe on the student's namespace."""
+    probe_ns = {"__name__": "sonda"}
+    exec(compile(msg["probe_source"], "<sonda>", "exec"), probe_ns)
+    helpers = {}
+    if msg.get("helpers_source"):
+        helper_ns = {"__name__": "ayudas"}
+        exec(compile(msg["helpers_source"], "<ayudas>", "exec"), helper_ns)
+        helpers = helper_ns
+    inputs = decode(msg["inputs"])
+    probe = probe_ns[msg["probe"]]
+    return probe(shell.user_ns, inputs, helpers)
+
+
+# --------------------------------------------------------------------------- the holder loop
+
+
+def _silence_stdio():
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
+def _wait_child(pid):
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return {"exit": None}
+    if os.WIFSIGNALED(status):
+        return {"signal": os.WTERMSIG(status)}
+    return {"exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None}
+
+
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _is_memory_error(exc):
+    text = "{}: {}".format(type(exc).__name__, exc)
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text or "not enough memory" in text
+
+
+def handle_cell(shell, msg):
+    """Fork a trial for the cell. Returns True in the trial (now the holder), never in the old holder
+    when the trial took over (it exits)."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        outputs = run_cell(shell, msg["source"])
+        reset_process_signals()
+        memory = any(o.get("output_type") == "error" and o.get("ename") == "MemoryError" for o in outputs)
+        try:
+            write_frame(wfd, {"id": msg["id"], "status": "ok", "outputs": outputs, "memory": memory})
+        except Exception as exc:  # outputs that cannot be serialized
+            write_frame(wfd, {"id": msg["id"], "status": "ok", "memory": memory, "outputs": [
+                {"output_type": "error", "ename": type(exc).__name__, "evalue": "salida no serializable",
+                 "traceback": []}]})
+        os.close(wfd)
+        return True
+    os.close(wfd)
+    data = read_until_eof(rfd, time.monotonic() + float(msg["timeout"]))
+    os.close(rfd)
+    if data is None:
+        _kill(pid)
+        _wait_child(pid)
+        write_frame(PROTO_FD, {"id": msg["id"], "status": "timeout"})
+        return False
+    if len(data) >= 4 and len(data) == 4 + struct.unpack(">I", data[:4])[0]:
+        write_all(PROTO_FD, data)  # the trial's frame, relayed as is: the trial is the holder now
+        os._exit(0)
+    death = _wait_child(pid)
+    write_frame(PROTO_FD, dict({"id": msg["id"], "status": "crashed"}, **death))
+    return False
+
+
+def handle_test(shell, msg):
+    """Fork a probe process for one hidden test; relay what it found."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        _set_not_dumpable()
+        try:
+            result = {"status": "ok", "result": encode(run_probe(shell, msg))}
+        except BaseException as exc:
+            kind = "memory" if _is_memory_error(exc) else "error"
+            result = {"status": kind, "error": "{}: {}".format(type(exc).__name__, str(exc)[:300])}
+        try:
+            write_frame(wfd, result)
+        except Exception as exc:
+            write_frame(wfd, {"status": "error", "error": "respuesta no serializable ({})".format(exc)})
+        os._exit(0)
+    os.close(wfd)
+    data = read_until_eof(rfd, time.monotonic() + float(msg["timeout"]))
+    os.close(rfd)
+    if data is None:
+        _kill(pid)
+        _wait_child(pid)
+        write_frame(PROTO_FD, {"id": msg["id"], "status": "timeout"})
+        return
+    death = _wait_child(pid)
+    try:
+        (n,) = struct.unpack(">I", data[:4])
+        reply = json.loads(data[4:4 + n].decode("utf-8"))
+        if not isinstance(reply, dict):
+            raise ValueError
+    except Exception:
+        reply = dict({"status": "crashed"}, **death)
+    reply["id"] = msg["id"]
+    write_frame(PROTO_FD, reply)
+
+
+def serve(shell):
+    """The holder's loop: one request at a time from the supervisor."""
+    while True:
+        msg = read_frame(PROTO_FD)
+        if msg is None or msg.get("op") == "fin":
+            os._exit(0)
+        if msg["op"] == "cell":
+            handle_cell(shell, msg)
+        elif msg["op"] == "test":
+            handle_test(shell, msg)
+        else:
+            write_frame(PROTO_FD, {"id": msg.get("id"), "status": "error", "error": "operación desconocida"})
+
+
+def set_limits(memory_mb, cpu_seconds):
+    """Cap this process tree: address space above what the imports already use, CPU seconds per process."""
+    import resource
+
+    if memory_mb:
+        size = 0
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    size = int(line.split()[1]) * 1024
+        limit = size + int(memory_mb) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if cpu_seconds:
+        resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), int(cpu_seconds)))
+
+
+def main():
+    global PROTO_FD
+    config = json.loads(sys.argv[1])
+    PROTO_FD = int(config.get("fd", PROTO_FD))
+    workdir = config["workdir"]
+    os.chdir(workdir)
+    os.environ.update({"NBGRADER_EXECUTION": "autograde", "MPLBACKEND": "Agg", "HOME": workdir,
+                       "MPLCONFIGDIR": os.path.join(workdir, ".matplotlib")})
+    sys.path.insert(0, workdir)
+    import torch  # noqa: F401  (paid once, before any fork)
+
+    torch.set_num_threads(1)
+    shell = make_shell(workdir)
+    set_limits(config.get("memory_mb"), config.get("cpu_seconds"))
+    if config.get("subreaper"):
+        try:
+            import ctypes
+            ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans stay ours
+        except Exception:
+            pass
+    pid = os.fork()
+    if pid == 0:
+        _silence_stdio()
+        write_frame(PROTO_FD, {"id": "ready", "status": "ok", "torch": torch.__version__})
+        serve(shell)
+        os._exit(0)
+    # The anchor: close the channel, wait until the supervisor closes our stdin.
+    os.close(PROTO_FD)
+    try:
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

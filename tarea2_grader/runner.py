@@ -1,0 +1,461 @@
+"""The trusted grader of one notebook: student code in the sandbox, every verdict here.
+
+:func:`calificar` runs a student's notebook cell by cell in a sandboxed agent
+(:mod:`tarea2_grader.agent`, :mod:`tarea2_grader.sandbox`) and, for each hidden test cell,
+draws the test's inputs from the student's seed, has a probe process call the student's code on
+them, and computes the verdict in this process (:mod:`tarea2_grader.hidden`).  No student code
+ever runs here: what comes back is decoded as plain data (:mod:`tarea2_grader.wire`), and a test
+whose answer never arrives (cell missing, process dead or out of time, reply malformed) fails
+with a reason.
+
+Tests run in the order the course declares them (:data:`hidden.PRUEBAS`), each as soon as its
+cell and every earlier test's cell have been reached, so helper code lent to a later test
+(correct activations, a correct network) is never reachable while an earlier test that grades
+it runs, even in a notebook whose cells were moved.
+
+This is the one grading path: nbgrader's autograde reaches it through
+:class:`tarea2_grader.nbplugin.TrustedExecute`, and the test suite calls it directly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from typing import Dict, List, Optional
+
+from tarea2_grader import agent, hidden, sandbox, wire
+
+DECLARACION = re.compile(r"""\bevaluar\(\s*["'](test_\w+)["']\s*\)""")
+MARGIN = 10.0  # seconds the supervisor waits beyond the agent's own limit before giving up on it
+READY_TIMEOUT = 180.0
+
+MSG_TIMEOUT_CELDA = "la celda superó el límite de {:g} s y se interrumpió"
+MSG_CRASH_CELDA = "la celda hizo terminar el proceso ({}); se siguió con el estado anterior a ella"
+MSG_PERDIDO = "no se ejecutó: el proceso del estudiante ya no responde ({})"
+
+
+class Perdido(Exception):
+    """The sandbox stopped answering (dead, out of time, or talking nonsense)."""
+
+
+@dataclasses.dataclass
+class Veredicto:
+    """The trusted verdict of one hidden test cell."""
+
+    prueba: Optional[str]
+    ok: bool
+    mensaje: str
+
+
+@dataclasses.dataclass
+class Resultado:
+    """What grading one notebook produced."""
+
+    semilla: int
+    outputs: Dict[int, List[dict]]
+    veredictos: Dict[int, Veredicto]
+    notas: List[str]
+    aislado: bool
+    segundos: float = 0.0
+
+    def puntos(self, nb) -> Dict[str, float]:
+        """grade_id -> points of every autograded test cell (full points or 0)."""
+        out = {}
+        for i, v in self.veredictos.items():
+            meta = nb.cells[i].metadata.get("nbgrader", {})
+            out[meta.get("grade_id")] = float(meta.get("points", 0)) if v.ok else 0.0
+        return out
+
+    def mensajes(self, nb) -> Dict[str, str]:
+        """grade_id -> the verdict's message."""
+        return {nb.cells[i].metadata.get("nbgrader", {}).get("grade_id"): v.mensaje for i, v in self.veredictos.items()}
+
+
+def es_test(cell) -> bool:
+    """An autograded test cell: code, graded, not an answer."""
+    meta = cell.get("metadata", {}).get("nbgrader", {}) or {}
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def prueba_declarada(source: str) -> Optional[str]:
+    """The hidden test a test cell declares (``hidden.evaluar("test_x")``), or None."""
+    m = DECLARACION.search(source or "")
+    return m.group(1) if m else None
+
+
+def _descripcion_muerte(reply) -> str:
+    sig = reply.get("signal")
+    if sig == signal.SIGXCPU:
+        return "tiempo de CPU excedido"
+    if sig == signal.SIGKILL:
+        return "señal 9: ¿memoria agotada?"
+    if sig:
+        try:
+            return "señal {} ({})".format(sig, signal.Signals(sig).name)
+        except ValueError:
+            return "señal {}".format(sig)
+    return "salió con código {}".format(reply.get("exit"))
+
+
+# --------------------------------------------------------------------------- the sandboxed agent
+
+
+class Sesion:
+    """One student's agent process tree, and the channel to it."""
+
+    def __init__(self, limites: sandbox.Limites, aislar: bool):
+        self.limites, self.aislar = limites, aislar
+        self.scratch = sandbox.nuevo_scratch()
+        self._sock, theirs = socket.socketpair()
+        config = {"fd": theirs.fileno(), "memory_mb": limites.memory_mb, "cpu_seconds": limites.cpu_seconds,
+                  "subreaper": not aislar}
+        argv, workdir = sandbox.comando(self.scratch, "", aislar)
+        config["workdir"] = workdir
+        argv[-1] = json.dumps(config)
+        env = None
+        if not aislar:
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8",
+                   "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": self.scratch}
+        self._log = []
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     pass_fds=(theirs.fileno(),), start_new_session=True, env=env,
+                                     cwd=self.scratch)
+        theirs.close()
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.vivo = True
+        self.motivo = ""
+        ready = self._leer(time.monotonic() + READY_TIMEOUT)
+        if not (isinstance(ready, dict) and ready.get("id") == "ready"):
+            self.cerrar()
+            raise Perdido("el entorno de corrección no arrancó: " + self.registro()[-800:])
+
+    def _drain(self):
+        for line in iter(self.proc.stdout.readline, b""):
+            self._log.append(line.decode("utf-8", "replace"))
+            del self._log[:-200]
+
+    def registro(self) -> str:
+        """The last lines the agent's processes wrote to their stdout/stderr."""
+        return "".join(self._log)
+
+    def _leer(self, deadline):
+        def exact(n):
+            buf = b""
+            while len(buf) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Perdido("sin respuesta a tiempo")
+                self._sock.settimeout(left)
+                try:
+                    chunk = self._sock.recv(min(n - len(buf), 1 << 20))
+                except socket.timeout:
+                    raise Perdido("sin respuesta a tiempo") from None
+                except OSError as exc:
+                    raise Perdido(str(exc)) from None
+                if not chunk:
+                    raise Perdido("el proceso terminó")
+                buf += chunk
+            return buf
+        (n,) = struct.unpack(">I", exact(4))
+        if n > agent.MAX_FRAME:
+            raise Perdido("respuesta demasiado grande")
+        try:
+            return json.loads(exact(n).decode("utf-8"))
+        except ValueError:
+            raise Perdido("respuesta ilegible") from None
+
+    def pedir(self, msg: dict, limite: float) -> dict:
+        """Send one request; return the reply that carries its id."""
+        if not self.vivo:
+            raise Perdido(self.motivo)
+        msg = dict(msg, id=secrets.token_hex(8), timeout=limite)
+        try:
+            data = json.dumps(msg, allow_nan=True).encode("utf-8")
+            self._sock.sendall(struct.pack(">I", len(data)) + data)
+            reply = self._leer(time.monotonic() + limite + MARGIN)
+        except (Perdido, OSError) as exc:
+            self.vivo, self.motivo = False, str(exc)
+            raise Perdido(self.motivo) from None
+        if not isinstance(reply, dict) or reply.get("id") != msg["id"]:
+            self.vivo, self.motivo = False, "la comunicación con el corrector fue alterada"
+            raise Perdido(self.motivo)
+        return reply
+
+    def cerrar(self):
+        """End the sandbox and everything in it; remove the scratch folder."""
+        self.vivo = False
+        for closer in (self._sock.close, self.proc.stdin.close):
+            try:
+                closer()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        _matar_grupo(self.proc)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _matar_grupo(proc):
+    """Kill the agent and, outside bubblewrap, whatever its processes left behind."""
+    import psutil
+    try:
+        procs = psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]
+    except psutil.NoSuchProcess:
+        procs = []
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _error(ename, evalue):
+    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": ["{}: {}".format(ename, evalue)]}
+
+
+def _texto(valor, limite=200000):
+    return valor if isinstance(valor, str) and len(valor) <= limite else (str(valor)[:limite] if valor else "")
+
+
+def saneada(o) -> Optional[dict]:
+    """A valid nbformat output built from an untrusted one (None to drop it)."""
+    if not isinstance(o, dict):
+        return None
+    kind = o.get("output_type")
+    if kind == "stream":
+        return {"output_type": "stream", "name": "stderr" if o.get("name") == "stderr" else "stdout",
+                "text": _texto(o.get("text"))}
+    if kind in ("display_data", "execute_result"):
+        data = o.get("data") if isinstance(o.get("data"), dict) else {}
+        data = {k: (v if isinstance(v, str) else json.loads(json.dumps(v))) for k, v in data.items()
+                if isinstance(k, str) and "/" in k and (isinstance(v, (str, dict, list)))}
+        out = {"output_type": kind, "data": data, "metadata": {}}
+        if isinstance(o.get("metadata"), dict):
+            out["metadata"] = {k: v for k, v in o["metadata"].items() if isinstance(k, str) and isinstance(v, (dict, str, int, float))}
+        if kind == "execute_result":
+            count = o.get("execution_count")
+            out["execution_count"] = count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
+        return out
+    if kind == "error":
+        tb = o.get("traceback") if isinstance(o.get("traceback"), list) else []
+        return {"output_type": "error", "ename": _texto(o.get("ename"), 200) or "Error",
+                "evalue": _texto(o.get("evalue"), 4000), "traceback": [_texto(t, 20000) for t in tb[:50]]}
+    return None
+
+
+def salida_de_veredicto(v: Veredicto) -> List[dict]:
+    """What a test cell shows: the trusted verdict."""
+    if v.ok:
+        return [{"output_type": "stream", "name": "stdout", "text": v.mensaje + "\n"}]
+    return [_error("Incorrecto", v.mensaje)]
+
+
+# --------------------------------------------------------------------------- grading
+
+
+class _Calificacion:
+    def __init__(self, nb, semilla, limites, pruebas, aislar):
+        self.nb, self.semilla, self.limites, self.pruebas = nb, semilla, limites, pruebas
+        self.aislar = aislar
+        self.outputs: Dict[int, List[dict]] = {}
+        self.veredictos: Dict[int, Veredicto] = {}
+        self.notas: List[str] = []
+        self.fuentes: List[str] = []
+        self.inicio = time.monotonic()
+        self.sesion: Optional[Sesion] = None
+        self.perdido = ""
+
+    # -- the session
+
+    def _sesion(self) -> Optional[Sesion]:
+        if self.sesion is None and not self.perdido:
+            try:
+                self.sesion = Sesion(self.limites, self.aislar)
+            except Perdido as exc:
+                self.perdido = str(exc)
+        return self.sesion if not self.perdido else None
+
+    def _restante(self) -> float:
+        return self.limites.student_timeout - (time.monotonic() - self.inicio)
+
+    def _pedir(self, msg, limite):
+        sesion = self._sesion()
+        if sesion is None:
+            raise Perdido(self.perdido)
+        if self._restante() <= 0:
+            self.perdido = "se superó el tiempo máximo por alumno ({:g} s)".format(self.limites.student_timeout)
+            raise Perdido(self.perdido)
+        try:
+            return sesion.pedir(msg, min(limite, max(self._restante(), 1.0)))
+        except Perdido as exc:
+            self.perdido = str(exc)
+            raise
+
+    # -- cells
+
+    def celda(self, i, cell):
+        try:
+            reply = self._pedir({"op": "cell", "source": cell.source}, self.limites.cell_timeout)
+        except Perdido as exc:
+            self.outputs[i] = [_error("NoEjecutada", MSG_PERDIDO.format(exc))]
+            return
+        status = reply.get("status")
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id") or "celda {}".format(i + 1)
+        if status == "ok":
+            outs = reply.get("outputs") if isinstance(reply.get("outputs"), list) else []
+            self.outputs[i] = [s for s in (saneada(o) for o in outs[:500]) if s]
+            self.fuentes.append(cell.source)
+            if reply.get("memory"):
+                self.notas.append("memoria excedida en {}".format(gid))
+        elif status == "timeout":
+            self.outputs[i] = [_error("TiempoExcedido", MSG_TIMEOUT_CELDA.format(self.limites.cell_timeout))]
+            self.notas.append("celda interrumpida por tiempo (¿bucle infinito?): {}".format(gid))
+        else:
+            desc = _descripcion_muerte(reply)
+            self.outputs[i] = [_error("ProcesoTerminado", MSG_CRASH_CELDA.format(desc))]
+            self.notas.append("la celda {} hizo terminar el proceso ({}): se corrigió el resto".format(gid, desc))
+
+    # -- tests
+
+    def prueba(self, nombre, fuentes) -> Veredicto:
+        spec = self.pruebas.PRUEBAS[nombre]
+        try:
+            datos = self.pruebas.plan_de(nombre, self.semilla, self.pruebas.Contexto(fuentes))
+        except self.pruebas.Incorrecto as exc:
+            return Veredicto(nombre, False, str(exc))
+        msg = {"op": "test", "probe": spec.sonda, "probe_source": self.pruebas.fuente_sonda(),
+               "helpers_source": self.pruebas.fuente_ayudas() if spec.ayudas else "",
+               "inputs": agent.encode(self.pruebas.para_la_sonda(datos))}
+        corto = nombre[5:] if nombre.startswith("test_") else nombre
+        try:
+            reply = self._pedir(msg, self.limites.test_timeout)
+        except Perdido as exc:
+            return Veredicto(nombre, False, "No se pudo evaluar {}: el proceso del estudiante ya no responde ({}).".format(corto, exc))
+        status = reply.get("status")
+        if status == "timeout":
+            return Veredicto(nombre, False, "tiempo excedido: las llamadas a tu código en {} no terminaron en {:g} s "
+                                            "(¿un bucle infinito?).".format(corto, self.limites.test_timeout))
+        if status == "memory":
+            return Veredicto(nombre, False, "memoria excedida: tu código en {} pidió más memoria que el límite "
+                                            "({} MiB).".format(corto, self.limites.memory_mb))
+        if status == "crashed":
+            return Veredicto(nombre, False, "Tu código hizo terminar el proceso durante {} ({}).".format(corto, _descripcion_muerte(reply)))
+        if status != "ok":
+            return Veredicto(nombre, False, "No se pudo evaluar {}: {}".format(corto, _texto(reply.get("error"), 300)))
+        try:
+            obs = wire.decodificar(reply.get("result"))
+        except wire.Malformado:
+            return Veredicto(nombre, False, "La respuesta de tu código para {} llegó malformada.".format(corto))
+        mensaje = self.pruebas.veredicto(nombre, datos, obs)
+        if mensaje is None:
+            return Veredicto(nombre, True, "Tests ocultos de {}: ok".format(corto))
+        return Veredicto(nombre, False, mensaje)
+
+    def run(self, hasta_ultimo_test=False):
+        cells = self.nb.cells
+        tests = {i: prueba_declarada(c.source) for i, c in enumerate(cells) if es_test(c)}
+        orden = [n for n in self.pruebas.PRUEBAS if n in tests.values()]
+        alcanzadas: Dict[str, List[str]] = {}
+        hechas: Dict[str, Veredicto] = {}
+        ultimo = max(tests, default=-1)
+
+        def correr_pendientes(final=False):
+            for nombre in orden:
+                if nombre in hechas:
+                    continue
+                if nombre not in alcanzadas:
+                    if final:
+                        continue
+                    return
+                hechas[nombre] = self.prueba(nombre, alcanzadas[nombre])
+
+        for i, cell in enumerate(cells):
+            if cell.cell_type != "code":
+                continue
+            if i in tests:
+                nombre = tests[i]
+                if nombre is None or nombre not in self.pruebas.PRUEBAS:
+                    continue
+                alcanzadas.setdefault(nombre, list(self.fuentes))
+                correr_pendientes()
+                continue
+            if hasta_ultimo_test and i > ultimo:
+                break
+            self.celda(i, cell)
+        correr_pendientes(final=True)
+        for i, nombre in tests.items():
+            if nombre is None or nombre not in self.pruebas.PRUEBAS:
+                v = Veredicto(nombre, False, "Esta celda de test no declara ningún test oculto del curso: no suma puntos.")
+            else:
+                v = hechas[nombre]
+            self.veredictos[i] = v
+            self.outputs[i] = salida_de_veredicto(v)
+        if self.perdido:
+            self.notas.append("el proceso del estudiante dejó de responder: " + self.perdido)
+
+    def cerrar(self):
+        if self.sesion is not None:
+            self.sesion.cerrar()
+
+
+def calificar(nb, semilla: int, limites: Optional[sandbox.Limites] = None, pruebas=hidden,
+              aislar: Optional[bool] = None, hasta_ultimo_test: bool = False) -> Resultado:
+    """Grade one notebook (an nbformat v4 NotebookNode) with the student's seed.
+
+    ``aislar`` chooses bubblewrap (default: whenever it works here).  ``hasta_ultimo_test`` skips
+    the cells after the last test cell (they cannot change any verdict; the test suite uses it).
+    """
+    limites = limites or sandbox.Limites()
+    if aislar is None:
+        aislar = aislamiento_disponible()
+    t0 = time.monotonic()
+    trabajo = _Calificacion(nb, int(semilla), limites, pruebas, aislar)
+    try:
+        trabajo.run(hasta_ultimo_test)
+    finally:
+        trabajo.cerrar()
+    return Resultado(int(semilla), trabajo.outputs, trabajo.veredictos, trabajo.notas, aislar,
+                     time.monotonic() - t0)
+
+
+_DISPONIBLE: List[bool] = []
+
+
+def aislamiento_disponible() -> bool:
+    """Whether bubblewrap works here (checked once per process); warns in Spanish when it does not."""
+    if not _DISPONIBLE:
+        ok = sandbox.bwrap_works()
+        _DISPONIBLE.append(ok)
+        if not ok:
+            aviso = sandbox.aviso_sin_aislamiento()
+            if aviso:
+                import sys
+                print(aviso, file=sys.stderr)
+    return _DISPONIBLE[0]
+
+
+def nueva_semilla() -> int:
+    """A fresh seed for a student's hidden inputs."""
+    return secrets.randbits(62)

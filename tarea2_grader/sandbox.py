@@ -1,0 +1,147 @@
+"""Where student code runs: a bubblewrap sandbox (or, without bubblewrap, a bare subprocess).
+
+The sandbox sees a read-only system (``/usr`` and the few ``/etc`` files programs need), the
+Python installation and the course's virtual environment, and nothing else of the machine:
+not the course folder (grader, references, hidden tests, source notebook, gradebook,
+grades.csv, feedback), not other students, not ``/root`` or ``/home``.  Its only writable place
+is a fresh scratch folder; it has no network, its own PID, IPC, UTS and ``/tmp``, no
+capabilities, and, when the grader runs as root, it runs as an unprivileged user.  When the
+grader goes, the sandbox goes (``--die-with-parent``), with every process a student started.
+
+Without bubblewrap (macOS, a locked-down server) the same agent runs as a plain subprocess:
+verdicts still come from outside it and the time and memory limits still apply, but files are
+not isolated; :func:`aviso_sin_aislamiento` says so once, in Spanish.
+"""
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent.py")
+INSIDE_AGENT = "/run/tarea2/agent.py"
+INSIDE_WORK = "/tmp/trabajo"
+NOBODY = 65534
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd", "group",
+             "fonts", "ssl", "alternatives", "mime.types")
+
+_warned = []
+
+
+@dataclasses.dataclass
+class Limites:
+    """Per-student limits (nbgrader_config.py: ``c.TrustedExecute.<name>``)."""
+
+    cell_timeout: float = 60.0     # wall seconds per notebook cell
+    test_timeout: float = 20.0     # wall seconds per hidden test (all its calls)
+    memory_mb: int = 3072          # address space each student process may add to what imports use
+    cpu_seconds: int = 600         # CPU seconds per process (a cell, a test)
+    student_timeout: float = 900.0  # wall seconds for the whole notebook
+
+
+def bwrap_path():
+    """The bubblewrap binary, or None."""
+    return shutil.which("bwrap")
+
+
+def bwrap_works():
+    """Whether bubblewrap can create a sandbox here (it needs user namespaces or root)."""
+    path = bwrap_path()
+    if not path:
+        return False
+    try:
+        run = subprocess.run([path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return run.returncode == 0
+
+
+def aviso_sin_aislamiento():
+    """The one Spanish warning printed when student files cannot be isolated."""
+    if _warned:
+        return None
+    _warned.append(True)
+    return ("aviso: bubblewrap (bwrap) no está disponible: cada notebook corre en un proceso aparte y los "
+            "veredictos se calculan fuera de él, pero el código del estudiante puede leer y escribir archivos "
+            "de este computador. Instálalo con `sudo apt-get install bubblewrap` (Debian/Ubuntu) o "
+            "`sudo dnf install bubblewrap` (Fedora); `make grade` lo instala solo cuando corre como root.")
+
+
+def _python_roots():
+    """Folders the interpreter and the virtual environment live in."""
+    roots = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), os.path.realpath(sys.exec_prefix),
+             os.path.realpath(sys.base_exec_prefix)}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            roots.add(os.path.realpath(path))
+    # the executable's own folder and the one its symlink points to
+    roots.add(os.path.dirname(os.path.realpath(sys.executable)))
+    inside_usr = [r for r in roots if r == "/usr" or r.startswith("/usr/")]
+    others = sorted(r for r in roots if r not in inside_usr)
+    # drop folders already inside another bound folder
+    return [r for r in others if not any(r != o and r.startswith(o + os.sep) for o in others)]
+
+
+def interprete():
+    """The interpreter the sandbox runs: the virtual environment's python."""
+    return os.path.join(sys.prefix, "bin", "python") if sys.prefix != sys.base_prefix else sys.executable
+
+
+def comando(scratch, config_json, usar_bwrap=True):
+    """The argv that starts the agent for one student, and the folder it works in."""
+    python = interprete()
+    if not usar_bwrap:
+        return [python, "-B", AGENT, config_json], scratch
+    roots = _python_roots()
+    args = [bwrap_path(), "--perms", "01777", "--tmpfs", "/tmp"]
+    for folder in _ancestors(roots + [INSIDE_AGENT]):
+        args += ["--perms", "0755", "--dir", folder]
+    args += ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "lib", "lib64", "lib32", "sbin"):
+        path = "/" + name
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    for name in ETC_FILES:
+        args += ["--ro-bind-try", "/etc/" + name, "/etc/" + name]
+    for root in roots:
+        args += ["--ro-bind", root, root]
+    args += ["--dev", "/dev", "--proc", "/proc", "--bind", scratch, INSIDE_WORK, "--ro-bind", AGENT, INSIDE_AGENT,
+             "--chdir", INSIDE_WORK, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+             "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+             "--clearenv", "--setenv", "PATH", os.path.dirname(python) + ":/usr/bin:/bin",
+             "--setenv", "LANG", "C.UTF-8", "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "TMPDIR", INSIDE_WORK,
+             "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
+    if os.geteuid() == 0:
+        # Root outside: the student runs as an unprivileged user with no capabilities.
+        os.chown(scratch, NOBODY, NOBODY)
+        args += ["--", shutil.which("setpriv") or "/usr/bin/setpriv", "--reuid={}".format(NOBODY),
+                 "--regid={}".format(NOBODY), "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"]
+    else:
+        args += ["--unshare-user", "--cap-drop", "ALL", "--"]
+    args += [python, "-B", INSIDE_AGENT, config_json]
+    return args, INSIDE_WORK
+
+
+def _ancestors(paths):
+    """Every parent folder of the bound paths, outermost first (bwrap would make them 0700)."""
+    found = []
+    for path in paths:
+        parts = os.path.dirname(path).strip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            folder = "/" + "/".join(parts[:i])
+            if folder not in found and folder not in ("/usr", "/tmp") and not folder.startswith("/usr/"):
+                found.append(folder)
+    return found
+
+
+def nuevo_scratch():
+    """A fresh, private scratch folder for one student."""
+    path = tempfile.mkdtemp(prefix="tarea2-alumno-")
+    os.chmod(path, 0o700)
+    return path
