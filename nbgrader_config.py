@@ -13,10 +13,26 @@ c.ClearSolutions.code_stub = {
 }
 c.ClearSolutions.text_stub = "TU RESPUESTA AQUÍ"
 
-# torch takes a few seconds to import and the training tests need a few more;
-# an infinite loop still costs only the cell it is in.
-c.Execute.timeout = 120
-c.Execute.startup_timeout = 120
+# Trusted grading: student code runs in a sandbox (bubblewrap), never in the process that
+# decides; each hidden test's verdict is computed outside it and written into its test cell,
+# and nbgrader scores the cell from that.  Plain `nbgrader autograde` gets this too.
+c.Autograde.autograde_preprocessors = [
+    "tarea2_grader.nbplugin.TrustedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# Per-student limits (a 2-core, 24 GiB machine grading one or two students at a time).
+c.TrustedExecute.cell_timeout = 60       # s per notebook cell
+c.TrustedExecute.test_timeout = 20       # s per hidden test: a loop fails within seconds
+c.TrustedExecute.memory_mb = 3072        # MiB per student process beyond torch's own
+c.TrustedExecute.cpu_seconds = 600       # CPU s per student process
+c.TrustedExecute.student_timeout = 900   # s for the whole notebook
+# Uncomment to refuse grading where bubblewrap is missing (instead of a warning):
+# c.TrustedExecute.require_sandbox = True
 
 # A warning printed on stderr (torch, matplotlib, tqdm) must not zero a test
 # cell that passed: nbgrader scores any stderr output as a failure.

@@ -32,7 +32,7 @@ def cmd_release(args) -> int:
 
 def autograde_args(cell_timeout) -> list:
     """Extra nbgrader options for autograde."""
-    return ["--Execute.timeout={}".format(int(cell_timeout))] if cell_timeout else []
+    return ["--TrustedExecute.cell_timeout={:g}".format(cell_timeout)] if cell_timeout else []
 
 
 def cmd_grade(args) -> int:
@@ -114,7 +114,7 @@ def parser() -> argparse.ArgumentParser:
                        help="segundos máximos por alumno (todas sus celdas)")
         g.add_argument("--timeout-celda", type=float,
                        default=DEMO_CELL_TIMEOUT if name == "demo" else None,
-                       help="segundos máximos por celda (por defecto: Execute.timeout de nbgrader_config.py)")
+                       help="segundos máximos por celda (por defecto: TrustedExecute.cell_timeout de nbgrader_config.py)")
         g.set_defaults(func=func)
     notas = sub.add_parser("notas", help="reescribir grades.csv desde el gradebook (tras corregir a mano)")
     notas.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")

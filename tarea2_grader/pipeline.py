@@ -2,9 +2,11 @@
 
 Every step runs real nbgrader commands in subprocesses, from the course root, so
 the course's ``nbgrader_config.py`` applies exactly as for plain ``nbgrader``
-commands.  Each student is autograded in their own subprocess with a wall-clock
-limit: an infinite loop, a dead kernel or a corrupt file costs only that student,
-who gets a Spanish reason in ``grades.csv`` (column ``observaciones``).
+commands; it plugs in the trusted runner (:mod:`tarea2_grader.nbplugin`), which
+runs each student's code in a sandbox and decides every test outside it.  Each
+student is autograded in their own subprocess with a wall-clock limit: a corrupt
+file or a grading failure costs only that student, who gets a Spanish reason in
+``grades.csv`` (column ``observaciones``).
 """
 from __future__ import annotations
 
@@ -46,13 +48,8 @@ HEADING_PART = re.compile(r"^#{1,4}\s*(?:Parte|Pregunta)\s+([0-9]+[a-z]?)\b", re
 
 DEFAULT_STUDENT_TIMEOUT = 1800  # seconds of wall clock per student, all cells together
 
-REASON_KERNEL_DIED = "el kernel murió durante la ejecución (¿os._exit o falta de memoria?)"
 REASON_TIMEOUT = "se superó el tiempo máximo de corrección por alumno ({} s)"
-REASON_UNRESPONSIVE = "el kernel dejó de responder (¿bucle infinito que no se pudo interrumpir?)"
 REASON_METADATA = "los metadatos de nbgrader del notebook están corruptos"
-NOTE_CELL_TIMEOUT = "celda(s) interrumpida(s) por tiempo (¿bucle infinito?): {}"
-NOTE_KILLER_CELL = ("la celda '{}' hacía morir el kernel: se desactivó y se corrigió el resto "
-                    "(esa parte no suma puntos)")
 
 
 # ---------------------------------------------------------------- course paths
@@ -335,10 +332,6 @@ def failure_reason(run: Run, timeout: float) -> Optional[str]:
         return REASON_TIMEOUT.format(int(timeout))
     if run.returncode == 0:
         return None
-    if "DeadKernelError" in out or "Kernel died" in out:
-        return REASON_KERNEL_DIED
-    if "UnresponsiveKernelError" in out or "kernel became unresponsive" in out:
-        return REASON_UNRESPONSIVE
     if "Notebook failed to validate" in out or "ValidationError" in out:
         return REASON_METADATA
     errors = [ln for ln in out.splitlines() if "Error" in ln or "error" in ln]
@@ -346,78 +339,36 @@ def failure_reason(run: Run, timeout: float) -> Optional[str]:
     return "nbgrader no pudo corregir el notebook ({})".format(detail)
 
 
-def killer_cell_source(debug_output: str) -> Optional[str]:
-    """Source of the last cell nbclient started before the kernel died (DEBUG log)."""
-    marker = "Executing cell:\n"
-    pos = debug_output.rfind(marker)
-    if pos < 0:
-        return None
-    rest = debug_output[pos + len(marker):]
-    end = re.search(r"^\[\w+ \| \w+\]", rest, re.M)
-    block = rest[:end.start()] if end else rest
-    # nbgrader's log formatter indents continuation lines by four spaces
-    lines = [ln[4:] if ln.startswith("    ") else ln for ln in block.splitlines()]
-    return "\n".join(lines)
-
-
-def disable_cell(course: Course, student: str, source: str) -> Optional[str]:
-    """Replace the student's (non read-only) cell with that source; return its grade_id or label."""
-    path = course.submitted_nb(student)
-    nb = nbformat.read(path, as_version=4)
-    target = source.strip()
-    for n, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or cell.source.strip() != target:
-            continue
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("locked") and not meta.get("solution"):
-            return None
-        cell.source = ("# Celda desactivada por el corrector: hacía morir el kernel.\n"
-                       "raise RuntimeError('celda desactivada: hacía morir el kernel')")
-        nbformat.write(nb, path)
-        return meta.get("grade_id") or "celda {}".format(n + 1)
-    return None
-
-
-def timed_out_cells(course: Course, student: str) -> List[str]:
-    """grade_ids (or positions) of cells interrupted by Execute.timeout."""
+def grading_notes(course: Course, student: str) -> List[str]:
+    """What the trusted runner noted while grading (cells out of time, crashes), from the autograded notebook."""
     path = course.autograded_nb(student)
     if not os.path.exists(path):
         return []
-    nb = nbformat.read(path, as_version=4)
-    found = []
-    for n, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error" and out.get("ename") in ("CellTimeoutError", "TimeoutError"):
-                found.append(cell.metadata.get("nbgrader", {}).get("grade_id") or "celda {}".format(n + 1))
-                break
-    return found
+    with open(path, encoding="utf-8") as fh:
+        meta = json.load(fh).get("metadata", {}).get(nbplugin_meta_key(), {})
+    notes = meta.get("notas", []) if isinstance(meta, dict) else []
+    return [str(n) for n in notes if isinstance(n, str)]
+
+
+def nbplugin_meta_key() -> str:
+    """Where TrustedExecute records the seed and notes in the autograded notebook."""
+    from .nbplugin import META_KEY
+    return META_KEY
 
 
 def autograde_student(course: Course, student: str, timeout: float,
                       extra_args: Sequence[str] = ()) -> StudentResult:
-    """Autograde one student in a subprocess; on a dead kernel, disable the guilty cell and retry."""
+    """Autograde one student (nbgrader in a subprocess, student code in the sandbox it starts)."""
     result = StudentResult(student)
-    # DEBUG logging names each cell as nbclient starts it: the last one killed a dead kernel.
-    args = ["autograde", course.assignment_arg, "--student", student, "--force",
-            "--log-level=DEBUG", *extra_args]
+    args = ["autograde", course.assignment_arg, "--student", student, "--force", *extra_args]
     log = os.path.join(course.logs_dir, student + ".log")
     run = run_nbgrader(course, args, timeout=timeout, log_path=log)
-    reason = failure_reason(run, timeout)
-    if reason == REASON_KERNEL_DIED:
-        source = killer_cell_source(run.output)
-        label = disable_cell(course, student, source) if source else None
-        if label:
-            run = run_nbgrader(course, args, timeout=timeout, log_path=log)
-            reason = failure_reason(run, timeout)
-            result.notes.append(NOTE_KILLER_CELL.format(label))
-    result.failure = reason
-    if reason is not None:
+    result.failure = failure_reason(run, timeout)
+    if result.failure is not None:
         # a killed run may leave a half-written notebook that feedback would pick up
         shutil.rmtree(os.path.dirname(course.autograded_nb(student)), ignore_errors=True)
-    if reason is None:
-        stuck = timed_out_cells(course, student)
-        if stuck:
-            result.notes.append(NOTE_CELL_TIMEOUT.format(", ".join(stuck)))
+    else:
+        result.notes.extend(grading_notes(course, student))
     return result
 
 
@@ -578,6 +529,9 @@ def grade(course: Course, student_timeout: float = DEFAULT_STUDENT_TIMEOUT,
           autograde_args: Sequence[str] = (), quiet: bool = False) -> List[Row]:
     """Collect, repair, autograde, feedback and grades.csv for every submitted student."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    from . import sandbox
+    if not sandbox.bwrap_works():
+        say(sandbox.aviso_sin_aislamiento() or "")
     say("== sincronizando el gradebook con source/ ==")
     scratch = tempfile.mkdtemp(prefix="tarea2-release-")
     try:

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from tarea2_grader import pipeline
+from tarea2_grader import pipeline, runner
 from tarea2_grader.examples import edit_cells
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,3 +89,28 @@ def fake_course_factory(tmp_path_factory):
     def make(name="curso"):
         return build_fake_course(str(tmp_path_factory.mktemp(name)))
     return make
+
+
+GRADING_WORKERS = 2
+
+
+def grade_many(cases, workers=GRADING_WORKERS, **kwargs):
+    """Grade notebooks with the production runner, ``workers`` at a time.
+
+    ``cases`` maps a name to (notebook path, {grade_id: new source}); returns
+    {name: (points by grade_id, runner.Resultado, the graded notebook)}.  Each notebook gets a
+    fresh random seed, as each student does.  Cells after the last test are skipped unless
+    ``hasta_ultimo_test=False`` is passed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    kwargs.setdefault("hasta_ultimo_test", True)
+
+    def one(item):
+        name, (path, replacements) = item
+        nb = edit_cells(nbformat.read(str(path), as_version=4), replacements)
+        result = runner.calificar(nb, runner.nueva_semilla(), **kwargs)
+        return name, (result.puntos(nb), result, nb)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(pool.map(one, cases.items()))

@@ -1,28 +1,28 @@
-"""Grading behaviour on many submissions, with the fast in-process harness.
+"""Grading behaviour on many submissions, through the production runner (the sandbox).
 
 * the reference solution, the typical correct cells that the wrong submissions start from, a
   second correct solution and further correct variants get full marks on every test cell;
-* the release-style stubs get 0 on every test cell ("nbgrader validate --invert");
+* the release-style stubs get 0 on every test cell, and so does the committed release with the
+  hidden test cells put back, without breaking the grader;
 * each wrong submission of ``tests/submissions/wrong.py`` loses points in exactly the test
-  cells it names, and keeps full points everywhere else;
-* the harness itself follows nbgrader's ``determine_grade`` / ``IgnorePattern`` /
-  ``ClearSolutions`` semantics (checked on synthetic cells and notebooks).
+  cells it names, and keeps full points everywhere else.
 
-Every case executes the source notebook once, in process (about half a second each).
+Every notebook is graded by :func:`tarea2_grader.runner.calificar`, the function nbgrader's
+autograde reaches through ``TrustedExecute``: student cells in bubblewrap, verdicts here, with a
+fresh random seed per notebook (printed on failure to reproduce it).  All of them are graded
+once, two at a time, the first time a test asks for a result.
 """
 from __future__ import annotations
 
 import copy
 import importlib.util
-import os
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
-import torch
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from conftest import grade_many
 from tarea2_grader import harness
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +42,30 @@ wrong = _load("wrong")
 alt_correct = _load("alt_correct")
 
 
+def _test_cells_of_source():
+    source = nbformat.read(str(SOURCE_NB), as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
+            if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
+            and not c.metadata["nbgrader"].get("solution")}
+
+
+def _cases():
+    """Every notebook this module grades: (base notebook, replacements by grade_id)."""
+    cases = {"reference": (SOURCE_NB, {}), "base_cells": (SOURCE_NB, wrong.BASE_CELLS),
+             "alt_correct": (SOURCE_NB, alt_correct.CELLS),
+             "stubs": (SOURCE_NB, harness.stub_sources(SOURCE_NB)),
+             "release": (RELEASE_NB, _test_cells_of_source())}
+    cases.update({"variant:" + v["name"]: (SOURCE_NB, v["cells"]) for v in alt_correct.VARIANTS})
+    cases.update({"wrong:" + r["name"]: (SOURCE_NB, r["cells"]) for r in wrong.WRONG})
+    return cases
+
+
+@pytest.fixture(scope="module")
+def graded():
+    """{case: (points by grade_id, runner result, notebook)} for every case, graded once."""
+    return grade_many(_cases())
+
+
 @pytest.fixture(scope="module")
 def full_points():
     points = harness.autograded_points(SOURCE_NB)
@@ -49,16 +73,28 @@ def full_points():
     return points
 
 
-def _grade(replacements=None, nb=SOURCE_NB):
-    result = harness.run_notebook(nb, replacements, until_last_test=True)
-    return result.points, result
+def _grade(graded, case):
+    points, result, nb = graded[case]
+    return points, _Report(result, nb)
 
 
-def _params(records):
+class _Report:
+    def __init__(self, result, nb):
+        self.result, self.nb = result, nb
+
+    def report(self):
+        msgs = self.result.mensajes(self.nb)
+        pts = self.result.puntos(self.nb)
+        lines = [f"semilla {self.result.semilla}"] + [f"{g}: {pts[g]} {m[:500]}" for g, m in msgs.items()
+                                                       if not m.startswith("Tests ocultos")]
+        return "\n".join(lines + self.result.notas)
+
+
+def _params(records, prefix):
     out = []
     for rec in records:
         marks = [pytest.mark.xfail(strict=True, reason=rec["xfail"])] if rec.get("xfail") else []
-        out.append(pytest.param(rec, id=rec["name"], marks=marks))
+        out.append(pytest.param(prefix + rec["name"], id=rec["name"], marks=marks))
     return out
 
 
@@ -87,57 +123,55 @@ def test_library_is_well_formed(full_points):
 
 # --------------------------------------------------------------------------- correct submissions
 
-def test_reference_full_marks(full_points):
-    points, result = _grade()
+def test_reference_full_marks(graded, full_points):
+    points, result = _grade(graded, "reference")
     assert set(points) == set(full_points)
     _assert_full(points, full_points, result)
 
 
-def test_typical_base_cells_full_marks(full_points):
+def test_typical_base_cells_full_marks(graded, full_points):
     """The cells every wrong submission starts from are correct: each record fails by its one mistake."""
-    points, result = _grade(wrong.BASE_CELLS)
+    points, result = _grade(graded, "base_cells")
     _assert_full(points, full_points, result)
 
 
-def test_alt_correct_full_marks(full_points):
+def test_alt_correct_full_marks(graded, full_points):
     scored = {"derivadas_codigo", "celoss", "dL_duLm1", "ultima_capa", "capas_escondidas",
               "ffnn_backward", "sgd", "random_dataset", "entrenar"}
     assert scored <= set(alt_correct.CELLS)
-    points, result = _grade(alt_correct.CELLS)
+    points, result = _grade(graded, "alt_correct")
     _assert_full(points, full_points, result)
 
 
-@pytest.mark.parametrize("variant", _params(alt_correct.VARIANTS))
-def test_correct_variant_full_marks(variant, full_points):
-    points, result = _grade(variant["cells"])
+@pytest.mark.parametrize("case", _params(alt_correct.VARIANTS, "variant:"))
+def test_correct_variant_full_marks(graded, case, full_points):
+    points, result = _grade(graded, case)
     _assert_full(points, full_points, result)
 
 
-def test_release_stubs_score_zero(full_points):
+def test_release_stubs_score_zero(graded, full_points):
     """The stubbed answer cells, graded with the hidden tests in place: 0 everywhere, no crash."""
     stubs = harness.stub_sources(SOURCE_NB)
     assert all("raise NotImplementedError()" in s for s in stubs.values())
-    points, result = _grade(stubs)
+    points, result = _grade(graded, "stubs")
     assert set(points) == set(full_points)
     assert all(v == 0 for v in points.values()), points
 
 
-def test_release_notebook_scores_zero(full_points):
+def test_release_notebook_scores_zero(graded, full_points):
     """The committed release as an untouched submission: autograde puts the source's test cells
     (with their hidden tests) back over the release's placeholders, and every one scores 0."""
-    source = nbformat.read(str(SOURCE_NB), as_version=4)
-    tests = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
-             if c.metadata.get("nbgrader", {}).get("grade_id") in full_points}
-    points, result = _grade(tests, nb=RELEASE_NB)
+    points, result = _grade(graded, "release")
     assert set(points) == set(full_points)
     assert all(v == 0 for v in points.values()), points
 
 
 # --------------------------------------------------------------------------- wrong submissions
 
-@pytest.mark.parametrize("record", _params(wrong.WRONG))
-def test_wrong_submission_loses_points_only_where_wrong(record, full_points):
-    points, result = _grade(record["cells"])
+@pytest.mark.parametrize("case", _params(wrong.WRONG, "wrong:"))
+def test_wrong_submission_loses_points_only_where_wrong(graded, case, full_points):
+    record = {r["name"]: r for r in wrong.WRONG}[case.split(":", 1)[1]]
+    points, result = _grade(graded, case)
     lost = {k for k, v in points.items() if v < full_points[k]}
     missed = set(record["fails"]) - lost
     collateral = lost - set(record["fails"])
@@ -145,119 +179,7 @@ def test_wrong_submission_loses_points_only_where_wrong(record, full_points):
     assert not collateral, f"{record['name']}: also lost points in {sorted(collateral)}\n{result.report()}"
 
 
-# --------------------------------------------------------------------------- harness semantics
-
-def _nbgrader_grade(outputs, points=3.0):
-    """nbgrader's own verdict: IgnorePattern (course config) then determine_grade."""
-    from nbgrader.preprocessors import IgnorePattern
-    from nbgrader.utils import determine_grade
-
-    cell = new_code_cell("pass")
-    cell.metadata.nbgrader = {"grade": True, "solution": False, "grade_id": "t", "points": points,
-                              "locked": True, "schema_version": 3}
-    cell.outputs = outputs
-    pre = IgnorePattern(config=harness.load_config())
-    cell, _ = pre.preprocess_cell(cell, {}, 0)
-    return determine_grade(cell)[0]
-
-
-SEMANTIC_CASES = {
-    "clean": dict(stdout="Todo coincide.\n"),
-    "error": dict(error=("AssertionError", "2 de 3 comparaciones no coinciden")),
-    "stderr": dict(stderr="algo salió mal\n"),
-    "ignored_warning": dict(stderr="<ipython-input-3>:1: UserWarning: cuidado\n  warnings.warn('cuidado')\n"),
-    "tqdm_progress": dict(stderr="época 1/2:  50%|█████     | 1/2 [00:00<00:00, 30.1it/s]\r"),
-    "partial_credit": dict(result="1.5"),
-    "non_numeric_result": dict(result="'hola'"),
-    "error_after_output": dict(stdout="x\n", error=("ValueError", "malo")),
-}
-
-
-@pytest.mark.parametrize("case", sorted(SEMANTIC_CASES))
-def test_score_agrees_with_nbgrader_determine_grade(case):
-    spec = SEMANTIC_CASES[case]
-    outputs, rec = [], harness.CellRecord(0, "t", "pass")
-    if spec.get("stdout"):
-        outputs.append(new_output("stream", name="stdout", text=spec["stdout"]))
-        rec.stdout = spec["stdout"]
-    if spec.get("stderr"):
-        outputs.append(new_output("stream", name="stderr", text=spec["stderr"]))
-        rec.stderr = spec["stderr"]
-    if spec.get("result"):
-        outputs.append(new_output("execute_result", data={"text/plain": spec["result"]}, execution_count=1))
-        rec.result_text = spec["result"]
-    if spec.get("error"):
-        ename, evalue = spec["error"]
-        outputs.append(new_output("error", ename=ename, evalue=evalue, traceback=[]))
-        rec.error = f"{ename}: {evalue}"
-    cfg = harness.load_config()
-    pattern = cfg.IgnorePattern.pattern if cfg.IgnorePattern.enabled else ""
-    assert harness._score(rec, 3.0, pattern) == _nbgrader_grade(outputs)
-
-
-def _cell(source, grade_id=None, test=False, solution=False, points=2):
-    cell = new_code_cell(source)
-    if grade_id:
-        cell.metadata.nbgrader = {"grade_id": grade_id, "grade": test, "solution": solution,
-                                  "locked": test, "points": points, "schema_version": 3}
-    return cell
-
-
-@pytest.fixture
-def synthetic_nb(tmp_path):
-    nb = new_notebook(cells=[
-        new_markdown_cell("# Prueba"),
-        _cell("import os, sys, warnings\nimport torch\n%matplotlib inline\n!echo hola\n"
-              "modo = os.environ.get('NBGRADER_EXECUTION')"),
-        _cell("def f():\n    ### BEGIN SOLUTION\n    return 2\n    ### END SOLUTION\n", "resp", solution=True),
-        _cell("assert f() == 2", "t_ok", test=True, points=3),
-        _cell("assert f() == 3, 'f no da 3'", "t_error", test=True),
-        _cell("sys.stderr.write('ruido en stderr\\n')\nNone", "t_stderr", test=True),
-        _cell("warnings.warn('cuidado')", "t_warning", test=True),
-        _cell("1.5", "t_partial", test=True),
-        _cell("while True:\n    try:\n        pass\n    except Exception:\n        pass", "t_loop", test=True),
-        _cell("assert modo == 'autograde'\nassert any('def f' in s for s in In) and _ih is In",
-              "t_env_history", test=True),
-        _cell("%%time\ntorch.set_default_dtype(torch.float64)\ntorch.set_grad_enabled(False)\nz = 1\n"
-              "import math\nmath.isclose = lambda *a, **k: True\ntorch.allclose = lambda *a, **k: True\n"
-              "torch.Tensor.backward = None", None),
-        _cell("respuesta = input('¿nombre? ')", "t_input", test=True),
-        _cell("assert z == 1", "t_cell_magic", test=True),
-        _cell("print('después del último test')", None),
-    ])
-    path = tmp_path / "sintetico.ipynb"
-    nbformat.write(nb, str(path))
-    return path
-
-
-def test_harness_semantics_on_synthetic_notebook(synthetic_nb):
-    before = (os.environ.get("NBGRADER_EXECUTION"), torch.get_default_dtype(), torch.is_grad_enabled(),
-              torch.get_num_threads(), os.getcwd())
-    result = harness.run_notebook(synthetic_nb, timeout=1.0)
-    assert result.points == {"t_ok": 3.0, "t_error": 0.0, "t_stderr": 0.0, "t_warning": 2.0,
-                             "t_partial": 1.5, "t_loop": 0.0, "t_env_history": 2.0, "t_input": 0.0,
-                             "t_cell_magic": 2.0}
-    assert "CellTimeout" in result.by_id("t_loop").error
-    assert "f no da 3" in result.by_id("t_error").error
-    assert "UserWarning: cuidado" in result.by_id("t_warning").stderr
-    assert result.cells[-1].stdout == "después del último test\n"
-    # global state restored
-    after = (os.environ.get("NBGRADER_EXECUTION"), torch.get_default_dtype(), torch.is_grad_enabled(),
-             torch.get_num_threads(), os.getcwd())
-    assert after == before
-    import math
-    assert not math.isclose(1.0, 2.0) and not torch.allclose(torch.zeros(1), torch.ones(1))
-    assert callable(torch.Tensor.backward)
-
-
-def test_harness_replacements_and_until_last_test(synthetic_nb):
-    points = harness.grade_in_process(synthetic_nb, {"resp": "def f():\n    return 3\n"}, timeout=1.0)
-    assert points["t_ok"] == 0.0 and points["t_error"] == 2.0
-    result = harness.run_notebook(synthetic_nb, timeout=1.0, until_last_test=True)
-    assert result.cells[-1].grade_id == "t_cell_magic"
-    with pytest.raises(KeyError):
-        harness.run_notebook(synthetic_nb, {"no_existe": "pass"})
-
+# --------------------------------------------------------------------------- stubs
 
 def test_stub_sources_match_nbgrader_clear_solutions():
     from nbgrader.preprocessors import ClearSolutions
