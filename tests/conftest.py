@@ -1,7 +1,8 @@
 """Shared fixtures: tiny throw-away nbgrader courses built in temporary folders.
 
-``fake_course`` is a 3-answer course (no torch) for pipeline tests; helpers
-build student notebooks from its release and LMS-style zips from them.
+``fake_course`` is a 3-answer course for pipeline tests, graded by the same trusted runner as
+the real one, with its own hidden tests (``pruebas_curso.py`` at its root, named in its
+config); helpers build student notebooks from its release and LMS-style zips from them.
 """
 import os
 import zipfile
@@ -21,9 +22,69 @@ c.CourseDirectory.root = "."
 c.CourseDirectory.assignment_id = "tarea2"
 c.ClearSolutions.code_stub = {"python": "# TU CÓDIGO AQUÍ\\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "TU RESPUESTA AQUÍ"
-c.Execute.timeout = 4
 c.OverwriteCells.add_missing_cells = True
 c.ZipCollectApp.collector_plugin = "tarea2_grader.collect.LmsCollectorPlugin"
+c.Autograde.autograde_preprocessors = [
+    "tarea2_grader.nbplugin.TrustedExecute", "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades", "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata"]
+c.TrustedExecute.tests_module = "pruebas_curso"
+c.TrustedExecute.cell_timeout = 4
+c.TrustedExecute.test_timeout = 4
+'''
+
+# The fake course's hidden tests: call a student function on drawn arguments, compare here.
+FAKE_TESTS = '''"""Hidden tests of the fake course (trusted side)."""
+import random
+
+from tarea2_grader.hidden import Contexto, Incorrecto, Prueba, para_la_sonda  # noqa: F401
+
+SONDA = """
+def llamar(ns, datos, ayudas):
+    if datos["funcion"] not in ns:
+        return {"falta": datos["funcion"]}
+    try:
+        return {"ok": ns[datos["funcion"]](*datos["args"])}
+    except Exception as e:
+        return {"error": type(e).__name__}
+"""
+
+
+def _plan(funcion, esperado):
+    def plan(g, ctx):
+        args = [g.randint(-9, 9) for _ in range(esperado.__code__.co_argcount)]
+        return {"funcion": funcion, "args": args, "__esperado": esperado(*args)}
+    return plan
+
+
+def _juzgar(datos, obs):
+    if "ok" not in obs or obs["ok"] != datos["__esperado"]:
+        raise Incorrecto("{} no da lo esperado".format(datos["funcion"]))
+
+
+PRUEBAS = {"test_cuadrado": Prueba("test_cuadrado", "llamar", _plan("cuadrado", lambda x: x * x), _juzgar),
+           "test_suma": Prueba("test_suma", "llamar", _plan("suma", lambda a, b: a + b), _juzgar)}
+
+
+def plan_de(nombre, semilla, ctx=None):
+    return PRUEBAS[nombre].plan(random.Random("{}:{}".format(semilla, nombre)), ctx)
+
+
+def veredicto(nombre, datos, obs):
+    try:
+        _juzgar(datos, obs)
+    except Incorrecto as e:
+        return str(e)
+    return None
+
+
+def fuente_sonda():
+    return SONDA
+
+
+def fuente_ayudas():
+    return ""
 '''
 
 
@@ -43,7 +104,7 @@ def fake_source_notebook():
         new_code_cell("import math\nBASE = 3", metadata=nbg("dado", locked=True)),
         new_code_cell("def cuadrado(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
                       metadata=nbg("cuadrado", solution=True)),
-        new_code_cell("assert cuadrado(BASE) == 9\n### BEGIN HIDDEN TESTS\nassert cuadrado(-2) == 4\n"
+        new_code_cell("assert cuadrado(BASE) == 9\n### BEGIN HIDDEN TESTS\nevaluar(\"test_cuadrado\")\n"
                       "### END HIDDEN TESTS", metadata=nbg("test_cuadrado", grade=True, locked=True, points=2)),
         new_markdown_cell("Explica por qué.", metadata={}),
         new_markdown_cell("### BEGIN SOLUTION\nPorque x·x es el cuadrado.\n### END SOLUTION",
@@ -51,7 +112,7 @@ def fake_source_notebook():
         new_markdown_cell("## Parte 2: sumas"),
         new_code_cell("def suma(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
                       metadata=nbg("suma", solution=True)),
-        new_code_cell("assert suma(1, 2) == 3\n### BEGIN HIDDEN TESTS\nassert suma(-1, 5) == 4\n"
+        new_code_cell("assert suma(1, 2) == 3\n### BEGIN HIDDEN TESTS\nevaluar(\"test_suma\")\n"
                       "### END HIDDEN TESTS", metadata=nbg("test_suma", grade=True, locked=True, points=3)),
     ]
     nb = new_notebook(cells=cells)
@@ -64,6 +125,8 @@ def build_fake_course(root):
     os.makedirs(os.path.join(root, "source", "tarea2"), exist_ok=True)
     with open(os.path.join(root, "nbgrader_config.py"), "w") as fh:
         fh.write(FAKE_CONFIG)
+    with open(os.path.join(root, "pruebas_curso.py"), "w") as fh:
+        fh.write(FAKE_TESTS)
     nbformat.write(fake_source_notebook(), os.path.join(root, "source", "tarea2", "tarea2.ipynb"))
     course = pipeline.Course(str(root))
     pipeline.release(course)

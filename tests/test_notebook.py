@@ -35,15 +35,30 @@ def test_source_runs_top_to_bottom_without_errors(executed):
     assert errors == []
 
 
-def test_every_visible_and_hidden_check_passes_on_the_solution(executed):
+def test_every_visible_check_passes_and_hidden_tests_are_not_graded_in_the_kernel(executed):
     cells = nbgrader_cells(executed)
     tests = [gid for gid, c in cells.items() if c.metadata["nbgrader"].get("grade") and c.cell_type == "code"
              and not c.metadata["nbgrader"].get("solution")]
     assert len(tests) == 13
     for gid in tests:
-        assert re.search(r"Tests ocultos de \w+: ok", stream_text(cells[gid])), gid
+        assert "se evalúa con el corrector confiable" in stream_text(cells[gid]), gid
     revisar = [gid for gid, c in cells.items() if c.cell_type == "code" and "REVISAR" in stream_text(c)]
     assert revisar == []
+
+
+def test_whole_solution_notebook_in_the_sandbox_passes_every_hidden_test():
+    """The grader's own run of the master notebook, every cell included (training, digits)."""
+    from tarea2_grader import runner
+    nb = nbformat.read(SOURCE, as_version=4)
+    result = runner.calificar(nb, runner.nueva_semilla())
+    assert len(result.veredictos) == 13
+    assert all(v.ok for v in result.veredictos.values()), result.mensajes(nb)
+    assert result.notas == []
+    errors = [i for i, outs in result.outputs.items() if i not in result.veredictos
+              and any(o["output_type"] == "error" for o in outs)]
+    assert errors == []
+    plots = [i for i, outs in result.outputs.items() if any("image/png" in o.get("data", {}) for o in outs)]
+    assert nbgrader_cells(nb)["graficos"] is nb.cells[plots[0]]
 
 
 def test_reference_reaches_97_percent_on_the_offline_digits(executed):
@@ -63,13 +78,15 @@ def test_selfcheck_cell_is_the_module_verbatim():
     assert nbgrader_cells(nb)["herramientas"].source.strip() == module.strip()
 
 
-def test_every_hidden_test_cell_calls_an_existing_hidden_test():
+def test_every_hidden_test_cell_declares_an_existing_hidden_test():
+    from tarea2_grader import runner
     nb = nbformat.read(SOURCE, as_version=4)
+    declared = []
     for gid, cell in nbgrader_cells(nb).items():
         if "BEGIN HIDDEN TESTS" in cell.source:
-            called = re.findall(r"hidden\.(\w+)\(globals\(\)\)", cell.source)
-            assert called == [gid], gid
-            assert callable(getattr(hidden, gid))
+            assert runner.prueba_declarada(cell.source) == gid, gid
+            declared.append(gid)
+    assert declared == list(hidden.PRUEBAS)  # the notebook's order is the order tests run in
 
 
 def test_points_total_100_with_a_real_hand_graded_share():
