@@ -9,9 +9,10 @@ supervisor treats every reply as untrusted data.
 
 Processes (all inside the sandbox's own PID namespace):
 
-* the *anchor* (the script's first process) imports torch and IPython, forks the first
-  holder and then only waits on its stdin: when the supervisor closes it, the anchor exits
-  and the sandbox, with every process a student started, goes away;
+* the *anchor* (the script's first process) imports torch and IPython once; for each student
+  the supervisor sends, it forks a fresh *holder* from that untouched state, and after the
+  student it ends every process the student left and empties the scratch folders, so one
+  sandbox grades many students one after another without paying the imports again;
 * the *holder* keeps the student's namespace after the last cell that finished.  For each
   cell it forks a *trial* that runs the cell.  When the trial finishes the cell, it reports
   and becomes the new holder (the old one exits).  When the trial dies (``os._exit``, a
@@ -451,40 +452,182 @@ def set_limits(memory_mb, cpu_seconds):
         resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), int(cpu_seconds)))
 
 
-def main():
-    global PROTO_FD
-    config = json.loads(sys.argv[1])
-    PROTO_FD = int(config.get("fd", PROTO_FD))
+def _prctl(option, value):
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(option, value, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def _descendants():
+    """PIDs of every process below this one (read from /proc)."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/{}/stat".format(name)) as fh:
+                    stat = fh.read()
+                parents[int(name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    me, found, changed = os.getpid(), set(), True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if pid not in found and (ppid == me or ppid in found):
+                found.add(pid)
+                changed = True
+    return found
+
+
+def _others(isolated):
+    """Processes to end after a student: in the sandbox, all but PID 1 and us; else our descendants."""
+    if not isolated:
+        return _descendants()
+    me = os.getpid()
+    return {int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) not in (1, me)}
+
+
+def _reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _wipe(folder, keep=()):
+    """Remove everything inside ``folder`` except the names in ``keep``."""
+    import shutil
+
+    def fix(func, path, _exc):
+        try:
+            os.chmod(os.path.dirname(path), 0o700)
+            os.chmod(path, 0o700)
+            func(path)
+        except OSError:
+            pass
+
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name in keep:
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, onerror=fix)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def clean_up(config):
+    """After a student: end every process it left, empty its folders. Returns what was left."""
+    isolated = config.get("isolated", False)
+    for _ in range(50):
+        victims = _others(isolated)
+        if not victims:
+            break
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.01)
+        _reap()
     workdir = config["workdir"]
+    _wipe(workdir)
+    if isolated:
+        _wipe("/tmp", keep=(os.path.basename(workdir),))
+        _wipe("/dev/shm")
+    os.chdir(workdir)
+    return sorted(_others(isolated))
+
+
+def _set_environment(workdir):
     os.chdir(workdir)
     os.environ.update({"NBGRADER_EXECUTION": "autograde", "MPLBACKEND": "Agg", "HOME": workdir,
                        "MPLCONFIGDIR": os.path.join(workdir, ".matplotlib")})
     sys.path.insert(0, workdir)
+
+
+def main():
+    """The anchor: import once, then fork a fresh holder for each student the supervisor sends.
+
+    The control socket carries requests ``alumno`` (with the student's own socket attached) and
+    ``limpiar`` (end that student's processes, empty the scratch folder).  The anchor never runs
+    student code and is not dumpable, so no student can inspect or alter it; each student starts
+    from the same untouched, already imported state.
+    """
+    import socket
+
+    config = json.loads(sys.argv[1])
+    control = socket.socket(fileno=int(config["fd"]))
+    workdir = config["workdir"]
+    _set_environment(workdir)
     import torch  # noqa: F401  (paid once, before any fork)
 
     torch.set_num_threads(1)
-    shell = make_shell(workdir)
+    shell = make_shell(os.path.join(os.environ.get("TMPDIR", workdir), ".ipython-agente"))
     set_limits(config.get("memory_mb"), config.get("cpu_seconds"))
-    if config.get("subreaper"):
-        try:
-            import ctypes
-            ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans stay ours
-        except Exception:
-            pass
-    pid = os.fork()
-    if pid == 0:
-        _silence_stdio()
-        write_frame(PROTO_FD, {"id": "ready", "status": "ok", "torch": torch.__version__})
-        serve(shell)
-        os._exit(0)
-    # The anchor: close the channel, wait until the supervisor closes our stdin.
-    os.close(PROTO_FD)
+    _prctl(4, 0)  # PR_SET_DUMPABLE: no ptrace, no /proc/<pid>/mem from student processes
+    if not config.get("isolated"):
+        _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans stay below us, so they can be ended
+    _silence_stdio()
+    write_frame(control.fileno(), {"id": "ready", "status": "ok", "torch": torch.__version__})
+    while True:
+        msg, fds = _read_control(control)
+        if msg is None or msg.get("op") == "fin":
+            os._exit(0)
+        if msg.get("op") == "alumno" and fds:
+            pid = os.fork()
+            if pid == 0:
+                global PROTO_FD
+                control.close()
+                for extra in fds[1:]:
+                    os.close(extra)
+                PROTO_FD = fds[0]
+                write_frame(PROTO_FD, {"id": "ready", "status": "ok"})
+                serve(shell)
+                os._exit(0)
+            for fd in fds:
+                os.close(fd)
+            write_frame(control.fileno(), {"id": msg.get("id"), "status": "ok"})
+        elif msg.get("op") == "limpiar":
+            left = clean_up(config)
+            write_frame(control.fileno(), {"id": msg.get("id"), "status": "ok" if not left else "error",
+                                           "left": left})
+        else:
+            for fd in fds:
+                os.close(fd)
+            write_frame(control.fileno(), {"id": msg.get("id"), "status": "error"})
+
+
+def _read_control(control):
+    """One control frame, and the file descriptors that came with it."""
+    import socket
+
     try:
-        while os.read(0, 4096):
-            pass
+        data, fds, _flags, _addr = socket.recv_fds(control, 1 << 16, 4)
     except OSError:
-        pass
-    os._exit(0)
+        return None, []
+    if len(data) < 4:
+        return None, fds
+    (n,) = struct.unpack(">I", data[:4])
+    body = data[4:]
+    while len(body) < n:
+        chunk = control.recv(n - len(body))
+        if not chunk:
+            return None, fds
+        body += chunk
+    return json.loads(body.decode("utf-8")), fds
 
 
 if __name__ == "__main__":

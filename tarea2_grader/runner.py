@@ -109,31 +109,108 @@ def _descripcion_muerte(reply) -> str:
 # --------------------------------------------------------------------------- the sandboxed agent
 
 
-class Sesion:
-    """One student's agent process tree, and the channel to it."""
+def _leer_frame(sock, deadline):
+    """One frame from ``sock`` before ``deadline`` (raises Perdido)."""
+    def exact(n):
+        buf = b""
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Perdido("sin respuesta a tiempo")
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(min(n - len(buf), 1 << 20))
+            except socket.timeout:
+                raise Perdido("sin respuesta a tiempo") from None
+            except OSError as exc:
+                raise Perdido(str(exc)) from None
+            if not chunk:
+                raise Perdido("el proceso terminó")
+            buf += chunk
+        return buf
+    (n,) = struct.unpack(">I", exact(4))
+    if n > agent.MAX_FRAME:
+        raise Perdido("respuesta demasiado grande")
+    try:
+        return json.loads(exact(n).decode("utf-8"))
+    except ValueError:
+        raise Perdido("respuesta ilegible") from None
+
+
+def _frame(msg) -> bytes:
+    data = json.dumps(msg, allow_nan=True).encode("utf-8")
+    return struct.pack(">I", len(data)) + data
+
+
+class _Lanzador:
+    """Starts sandboxes from one long-lived thread.
+
+    bubblewrap's ``--die-with-parent`` ties the sandbox's life to the *thread* that started it;
+    a worker thread that ends would take its warm sandbox with it.
+    """
+
+    def __init__(self):
+        import queue
+        self._q = queue.Queue()
+        threading.Thread(target=self._loop, daemon=True, name="tarea2-lanzador").start()
+
+    def _loop(self):
+        while True:
+            fn, box, done = self._q.get()
+            try:
+                box.append((True, fn()))
+            except BaseException as exc:  # handed back to the caller
+                box.append((False, exc))
+            done.set()
+
+    def lanzar(self, fn):
+        box, done = [], threading.Event()
+        self._q.put((fn, box, done))
+        done.wait()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+
+_LANZADOR: List[_Lanzador] = []
+_LOCK = threading.Lock()
+
+
+def _lanzar(fn):
+    with _LOCK:
+        if not _LANZADOR:
+            _LANZADOR.append(_Lanzador())
+    return _LANZADOR[0].lanzar(fn)
+
+
+class Taller:
+    """One warm sandbox: the agent's anchor, imports paid once, grading students one at a time."""
 
     def __init__(self, limites: sandbox.Limites, aislar: bool):
         self.limites, self.aislar = limites, aislar
         self.scratch = sandbox.nuevo_scratch()
-        self._sock, theirs = socket.socketpair()
-        config = {"fd": theirs.fileno(), "memory_mb": limites.memory_mb, "cpu_seconds": limites.cpu_seconds,
-                  "subreaper": not aislar}
+        self._control, theirs = socket.socketpair()
         argv, workdir = sandbox.comando(self.scratch, "", aislar)
-        config["workdir"] = workdir
+        config = {"fd": theirs.fileno(), "memory_mb": limites.memory_mb, "cpu_seconds": limites.cpu_seconds,
+                  "isolated": aislar, "workdir": workdir}
         argv[-1] = json.dumps(config)
         env = None
         if not aislar:
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8",
                    "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": self.scratch}
-        self._log = []
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     pass_fds=(theirs.fileno(),), start_new_session=True, env=env,
-                                     cwd=self.scratch)
+        self._log: List[str] = []
+        self.proc = _lanzar(lambda: subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            pass_fds=(theirs.fileno(),), start_new_session=True, env=env, cwd=self.scratch))
         theirs.close()
         threading.Thread(target=self._drain, daemon=True).start()
         self.vivo = True
-        self.motivo = ""
-        ready = self._leer(time.monotonic() + READY_TIMEOUT)
+        self.alumnos = 0
+        try:
+            ready = _leer_frame(self._control, time.monotonic() + READY_TIMEOUT)
+        except Perdido as exc:
+            ready = str(exc)
         if not (isinstance(ready, dict) and ready.get("id") == "ready"):
             self.cerrar()
             raise Perdido("el entorno de corrección no arrancó: " + self.registro()[-800:])
@@ -147,31 +224,65 @@ class Sesion:
         """The last lines the agent's processes wrote to their stdout/stderr."""
         return "".join(self._log)
 
-    def _leer(self, deadline):
-        def exact(n):
-            buf = b""
-            while len(buf) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise Perdido("sin respuesta a tiempo")
-                self._sock.settimeout(left)
-                try:
-                    chunk = self._sock.recv(min(n - len(buf), 1 << 20))
-                except socket.timeout:
-                    raise Perdido("sin respuesta a tiempo") from None
-                except OSError as exc:
-                    raise Perdido(str(exc)) from None
-                if not chunk:
-                    raise Perdido("el proceso terminó")
-                buf += chunk
-            return buf
-        (n,) = struct.unpack(">I", exact(4))
-        if n > agent.MAX_FRAME:
-            raise Perdido("respuesta demasiado grande")
+    def _control_pedir(self, msg, fds=(), limite=30.0) -> dict:
+        msg = dict(msg, id=secrets.token_hex(8))
         try:
-            return json.loads(exact(n).decode("utf-8"))
-        except ValueError:
-            raise Perdido("respuesta ilegible") from None
+            data = _frame(msg)
+            if fds:
+                socket.send_fds(self._control, [data], list(fds))
+            else:
+                self._control.sendall(data)
+            reply = _leer_frame(self._control, time.monotonic() + limite)
+        except (Perdido, OSError) as exc:
+            self.vivo = False
+            raise Perdido(str(exc)) from None
+        if not isinstance(reply, dict) or reply.get("id") != msg["id"] or reply.get("status") != "ok":
+            self.vivo = False
+            raise Perdido("el entorno de corrección no respondió como se esperaba")
+        return reply
+
+    def sesion(self) -> "Sesion":
+        """A fresh holder for the next student, forked from the untouched anchor."""
+        mine, theirs = socket.socketpair()
+        try:
+            self._control_pedir({"op": "alumno"}, fds=[theirs.fileno()])
+        finally:
+            theirs.close()
+        self.alumnos += 1
+        return Sesion(mine, self)
+
+    def limpiar(self):
+        """After a student: end everything it left in the sandbox, empty the scratch folder."""
+        self._control_pedir({"op": "limpiar"}, limite=60.0)
+        agent._wipe(self.scratch)
+
+    def cerrar(self):
+        """End the sandbox and everything in it; remove the scratch folder."""
+        self.vivo = False
+        try:
+            self._control.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        _matar_grupo(self.proc)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class Sesion:
+    """The channel to one student's holder inside a :class:`Taller`."""
+
+    def __init__(self, sock, taller):
+        self._sock, self.taller = sock, taller
+        self.vivo, self.motivo = True, ""
+        try:
+            ready = _leer_frame(self._sock, time.monotonic() + 30)
+        except Perdido as exc:
+            ready = str(exc)
+        if not (isinstance(ready, dict) and ready.get("id") == "ready"):
+            self.vivo, self.motivo = False, "el proceso del estudiante no arrancó"
 
     def pedir(self, msg: dict, limite: float) -> dict:
         """Send one request; return the reply that carries its id."""
@@ -179,9 +290,8 @@ class Sesion:
             raise Perdido(self.motivo)
         msg = dict(msg, id=secrets.token_hex(8), timeout=limite)
         try:
-            data = json.dumps(msg, allow_nan=True).encode("utf-8")
-            self._sock.sendall(struct.pack(">I", len(data)) + data)
-            reply = self._leer(time.monotonic() + limite + MARGIN)
+            self._sock.sendall(_frame(msg))
+            reply = _leer_frame(self._sock, time.monotonic() + limite + MARGIN)
         except (Perdido, OSError) as exc:
             self.vivo, self.motivo = False, str(exc)
             raise Perdido(self.motivo) from None
@@ -191,19 +301,59 @@ class Sesion:
         return reply
 
     def cerrar(self):
-        """End the sandbox and everything in it; remove the scratch folder."""
+        """Close the channel (the holder exits); the taller cleans up afterwards."""
         self.vivo = False
-        for closer in (self._sock.close, self.proc.stdin.close):
-            try:
-                closer()
-            except OSError:
-                pass
         try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+            self._sock.close()
+        except OSError:
             pass
-        _matar_grupo(self.proc)
-        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class _Talleres:
+    """Idle warm sandboxes, by configuration, shared by the threads of this process."""
+
+    def __init__(self):
+        self._idle: Dict[tuple, List[Taller]] = {}
+        self._todos: List[Taller] = []
+        self._lock = threading.Lock()
+        import atexit
+        atexit.register(self.cerrar_todos)
+
+    def tomar(self, limites, aislar) -> Taller:
+        key = (limites.memory_mb, limites.cpu_seconds, aislar)
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            while idle:
+                taller = idle.pop()
+                if taller.vivo and taller.proc.poll() is None:
+                    return taller
+                taller.cerrar()
+        taller = Taller(limites, aislar)
+        with self._lock:
+            self._todos.append(taller)
+        return taller
+
+    def devolver(self, taller: Taller):
+        key = (taller.limites.memory_mb, taller.limites.cpu_seconds, taller.aislar)
+        try:
+            if taller.vivo:
+                taller.limpiar()
+        except Perdido:
+            taller.vivo = False
+        if not taller.vivo or taller.proc.poll() is not None:
+            taller.cerrar()
+            return
+        with self._lock:
+            self._idle.setdefault(key, []).append(taller)
+
+    def cerrar_todos(self):
+        with self._lock:
+            todos, self._todos, self._idle = list(self._todos), [], {}
+        for taller in todos:
+            taller.cerrar()
+
+
+TALLERES = _Talleres()
 
 
 def _matar_grupo(proc):
@@ -285,16 +435,23 @@ class _Calificacion:
         self.fuentes: List[str] = []
         self.inicio = time.monotonic()
         self.sesion: Optional[Sesion] = None
+        self.taller: Optional[Taller] = None
         self.perdido = ""
 
     # -- the session
 
     def _sesion(self) -> Optional[Sesion]:
         if self.sesion is None and not self.perdido:
-            try:
-                self.sesion = Sesion(self.limites, self.aislar)
-            except Perdido as exc:
-                self.perdido = str(exc)
+            for intento in range(2):  # a warm sandbox that died meanwhile is replaced once
+                try:
+                    self.taller = TALLERES.tomar(self.limites, self.aislar)
+                    self.sesion = self.taller.sesion()
+                    break
+                except Perdido as exc:
+                    if self.taller is not None:
+                        self.taller.cerrar()
+                        self.taller = None
+                    self.perdido = str(exc) if intento else ""
         return self.sesion if not self.perdido else None
 
     def _restante(self) -> float:
@@ -418,6 +575,8 @@ class _Calificacion:
     def cerrar(self):
         if self.sesion is not None:
             self.sesion.cerrar()
+        if self.taller is not None:
+            TALLERES.devolver(self.taller)
 
 
 def calificar(nb, semilla: int, limites: Optional[sandbox.Limites] = None, pruebas=hidden,
