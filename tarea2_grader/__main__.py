@@ -110,8 +110,9 @@ def parser() -> argparse.ArgumentParser:
             g.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
         else:
             g.add_argument("--dir", default=os.path.join(REPO, "demo_course"), help="carpeta del curso de prueba")
-        g.add_argument("--timeout-alumno", type=float, default=pipeline.DEFAULT_STUDENT_TIMEOUT,
-                       help="segundos máximos por alumno (todas sus celdas)")
+        g.add_argument("--timeout-alumno", type=float, default=None,
+                       help="segundos máximos por alumno (por defecto: TrustedExecute.student_timeout de "
+                            "nbgrader_config.py)")
         g.add_argument("--timeout-celda", type=float,
                        default=DEMO_CELL_TIMEOUT if name == "demo" else None,
                        help="segundos máximos por celda (por defecto: TrustedExecute.cell_timeout de nbgrader_config.py)")

@@ -46,7 +46,7 @@ ANSWER_PARTS = {
 }
 HEADING_PART = re.compile(r"^#{1,4}\s*(?:Parte|Pregunta)\s+([0-9]+[a-z]?)\b", re.I | re.M)
 
-DEFAULT_STUDENT_TIMEOUT = 1800  # seconds of wall clock per student, all cells together
+DEFAULT_STUDENT_TIMEOUT = 900  # seconds per student when the config sets no TrustedExecute.student_timeout
 
 REASON_TIMEOUT = "se superó el tiempo máximo de corrección por alumno ({} s)"
 REASON_METADATA = "los metadatos de nbgrader del notebook están corruptos"
@@ -162,25 +162,39 @@ class Run:
 
 
 def run_nbgrader(course: Course, args: Sequence[str], timeout: Optional[float] = None,
-                 log_path: Optional[str] = None) -> Run:
-    """Run ``nbgrader <args>`` in the course root, killing the whole tree on timeout."""
+                 log_path: Optional[str] = None, on_line=None) -> Run:
+    """Run ``nbgrader <args>`` in the course root, killing the whole tree on timeout.
+
+    ``on_line`` is called with each line of output as it comes.
+    """
+    import threading
+
     cmd = [sys.executable, "-m", "nbgrader", *args]
-    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as out:
-        proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_env(), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+    lines: List[str] = []
+    proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def read():
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            lines.append(line)
+            if on_line:
+                on_line(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        kill_tree(proc.pid)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
             kill_tree(proc.pid)
-            proc.wait()
-        finally:
-            if proc.poll() is None:
-                kill_tree(proc.pid)
-        out.seek(0)
-        text = out.read()
+    reader.join(timeout=10)
+    text = "".join(lines)
     if log_path:
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         with open(log_path, "w", encoding="utf-8") as fh:
@@ -356,20 +370,57 @@ def nbplugin_meta_key() -> str:
     return META_KEY
 
 
+def autograde_all(course: Course, students: Sequence[str], student_timeout: Optional[float] = None,
+                  extra_args: Sequence[str] = (), say=lambda *a: None) -> Dict[str, StudentResult]:
+    """Autograde the students in one nbgrader run (one warm sandbox reused, student after student).
+
+    The runner bounds each student (``TrustedExecute.student_timeout``); the whole run is bounded
+    too and killed past it.  Students that nbgrader could not grade get a reason.
+    """
+    students = list(students)
+    results = {s: StudentResult(s) for s in students}
+    if not students:
+        return results
+    per_student = student_timeout or float(load_config(course).TrustedExecute.get(
+        "student_timeout", DEFAULT_STUDENT_TIMEOUT))
+    args = ["autograde", course.assignment_arg, "--force", *extra_args]
+    if student_timeout:
+        args.append("--TrustedExecute.student_timeout={:g}".format(student_timeout))
+    others = [s for s in course.students() if s not in results]
+    if len(students) == 1:
+        args += ["--student", students[0]]
+    elif others:
+        args.append("--CourseDirectory.student_id_exclude=" + ",".join(others))
+    started = re.compile(r"Calificando (\S+) en")
+    failed = re.compile(r"There was an error processing assignment '[^']*' for student '([^']+)'")
+    errors = set()
+
+    def follow(line):
+        m = started.search(line)
+        if m and m.group(1) in results:
+            say("   corrigiendo {}".format(m.group(1)))
+        m = failed.search(line)
+        if m:
+            errors.add(m.group(1))
+
+    limit = per_student * len(students) + 300
+    run = run_nbgrader(course, args, timeout=limit, log_path=os.path.join(course.logs_dir, "autograde.log"),
+                       on_line=follow)
+    for student, result in results.items():
+        done = os.path.exists(course.autograded_nb(student))
+        if student in errors or not done:
+            result.failure = (REASON_TIMEOUT.format(int(limit)) if run.timed_out and not done
+                              else failure_reason(Run(1, run.output), limit))
+            shutil.rmtree(os.path.dirname(course.autograded_nb(student)), ignore_errors=True)
+        else:
+            result.notes.extend(grading_notes(course, student))
+    return results
+
+
 def autograde_student(course: Course, student: str, timeout: float,
                       extra_args: Sequence[str] = ()) -> StudentResult:
     """Autograde one student (nbgrader in a subprocess, student code in the sandbox it starts)."""
-    result = StudentResult(student)
-    args = ["autograde", course.assignment_arg, "--student", student, "--force", *extra_args]
-    log = os.path.join(course.logs_dir, student + ".log")
-    run = run_nbgrader(course, args, timeout=timeout, log_path=log)
-    result.failure = failure_reason(run, timeout)
-    if result.failure is not None:
-        # a killed run may leave a half-written notebook that feedback would pick up
-        shutil.rmtree(os.path.dirname(course.autograded_nb(student)), ignore_errors=True)
-    else:
-        result.notes.extend(grading_notes(course, student))
-    return result
+    return autograde_all(course, [student], timeout, extra_args)[student]
 
 
 def generate_feedback(course: Course, students: Iterable[str]) -> None:
@@ -525,7 +576,7 @@ def format_table(cells: List[CellInfo], rows: List[Row]) -> str:
 
 # ---------------------------------------------------------------- the whole thing
 
-def grade(course: Course, student_timeout: float = DEFAULT_STUDENT_TIMEOUT,
+def grade(course: Course, student_timeout: Optional[float] = None,
           autograde_args: Sequence[str] = (), quiet: bool = False) -> List[Row]:
     """Collect, repair, autograde, feedback and grades.csv for every submitted student."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
@@ -545,17 +596,20 @@ def grade(course: Course, student_timeout: float = DEFAULT_STUDENT_TIMEOUT,
             return []
         say("   {} alumno(s): {}".format(len(students), ", ".join(students)))
         results: Dict[str, StudentResult] = {}
+        say("== reparando notebooks ==")
         for student in students:
-            say("== {} ==".format(student))
             pre = StudentResult(student, list(collected.get(student, [])))
             if not repair_student(course, student, release_nb, pre):
-                say("   no se corrige: " + (pre.failure or ""))
-                results[student] = pre
-                continue
-            res = autograde_student(course, student, student_timeout, autograde_args)
-            res.notes = pre.notes + res.notes
-            results[student] = res
-            say("   " + (res.failure or "corregido"))
+                say("   {}: no se corrige: {}".format(student, pre.failure or ""))
+            results[student] = pre
+        ready = [s for s, r in results.items() if r.failure is None]
+        say("== corrigiendo {} alumno(s) (código del estudiante aislado; veredictos fuera de él) ==".format(len(ready)))
+        graded = autograde_all(course, ready, student_timeout, autograde_args, say)
+        for student, res in graded.items():
+            results[student].failure = res.failure
+            results[student].notes += res.notes
+            if res.failure:
+                say("   {}: {}".format(student, res.failure))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     save_state(course, results)
