@@ -477,7 +477,7 @@ def bench_autograde(threads: int | None, timeout: float = 900) -> dict:
                             timeout)
         cfg = re.search(r"course_id\s*=\s*['\"]([^'\"]+)", (course / "nbgrader_config.py").read_text())
         course_id = cfg.group(1) if cfg else "default_course"
-        from tarea2_grader.harness import autograded_points  # needs nbformat: CPU runs only
+        from tarea2_grader.cells import autograded_points  # needs nbformat: CPU runs only
         tests = autograded_points(SOURCE_NB)
         with Gradebook("sqlite:///" + str(course / "gradebook.db"), course_id=course_id) as gb:
             score = sum(gb.find_grade(gid, "tarea2", "tarea2", "bench").score for gid in tests)

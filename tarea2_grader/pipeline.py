@@ -212,7 +212,7 @@ def check(run: Run, what: str) -> None:
 
 def load_config(course: Course):
     """The course's nbgrader_config.py as a traitlets Config."""
-    from .harness import load_config as load_config_file
+    from .cells import load_config as load_config_file
     return load_config_file(course.path("nbgrader_config.py"))
 
 

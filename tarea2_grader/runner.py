@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-from tarea2_grader import agent, hidden, sandbox, wire
+from tarea2_grader import agent, cells, hidden, sandbox, wire
 
 DECLARACION = re.compile(r"""\bevaluar\(\s*["'](test_\w+)["']\s*\)""")
 MARGIN = 10.0  # seconds the supervisor waits beyond the agent's own limit before giving up on it
@@ -82,8 +82,7 @@ class Resultado:
 
 def es_test(cell) -> bool:
     """An autograded test cell: code, graded, not an answer."""
-    meta = cell.get("metadata", {}).get("nbgrader", {}) or {}
-    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+    return cells.is_test_cell(cell)
 
 
 def prueba_declarada(source: str) -> Optional[str]:

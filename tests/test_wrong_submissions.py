@@ -23,7 +23,7 @@ import nbformat
 import pytest
 
 from conftest import grade_many
-from tarea2_grader import harness
+from tarea2_grader import cells as nbcells
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_NB = ROOT / "source" / "tarea2" / "tarea2.ipynb"
@@ -53,7 +53,7 @@ def _cases():
     """Every notebook this module grades: (base notebook, replacements by grade_id)."""
     cases = {"reference": (SOURCE_NB, {}), "base_cells": (SOURCE_NB, wrong.BASE_CELLS),
              "alt_correct": (SOURCE_NB, alt_correct.CELLS),
-             "stubs": (SOURCE_NB, harness.stub_sources(SOURCE_NB)),
+             "stubs": (SOURCE_NB, nbcells.stub_sources(SOURCE_NB)),
              "release": (RELEASE_NB, _test_cells_of_source())}
     cases.update({"variant:" + v["name"]: (SOURCE_NB, v["cells"]) for v in alt_correct.VARIANTS})
     cases.update({"wrong:" + r["name"]: (SOURCE_NB, r["cells"]) for r in wrong.WRONG})
@@ -68,7 +68,7 @@ def graded():
 
 @pytest.fixture(scope="module")
 def full_points():
-    points = harness.autograded_points(SOURCE_NB)
+    points = nbcells.autograded_points(SOURCE_NB)
     assert points, "the source notebook has no autograded test cells"
     return points
 
@@ -106,7 +106,7 @@ def _assert_full(points, full_points, result):
 # --------------------------------------------------------------------------- the library itself
 
 def test_library_is_well_formed(full_points):
-    answer_ids = set(harness.answer_cell_ids(SOURCE_NB))
+    answer_ids = set(nbcells.answer_cell_ids(SOURCE_NB))
     names = [r["name"] for r in wrong.WRONG]
     assert len(names) >= 30
     assert len(set(names)) == len(names), "duplicate record names"
@@ -151,7 +151,7 @@ def test_correct_variant_full_marks(graded, case, full_points):
 
 def test_release_stubs_score_zero(graded, full_points):
     """The stubbed answer cells, graded with the hidden tests in place: 0 everywhere, no crash."""
-    stubs = harness.stub_sources(SOURCE_NB)
+    stubs = nbcells.stub_sources(SOURCE_NB)
     assert all("raise NotImplementedError()" in s for s in stubs.values())
     points, result = _grade(graded, "stubs")
     assert set(points) == set(full_points)
@@ -185,8 +185,8 @@ def test_stub_sources_match_nbgrader_clear_solutions():
     from nbgrader.preprocessors import ClearSolutions
 
     nb = nbformat.read(str(SOURCE_NB), as_version=4)
-    cleared, _ = ClearSolutions(config=harness.load_config()).preprocess(copy.deepcopy(nb), {})
+    cleared, _ = ClearSolutions(config=nbcells.load_config()).preprocess(copy.deepcopy(nb), {})
     expected = {c.metadata["nbgrader"]["grade_id"]: c.source for c in cleared.cells
                 if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
-    assert harness.stub_sources(SOURCE_NB) == expected
-    assert set(harness.reference_sources(SOURCE_NB)) == set(expected)
+    assert nbcells.stub_sources(SOURCE_NB) == expected
+    assert set(nbcells.reference_sources(SOURCE_NB)) == set(expected)
