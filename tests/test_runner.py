@@ -1,0 +1,194 @@
+"""The sandbox and the trusted runner, on small notebooks: what student code can and cannot do.
+
+Each test builds a notebook, grades it with :func:`tarea2_grader.runner.calificar` (the path
+nbgrader's autograde takes) and reads what came back: cell outputs written by the sandboxed
+process, and verdicts computed here.  The real assignment's grading is covered by
+``test_wrong_submissions.py`` / ``test_autograde.py``; hostile students by ``test_attacks.py``.
+"""
+import os
+import socket
+import threading
+import time
+
+import nbformat
+import psutil
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from tarea2_grader import nbplugin, runner, sandbox
+from tarea2_grader.cells import reference_sources
+from tarea2_grader.examples import edit_cells
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
+
+
+def notebook(*sources):
+    return new_notebook(cells=[new_code_cell(s) for s in sources])
+
+
+def text_of(outputs):
+    return "".join(o.get("text", "") for o in outputs if o["output_type"] == "stream")
+
+
+def errors_of(outputs):
+    return [o["ename"] for o in outputs if o["output_type"] == "error"]
+
+
+def run(*sources, **limits):
+    nb = notebook(*sources)
+    result = runner.calificar(nb, 1, sandbox.Limites(**limits) if limits else None)
+    return [result.outputs.get(i, []) for i in range(len(nb.cells))], result
+
+
+def test_bubblewrap_is_used_here():
+    """The suite runs where bubblewrap works (CI installs it): every other test here relies on it."""
+    assert sandbox.bwrap_works()
+    _, result = run("x = 1")
+    assert result.aislado
+
+
+def test_the_sandbox_sees_no_course_file_and_writes_nowhere_else(tmp_path):
+    secret = tmp_path / "secreto.txt"
+    secret.write_text("respuestas")
+    probes = {
+        "grader": os.path.join(REPO, "tarea2_grader", "hidden.py"),
+        "source": SOURCE,
+        "secret": str(secret),
+    }
+    code = ["import os, sys"]
+    for name, path in probes.items():
+        code.append(f"print('{name}', os.path.exists({path!r}))")
+    code.append("try:\n    import tarea2_grader\n    print('import True')\nexcept ImportError:\n    print('import False')")
+    code.append(f"try:\n    open({str(tmp_path / 'escrito.txt')!r}, 'w').write('x')\n    print('write True')\n"
+                "except OSError:\n    print('write False')")
+    code.append("print('uid', os.getuid())")
+    (outputs,), _ = run("\n".join(code))
+    out = text_of(outputs)
+    for name in probes:
+        assert f"{name} False" in out, out
+    assert "import False" in out and "write False" in out, out
+    assert not (tmp_path / "escrito.txt").exists()
+    if os.geteuid() == 0:
+        assert "uid 65534" in out
+
+
+def test_no_network(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(6)
+    port = server.getsockname()[1]
+    accepted = []
+
+    def accept():
+        try:
+            accepted.append(server.accept())
+        except OSError:  # timed out: nobody connected
+            pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    (outputs,), _ = run("import socket\ntry:\n"
+                        f"    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    print('red True')\n"
+                        "except OSError as e:\n    print('red False')")
+    time.sleep(0.5)
+    assert "red False" in text_of(outputs)
+    assert not accepted
+    server.close()
+
+
+def test_a_crashing_cell_costs_only_itself():
+    outs, result = run("a = 41", "import os\nos._exit(7)", "print('a =', a + 1)")
+    assert errors_of(outs[1]) == ["ProcesoTerminado"]
+    assert "a = 42" in text_of(outs[2])
+    assert any("hizo terminar el proceso" in n for n in result.notas)
+
+
+def test_a_looping_cell_is_stopped_and_the_state_before_it_kept():
+    t0 = time.monotonic()
+    outs, result = run("a = 1", "a = 2\nwhile True:\n    pass", "print('a =', a)", cell_timeout=2)
+    assert time.monotonic() - t0 < 30
+    assert errors_of(outs[1]) == ["TiempoExcedido"]
+    assert "a = 1" in text_of(outs[2])
+
+
+def test_memory_is_capped_per_process():
+    outs, _ = run("import torch\nx = torch.empty(2_000_000_000, dtype=torch.uint8)\nx.fill_(1)",
+                  "print('sigo vivo')", memory_mb=512)
+    assert errors_of(outs[0]) in (["RuntimeError"], ["MemoryError"]), outs[0]
+    assert "sigo vivo" in text_of(outs[1])
+
+
+def test_processes_left_by_a_student_are_ended():
+    run("import subprocess\nsubprocess.Popen(['sleep', '987'])\n"
+        "import os\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '988'])")
+    time.sleep(0.5)
+    left = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and
+            p.info["cmdline"][:2] in (["sleep", "987"], ["sleep", "988"])]
+    assert left == []
+
+
+def test_a_warm_sandbox_forgets_the_previous_student():
+    run("open('marca_alumno', 'w').write('x')\nopen('/tmp/marca_tmp', 'w').write('x')\nimport os\n"
+        "os.environ['MARCA'] = '1'\nimport torch\ntorch.relu = None")
+    taller = runner.TALLERES._idle[(sandbox.Limites().memory_mb, sandbox.Limites().cpu_seconds, True)][-1]
+    before = taller.alumnos
+    (outputs,), _ = run("import os, torch\nprint(os.path.exists('marca_alumno'), os.path.exists('/tmp/marca_tmp'),"
+                        " 'MARCA' in os.environ, torch.relu is None, sorted(os.listdir('.')))")
+    assert taller.alumnos == before + 1  # the same warm sandbox graded the second notebook
+    assert "False False False False []" in text_of(outputs)
+
+
+def test_a_looping_call_fails_its_test_within_seconds_and_nothing_else():
+    sgd = reference_sources(SOURCE)["sgd"].replace("def step(self):", "def step(self):\n        while True:\n            pass")
+    nb = edit_cells(nbformat.read(SOURCE, as_version=4), {"sgd": sgd})
+    t0 = time.monotonic()
+    result = runner.calificar(nb, 3, sandbox.Limites(cell_timeout=3, test_timeout=3), hasta_ultimo_test=True)
+    points = result.puntos(nb)
+    assert time.monotonic() - t0 < 60
+    assert points["test_sgd"] == 0 and "tiempo excedido" in result.mensajes(nb)["test_sgd"]
+    assert {k for k, v in points.items() if v == 0} == {"test_sgd"}
+
+
+def test_without_bubblewrap_grading_still_works_and_warns_in_spanish():
+    nb = nbformat.read(SOURCE, as_version=4)
+    result = runner.calificar(nb, 4, aislar=False, hasta_ultimo_test=True)
+    assert not result.aislado
+    assert sum(result.puntos(nb).values()) == 72
+    sandbox._warned.clear()
+    aviso = sandbox.aviso_sin_aislamiento()
+    assert "bubblewrap" in aviso and "apt-get install bubblewrap" in aviso and "no está disponible" in aviso
+    assert sandbox.aviso_sin_aislamiento() is None  # said once
+
+
+def test_seeds_are_drawn_per_student_recorded_and_reused(tmp_path):
+    root = str(tmp_path)
+    a = nbplugin.seed_for(root, "tarea2", "1001")
+    b = nbplugin.seed_for(root, "tarea2", "1002")
+    assert a != b
+    assert nbplugin.seed_for(root, "tarea2", "1001") == a
+    assert nbplugin.read_seeds(root) == {"tarea2": {"1001": a, "1002": b}}
+    assert nbplugin.seed_for(root, "tarea2", "1001", fresh=True) != a
+
+
+def test_undeclared_test_cell_scores_zero_with_a_reason():
+    nb = notebook("x = 1", "assert True")
+    nb.cells[1].metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "t", "points": 2,
+                                        "locked": True, "schema_version": 3}
+    result = runner.calificar(nb, 1)
+    assert result.puntos(nb) == {"t": 0.0}
+    assert "no declara" in result.mensajes(nb)["t"]
+
+
+@pytest.mark.parametrize("reply", [
+    {"status": "ok", "outputs": [{"output_type": "display_data", "data": {"text/plain": 3}},
+                                 {"output_type": "stream", "name": "x", "text": None},
+                                 {"output_type": "nada"}, "basura",
+                                 {"output_type": "error", "ename": 5, "evalue": None, "traceback": "tb"}]},
+])
+def test_untrusted_outputs_become_valid_nbformat(reply):
+    outs = [o for o in (runner.saneada(o) for o in reply["outputs"]) if o]
+    cell = new_code_cell("x")
+    cell.outputs = [nbformat.from_dict(o) for o in outs]
+    nb = new_notebook(cells=[cell])
+    nbformat.validate(nb)
