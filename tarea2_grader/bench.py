@@ -458,32 +458,74 @@ def _nbgrader(args: list, cwd: Path, env: dict, timeout: float) -> float:
     return seconds
 
 
-def bench_autograde(threads: int | None, timeout: float = 900) -> dict:
-    """Seconds of ``nbgrader autograde`` of the reference notebook, submitted by one student."""
+STOCK_CONFIG_LINE = "c.Autograde.autograde_preprocessors"
+CLASS_SIZE = 4
+
+
+def _bench_course(root: Path, trusted: bool) -> str:
+    """A scratch copy of the course; ``trusted=False`` drops the trusted runner from its config
+    (stock nbgrader: the student's code and the tests run in one kernel). Returns its course id."""
+    shutil.copytree(ROOT / "source", root / "source",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    config = (ROOT / "nbgrader_config.py").read_text(encoding="utf-8")
+    if not trusted:
+        config = config.replace(STOCK_CONFIG_LINE, "_stock_nbgrader_keeps_its_own")
+    (root / "nbgrader_config.py").write_text(config, encoding="utf-8")
+    cfg = re.search(r"course_id\s*=\s*['\"]([^'\"]+)", config)
+    return cfg.group(1) if cfg else "default_course"
+
+
+def _submit(root: Path, student: str) -> None:
+    submitted = root / "submitted" / student / "tarea2"
+    submitted.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(SOURCE_NB, submitted / "tarea2.ipynb")
+
+
+def _score(root: Path, course_id: str, student: str) -> float:
     from nbgrader.api import Gradebook
 
+    from tarea2_grader.cells import autograded_points  # needs nbformat: CPU runs only
+    tests = autograded_points(SOURCE_NB)
+    with Gradebook("sqlite:///" + str(root / "gradebook.db"), course_id=course_id) as gb:
+        return sum(gb.find_grade(gid, "tarea2", "tarea2", student).score for gid in tests)
+
+
+def bench_autograde(threads: int | None, timeout: float = 900, rounds: int = 2) -> dict:
+    """Wall seconds of ``nbgrader autograde`` of the reference notebook, trusted vs stock nbgrader.
+
+    Measured side by side in the same run, alternating: one student graded alone (the trusted
+    runner starts its sandbox and imports torch there; stock nbgrader starts a kernel), and a
+    class of ``CLASS_SIZE`` students in one ``autograde`` run (the trusted runner reuses one warm
+    sandbox; stock nbgrader starts a kernel per student).
+    """
+    from tarea2_grader.cells import autograded_points
+
     env = subprocess_env(threads)
-    with tempfile.TemporaryDirectory(prefix="tarea2_bench_course_") as tmp:
-        course = Path(tmp)
-        shutil.copytree(ROOT / "source", course / "source",
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-        shutil.copy2(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
-        assignment = "--CourseDirectory.assignment_id=tarea2"
-        generate_s = _nbgrader(["generate_assignment", assignment, "--force"], course, env, timeout)
-        submitted = course / "submitted" / "bench" / "tarea2"
-        submitted.mkdir(parents=True)
-        shutil.copy2(SOURCE_NB, submitted / "tarea2.ipynb")
-        seconds = _nbgrader(["autograde", assignment, "--student=bench", "--force"], course, env,
-                            timeout)
-        cfg = re.search(r"course_id\s*=\s*['\"]([^'\"]+)", (course / "nbgrader_config.py").read_text())
-        course_id = cfg.group(1) if cfg else "default_course"
-        from tarea2_grader.cells import autograded_points  # needs nbformat: CPU runs only
-        tests = autograded_points(SOURCE_NB)
-        with Gradebook("sqlite:///" + str(course / "gradebook.db"), course_id=course_id) as gb:
-            score = sum(gb.find_grade(gid, "tarea2", "tarea2", "bench").score for gid in tests)
-            manual = gb.find_submission("tarea2", "bench").max_score - sum(tests.values())
-    return dict(kind="autograde", seconds=seconds, generate_seconds=generate_s,
-                score=score, max_score=sum(tests.values()), manual_points=manual)
+    assignment = "--CourseDirectory.assignment_id=tarea2"
+    times = {k: [] for k in ("trusted_1", "stock_1", "trusted_class", "stock_class")}
+    scores = {}
+    for _ in range(rounds):
+        for trusted in (True, False):
+            kind = "trusted" if trusted else "stock"
+            with tempfile.TemporaryDirectory(prefix="tarea2_bench_course_") as tmp:
+                root = Path(tmp)
+                course_id = _bench_course(root, trusted)
+                _nbgrader(["generate_assignment", assignment, "--force"], root, env, timeout)
+                _submit(root, "solo")
+                times[kind + "_1"].append(_nbgrader(["autograde", assignment, "--student=solo", "--force"],
+                                                    root, env, timeout))
+                scores[kind] = _score(root, course_id, "solo")
+                for k in range(CLASS_SIZE):
+                    _submit(root, "clase{}".format(k))
+                times[kind + "_class"].append(_nbgrader(
+                    ["autograde", assignment, "--force", "--CourseDirectory.student_id=clase*"], root, env,
+                    timeout * CLASS_SIZE))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return dict(kind="autograde", seconds=med["trusted_1"], stock_seconds=med["stock_1"],
+                class_size=CLASS_SIZE, class_per_student=med["trusted_class"] / CLASS_SIZE,
+                stock_class_per_student=med["stock_class"] / CLASS_SIZE, rounds=rounds,
+                score=scores["trusted"], stock_score=scores["stock"],
+                max_score=sum(autograded_points(SOURCE_NB).values()))
 
 
 def bench_notebook(threads: int | None, timeout: float = 900) -> dict:
@@ -630,10 +672,15 @@ def render(results: dict) -> str:
         lines.append("|---|---:|---|")
         for r in e2e:
             if r["kind"] == "autograde":
-                lines.append(f"| `nbgrader autograde` de 1 entrega (la solución) | {r['seconds']:.1f} "
-                             f"| tests automáticos {r['score']:g}/{r['max_score']:g} "
-                             f"(+{r['manual_points']:g} pts de corrección manual); "
-                             f"`generate_assignment` previo {r['generate_seconds']:.1f} s |")
+                lines.append(f"| `nbgrader autograde` de 1 entrega (la solución), corrector confiable "
+                             f"(sandbox) | {r['seconds']:.1f} | tests automáticos {r['score']:g}/{r['max_score']:g}; "
+                             f"nbgrader sin el corrector (kernel del estudiante, lado a lado): "
+                             f"{r['stock_seconds']:.1f} s, razón {r['seconds'] / r['stock_seconds']:.2f} |")
+                lines.append(f"| por alumno, curso de {r['class_size']} en una corrida, corrector confiable "
+                             f"| {r['class_per_student']:.1f} | sandbox caliente reutilizado; nbgrader sin el "
+                             f"corrector: {r['stock_class_per_student']:.1f} s por alumno, razón "
+                             f"{r['class_per_student'] / r['stock_class_per_student']:.2f}; mediana de "
+                             f"{r['rounds']} rondas alternadas |")
             elif r["kind"] == "notebook":
                 slow = ", ".join(f"`{c['cell']}` {c['seconds']:.1f} s" for c in r["slowest"])
                 goal = "meta < 60 s: " + ("sí" if r["goal"] else "**no**")
@@ -697,6 +744,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"markdown file to write (default {DOC_PATH.relative_to(ROOT)}; "
                         "--quick writes only when this is given)")
     p.add_argument("--json", type=Path, default=None, help="also write the raw results as JSON")
+    p.add_argument("--correccion", action="store_true",
+                   help="only the grading benchmark (trusted runner vs stock nbgrader), CPU")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds of timing per comparison (default 12, 0.5 with --quick)")
     return p
@@ -725,17 +774,22 @@ def main(argv=None) -> int:
     def progress(msg):
         print(f"[bench {time.perf_counter() - started:5.0f} s] {msg}", file=sys.stderr, flush=True)
 
+    if args.correccion:
+        sizes = ()
     for size in sizes:
         progress(f"backward {size.name} {size.layers} {size.acts} batch {size.batch}")
         results["backward"].append(bench_backward(ref, size, device, budget))
     epoch_sizes = sizes if args.quick else sizes[:3]
+    if args.correccion:
+        progress("nbgrader autograde: corrector confiable vs nbgrader sin él")
+        results["end_to_end"].append(bench_autograde(threads if args.threads > 0 else None))
     for size in epoch_sizes:
         progress(f"época {size.name} {size.layers} {size.acts} batch {size.batch}")
         results["epoch"].append(bench_epoch(ref, size, device, budget * 1.25))
-    if device.type == "cpu" and not args.quick and default_threads > threads:
+    if device.type == "cpu" and not args.quick and not args.correccion and default_threads > threads:
         progress(f"época con {default_threads} vs {threads} hilo(s)")
         results["threads"] = bench_threads(ref, default_threads, threads, budget * 1.5)
-    if device.type == "cpu" and not args.quick:
+    if device.type == "cpu" and not args.quick and not args.correccion:
         for what, fn in (("nbgrader autograde", bench_autograde), ("notebook completo", bench_notebook)):
             progress(what)
             try:
@@ -748,7 +802,7 @@ def main(argv=None) -> int:
 
     text = render(results)
     print(text)
-    output = args.output if args.output is not None else (None if args.quick else DOC_PATH)
+    output = args.output if args.output is not None else (None if args.quick or args.correccion else DOC_PATH)
     if output is not None:
         write_doc(output, results)
         print(f"escrito: {output}", file=sys.stderr)

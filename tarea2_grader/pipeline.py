@@ -511,11 +511,13 @@ class Row:
     total: float
     pending_total: float
     observations: str
+    seed: Optional[int] = None
 
 
 def build_rows(cells: List[CellInfo], scores: Dict[str, Dict[str, Optional[float]]],
-               results: Dict[str, StudentResult]) -> List[Row]:
+               results: Dict[str, StudentResult], seeds: Optional[Dict[str, int]] = None) -> List[Row]:
     """Per-student part totals; failed students get 0 and their reason."""
+    seeds = seeds or {}
     parts = parts_of(cells)
     rows = []
     for student in sorted(results):
@@ -530,7 +532,8 @@ def build_rows(cells: List[CellInfo], scores: Dict[str, Dict[str, Optional[float
                 pend[c.part] += c.points
             else:
                 got[c.part] += per_cell.get(c.grade_id) or 0.0
-        rows.append(Row(student, got, pend, sum(got.values()), sum(pend.values()), res.observations()))
+        rows.append(Row(student, got, pend, sum(got.values()), sum(pend.values()), res.observations(),
+                        seeds.get(student) if res.failure is None else None))
     return rows
 
 
@@ -540,15 +543,19 @@ def fmt(x: float) -> str:
 
 
 def write_csv(path: str, cells: List[CellInfo], rows: List[Row]) -> None:
-    """grades.csv: student_id, total, pendiente_manual, parte_*, observaciones."""
+    """grades.csv: student_id, total, pendiente_manual, parte_*, observaciones, semilla.
+
+    ``semilla`` is the seed of the student's hidden inputs (a regrade reuses it).
+    """
     parts = parts_of(cells)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["student_id", "total", "pendiente_manual"]
-                        + ["parte_" + p for p in parts] + ["observaciones"])
+                        + ["parte_" + p for p in parts] + ["observaciones", "semilla"])
         for row in rows:
             writer.writerow([row.student, fmt(row.total), fmt(row.pending_total)]
-                            + [fmt(row.parts[p]) for p in parts] + [row.observations])
+                            + [fmt(row.parts[p]) for p in parts] + [row.observations,
+                                                                     "" if row.seed is None else row.seed])
 
 
 def format_table(cells: List[CellInfo], rows: List[Row]) -> str:
@@ -620,8 +627,10 @@ def grade(course: Course, student_timeout: Optional[float] = None,
 
 def write_grades(course: Course, results: Dict[str, StudentResult], say=print) -> List[Row]:
     """grades.csv and the printed table from the gradebook and the pipeline's results."""
+    from .nbplugin import read_seeds
     cells = grade_cells(course.source_nb)
-    rows = build_rows(cells, read_scores(course, results), results)
+    seeds = read_seeds(course.root).get(course.assignment, {})
+    rows = build_rows(cells, read_scores(course, results), results, seeds)
     write_csv(course.path("grades.csv"), cells, rows)
     say("== notas (grades.csv) ==")
     say(format_table(cells, rows))

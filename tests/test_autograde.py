@@ -135,3 +135,36 @@ def test_examples_are_fresh(tmp_path):
         assert os.path.exists(committed), rel
         assert filecmp.cmp(committed, str(tmp_path / "examples" / rel), shallow=False), \
             "examples/ está desactualizado: ejecute `python -m tarea2_grader.examples`"
+
+
+def test_regrading_reuses_the_recorded_seed(course, graded):
+    """The seed drawn the first time is in semillas.json and the autograded notebook; a regrade reuses it."""
+    import json
+    seeds = json.load(open(course.path("semillas.json")))["tarea2"]
+    first = json.load(open(course.autograded_nb("error_backward")))["metadata"]["tarea2_calificacion"]["semilla"]
+    assert first == seeds["error_backward"]
+    res = pipeline.autograde_student(course, "error_backward", timeout=600)
+    assert res.failure is None
+    again = json.load(open(course.autograded_nb("error_backward")))["metadata"]["tarea2_calificacion"]["semilla"]
+    assert again == first
+
+
+def test_nbgrader_without_the_course_plugin_refuses_instead_of_grading_in_the_kernel(tmp_path):
+    """An instructor who runs nbgrader's stock autograde (Execute in the student's kernel) gets 0 on
+    every test cell with a refusal that points to `make grade`, never an in-kernel verdict."""
+    root = str(tmp_path / "sin_plugin")
+    shutil.copytree(os.path.join(REPO, "source"), os.path.join(root, "source"))
+    config = open(os.path.join(REPO, "nbgrader_config.py"), encoding="utf-8").read()
+    assert "c.Autograde.autograde_preprocessors" in config
+    config = config.replace("c.Autograde.autograde_preprocessors", "_ignored_preprocessors")
+    open(os.path.join(root, "nbgrader_config.py"), "w", encoding="utf-8").write(config)
+    plain = pipeline.Course(root)
+    pipeline.release(plain)
+    submit(plain, "referencia", nbformat.read(SOURCE, as_version=4))
+    assert pipeline.autograde_student(plain, "referencia", timeout=600).failure is None
+    with Gradebook("sqlite:///" + plain.path("gradebook.db"), pipeline.course_id(plain)) as gb:
+        sub = gb.find_submission_notebook("tarea2", "tarea2", "referencia")
+        auto = {g.name: g.auto_score for g in sub.grades if g.auto_score is not None}
+    assert auto and all(v == 0 for v in auto.values()), auto
+    text = open(plain.autograded_nb("referencia"), encoding="utf-8").read()
+    assert "make grade" in text

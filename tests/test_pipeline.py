@@ -149,12 +149,16 @@ def test_grades_csv(graded):
     course, expected, _ = graded
     with open(os.path.join(course.root, "grades.csv"), encoding="utf-8") as fh:
         table = list(csv.DictReader(fh))
-    assert list(table[0]) == ["student_id", "total", "pendiente_manual", "parte_1", "parte_2", "observaciones"]
+    assert list(table[0]) == ["student_id", "total", "pendiente_manual", "parte_1", "parte_2", "observaciones",
+                              "semilla"]
     by_id = {r["student_id"]: r for r in table}
     assert set(by_id) == set(expected)
     assert by_id["1001"]["parte_1"] == "2" and by_id["1001"]["parte_2"] == "3"
     assert by_id["1001"]["pendiente_manual"] == "1"
     assert by_id["1003"]["parte_2"] == "0"
+    seeds = json.load(open(os.path.join(course.root, "semillas.json")))["tarea2"]
+    assert by_id["1001"]["semilla"] == str(seeds["1001"]) and by_id["1006"]["semilla"] == ""
+    assert len(set(seeds.values())) == len(seeds)  # drawn per student
 
 
 def test_notas_rebuilds_the_same_csv(graded):

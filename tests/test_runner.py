@@ -192,3 +192,18 @@ def test_untrusted_outputs_become_valid_nbformat(reply):
     cell.outputs = [nbformat.from_dict(o) for o in outs]
     nb = new_notebook(cells=[cell])
     nbformat.validate(nb)
+
+
+def test_an_sgd_step_that_ends_the_process_loses_only_the_sgd_test():
+    """os._exit in SGD.step is reached from the visible check, the hidden test and the training
+    cells: those cells and test_sgd lose, every other test (test_entrenar uses a lent optimizer) keeps."""
+    sgd = reference_sources(SOURCE)["sgd"].replace("def step(self):", "def step(self):\n        import os\n"
+                                                   "        os._exit(3)")
+    nb = edit_cells(nbformat.read(SOURCE, as_version=4), {"sgd": sgd})
+    result = runner.calificar(nb, 9)
+    points = result.puntos(nb)
+    assert {k for k, v in points.items() if v == 0} == {"test_sgd"}, result.mensajes(nb)
+    assert "hizo terminar el proceso" in result.mensajes(nb)["test_sgd"]
+    crashed = {c.metadata.get("nbgrader", {}).get("grade_id") for i, c in enumerate(nb.cells)
+               if errors_of(result.outputs.get(i, [])) == ["ProcesoTerminado"]}
+    assert {"chequeo_sgd", "chequeo_entrenar", "graficos"} <= crashed
