@@ -501,6 +501,8 @@ class _Calificacion:
             datos = self.pruebas.plan_de(nombre, self.semilla, self.pruebas.Contexto(fuentes))
         except self.pruebas.Incorrecto as exc:
             return Veredicto(nombre, False, str(exc))
+        except Exception as exc:  # e.g. a student cell that no parser can read
+            return Veredicto(nombre, False, "No se pudo preparar {}: {}".format(nombre, type(exc).__name__))
         msg = {"op": "test", "probe": spec.sonda, "probe_source": self.pruebas.fuente_sonda(),
                "helpers_source": self.pruebas.fuente_ayudas() if spec.ayudas else "",
                "inputs": agent.encode(self.pruebas.para_la_sonda(datos))}
