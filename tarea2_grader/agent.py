@@ -351,6 +351,18 @@ def _is_memory_error(exc):
     return isinstance(exc, MemoryError) or "can't allocate memory" in text or "not enough memory" in text
 
 
+def _collect(pid, rfd, msg):
+    """What the forked child wrote before the request's deadline; past it, end the child, report
+    the timeout and return None."""
+    data = read_until_eof(rfd, time.monotonic() + float(msg["timeout"]))
+    os.close(rfd)
+    if data is None:
+        _kill(pid)
+        _wait_child(pid)
+        write_frame(PROTO_FD, {"id": msg["id"], "status": "timeout"})
+    return data
+
+
 def handle_cell(shell, msg):
     """Fork a trial for the cell. Returns True in the trial (now the holder), never in the old holder
     when the trial took over (it exits)."""
@@ -370,12 +382,8 @@ def handle_cell(shell, msg):
         os.close(wfd)
         return True
     os.close(wfd)
-    data = read_until_eof(rfd, time.monotonic() + float(msg["timeout"]))
-    os.close(rfd)
+    data = _collect(pid, rfd, msg)
     if data is None:
-        _kill(pid)
-        _wait_child(pid)
-        write_frame(PROTO_FD, {"id": msg["id"], "status": "timeout"})
         return False
     if len(data) >= 4 and len(data) == 4 + struct.unpack(">I", data[:4])[0]:
         write_all(PROTO_FD, data)  # the trial's frame, relayed as is: the trial is the holder now
@@ -403,12 +411,8 @@ def handle_test(shell, msg):
             write_frame(wfd, {"status": "error", "error": "respuesta no serializable ({})".format(exc)})
         os._exit(0)
     os.close(wfd)
-    data = read_until_eof(rfd, time.monotonic() + float(msg["timeout"]))
-    os.close(rfd)
+    data = _collect(pid, rfd, msg)
     if data is None:
-        _kill(pid)
-        _wait_child(pid)
-        write_frame(PROTO_FD, {"id": msg["id"], "status": "timeout"})
         return
     death = _wait_child(pid)
     try:

@@ -258,10 +258,7 @@ class Taller:
     def cerrar(self):
         """End the sandbox and everything in it; remove the scratch folder."""
         self.vivo = False
-        try:
-            self._control.close()
-        except OSError:
-            pass
+        _cerrar(self._control)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -302,10 +299,14 @@ class Sesion:
     def cerrar(self):
         """Close the channel (the holder exits); the taller cleans up afterwards."""
         self.vivo = False
-        try:
-            self._sock.close()
-        except OSError:
-            pass
+        _cerrar(self._sock)
+
+
+def _cerrar(sock):
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 class _Talleres:
