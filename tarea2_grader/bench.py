@@ -605,6 +605,8 @@ def render(results: dict) -> str:
     dev = results["device"]
     lines = []
     title = "CUDA" if dev == "cuda" else "CPU"
+    if results.get("correccion"):
+        title = "Corrección: corrector confiable (sandbox) vs nbgrader sin él"
     lines.append(f"## {title}{' (--quick)' if results['quick'] else ''}")
     lines.append("")
     hw = f"GPU {m['gpu']} (CUDA {m['cuda']}), CPU {m['cpu']}" if dev == "cuda" else f"CPU {m['cpu']}"
@@ -615,7 +617,22 @@ def render(results: dict) -> str:
                  f"(por defecto de torch aquí: {m['default_threads']})")
     lines.append(f"- Comando: `{results['command']}` ({results['elapsed_s']:.0f} s en total)")
     lines.append("")
+    if results.get("correccion"):
+        lines.append("Segundos de pared de `nbgrader autograde` con la configuración del curso (el código del "
+                     "estudiante en bubblewrap, los veredictos fuera de él) y, lado a lado en la misma corrida, "
+                     "con la de nbgrader tal como viene (todo en el kernel del estudiante). Generado con "
+                     "`python -m tarea2_grader.bench --correccion`.")
+        lines.append("")
 
+    if results["backward"]:
+        lines += _render_ratios(results)
+    lines += _render_end_to_end(results)
+    return "\n".join(lines)
+
+
+def _render_ratios(results: dict) -> list:
+    """Tables 1 and 2: manual backward and one epoch against torch."""
+    lines = []
     lines.append("### 1. Paso forward + gradiente: `backward` manual vs `torch.autograd`")
     lines.append("")
     lines.append("Mismo `FFNN` y mismos datos; manual = `forward` con `torch.no_grad()` + "
@@ -663,7 +680,12 @@ def render(results: dict) -> str:
                      f"batch {s['batch']}): {t['threads_many']} hilos {t['many_ms']:.0f} ms vs "
                      f"{t['threads_few']} hilo(s) {t['few_ms']:.0f} ms, razón {_fmt_ratio(t)}.")
     lines.append("")
+    return lines
 
+
+def _render_end_to_end(results: dict) -> list:
+    """Table 3: absolute seconds of grading and of the whole notebook."""
+    lines = []
     e2e = results.get("end_to_end")
     if e2e:
         lines.append("### 3. De punta a punta (segundos absolutos, no razones)")
@@ -690,7 +712,7 @@ def render(results: dict) -> str:
             elif r["kind"] == "error":
                 lines.append(f"| {r['what']} | — | falló: {r['error']} |")
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 DOC_HEADER = """# Benchmark de la solución de referencia (Tarea 2)
@@ -706,6 +728,9 @@ línea «Hilos» de la tabla 2); `--threads 0` deja el valor por defecto de torc
 """
 
 
+SECTIONS = ("cpu", "cuda", "correccion")
+
+
 def _marker(device: str, end: bool) -> str:
     return f"<!-- bench:{device}:{'end' if end else 'start'} -->"
 
@@ -713,16 +738,18 @@ def _marker(device: str, end: bool) -> str:
 def write_doc(path: Path, results: dict) -> None:
     """Write the header and this device's section, keeping the other device's section."""
     device = results["device"]
+    if results.get("correccion"):
+        device = "correccion"
     sections = {}
     if path.exists():
         old = path.read_text(encoding="utf-8")
-        for dev in ("cpu", "cuda"):
+        for dev in SECTIONS:
             m = re.search(re.escape(_marker(dev, False)) + r".*?" + re.escape(_marker(dev, True)),
                           old, re.S)
             if m:
                 sections[dev] = m.group(0)
     sections[device] = f"{_marker(device, False)}\n{render(results)}\n{_marker(device, True)}"
-    body = [DOC_HEADER] + [sections[d] for d in ("cpu", "cuda") if d in sections]
+    body = [DOC_HEADER] + [sections[d] for d in SECTIONS if d in sections]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(body).rstrip() + "\n", encoding="utf-8")
 
@@ -765,7 +792,7 @@ def main(argv=None) -> int:
     budget = args.budget if args.budget is not None else (0.5 if args.quick else 12.0)
     sizes = QUICK_SIZES if args.quick else SIZES
 
-    results = dict(device=device.type, quick=args.quick,
+    results = dict(device=device.type, quick=args.quick, correccion=args.correccion,
                    command=shlex.join(["python", "-m", "tarea2_grader.bench", *argv]),
                    machine=machine_info(device, threads, default_threads),
                    backward=[], epoch=[], threads=None, end_to_end=[])
@@ -802,7 +829,7 @@ def main(argv=None) -> int:
 
     text = render(results)
     print(text)
-    output = args.output if args.output is not None else (None if args.quick or args.correccion else DOC_PATH)
+    output = args.output if args.output is not None else (None if args.quick else DOC_PATH)
     if output is not None:
         write_doc(output, results)
         print(f"escrito: {output}", file=sys.stderr)
