@@ -96,6 +96,7 @@ class TrustedExecute(NbGraderPreprocessor):
         if self.require_sandbox and not aislar:
             raise RuntimeError(sandbox.aviso_sin_aislamiento() or "bubblewrap no está disponible")
         seed = seed_for(course_root(resources), assignment, student, self.fresh_seeds)
+        runner.TALLERES.precalentar(self.limits(), aislar)  # its imports overlap the next line's
         pruebas = importlib.import_module(self.tests_module)
         self.log.info("Calificando %s en %s (semilla %d)", student,
                       "bubblewrap" if aislar else "un proceso aparte, sin aislar archivos", seed)

@@ -32,7 +32,10 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-from tarea2_grader import agent, cells, hidden, sandbox, wire
+from tarea2_grader import agent, cells, sandbox
+
+# hidden and wire (torch) are imported when first needed, so that a sandbox can start warming up
+# while this process imports torch: see _Talleres.precalentar.
 
 DECLARACION = re.compile(r"""\bevaluar\(\s*["'](test_\w+)["']\s*\)""")
 MARGIN = 10.0  # seconds the supervisor waits beyond the agent's own limit before giving up on it
@@ -315,26 +318,57 @@ class _Talleres:
     def __init__(self):
         self._idle: Dict[tuple, List[Taller]] = {}
         self._todos: List[Taller] = []
-        self._lock = threading.Lock()
+        self._calentando: Dict[tuple, int] = {}
+        self._lock = threading.Condition()
         import atexit
         atexit.register(self.cerrar_todos)
 
-    def tomar(self, limites, aislar) -> Taller:
-        key = (limites.memory_mb, limites.cpu_seconds, aislar)
+    @staticmethod
+    def _clave(limites, aislar):
+        return (limites.memory_mb, limites.cpu_seconds, aislar)
+
+    def precalentar(self, limites, aislar) -> None:
+        """Start a sandbox in the background (its torch import overlaps this process's own)."""
+        key = self._clave(limites, aislar)
         with self._lock:
-            idle = self._idle.setdefault(key, [])
-            while idle:
-                taller = idle.pop()
-                if taller.vivo and taller.proc.poll() is None:
-                    return taller
-                taller.cerrar()
+            if self._idle.get(key) or self._calentando.get(key):
+                return
+            self._calentando[key] = self._calentando.get(key, 0) + 1
+
+        def warm():
+            try:
+                taller = Taller(limites, aislar)
+            except Perdido:
+                taller = None
+            with self._lock:
+                self._calentando[key] -= 1
+                if taller is not None:
+                    self._todos.append(taller)
+                    self._idle.setdefault(key, []).append(taller)
+                self._lock.notify_all()
+
+        threading.Thread(target=warm, daemon=True, name="tarea2-precalentar").start()
+
+    def tomar(self, limites, aislar) -> Taller:
+        key = self._clave(limites, aislar)
+        with self._lock:
+            while True:
+                idle = self._idle.setdefault(key, [])
+                while idle:
+                    taller = idle.pop()
+                    if taller.vivo and taller.proc.poll() is None:
+                        return taller
+                    taller.cerrar()
+                if not self._calentando.get(key):
+                    break
+                self._lock.wait(timeout=READY_TIMEOUT)
         taller = Taller(limites, aislar)
         with self._lock:
             self._todos.append(taller)
         return taller
 
     def devolver(self, taller: Taller):
-        key = (taller.limites.memory_mb, taller.limites.cpu_seconds, taller.aislar)
+        key = self._clave(taller.limites, taller.aislar)
         try:
             if taller.vivo:
                 taller.limpiar()
@@ -523,6 +557,7 @@ class _Calificacion:
             return Veredicto(nombre, False, "Tu código hizo terminar el proceso durante {} ({}).".format(corto, _descripcion_muerte(reply)))
         if status != "ok":
             return Veredicto(nombre, False, "No se pudo evaluar {}: {}".format(corto, _texto(reply.get("error"), 300)))
+        from tarea2_grader import wire
         try:
             obs = wire.decodificar(reply.get("result"))
         except wire.Malformado:
@@ -581,7 +616,7 @@ class _Calificacion:
             TALLERES.devolver(self.taller)
 
 
-def calificar(nb, semilla: int, limites: Optional[sandbox.Limites] = None, pruebas=hidden,
+def calificar(nb, semilla: int, limites: Optional[sandbox.Limites] = None, pruebas=None,
               aislar: Optional[bool] = None, hasta_ultimo_test: bool = False) -> Resultado:
     """Grade one notebook (an nbformat v4 NotebookNode) with the student's seed.
 
@@ -589,6 +624,8 @@ def calificar(nb, semilla: int, limites: Optional[sandbox.Limites] = None, prueb
     the cells after the last test cell (they cannot change any verdict; the test suite uses it).
     """
     limites = limites or sandbox.Limites()
+    if pruebas is None:
+        from tarea2_grader import hidden as pruebas
     if aislar is None:
         aislar = aislamiento_disponible()
     t0 = time.monotonic()
