@@ -446,12 +446,15 @@ def set_limits(memory_mb, cpu_seconds):
 
     if memory_mb:
         size = 0
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmSize:"):
-                    size = int(line.split()[1]) * 1024
-        limit = size + int(memory_mb) * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmSize:"):
+                        size = int(line.split()[1]) * 1024
+            limit = size + int(memory_mb) * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        except (OSError, ValueError):  # no /proc (macOS): the wall-clock limits still apply
+            pass
     if cpu_seconds:
         resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), int(cpu_seconds)))
 
@@ -465,7 +468,13 @@ def _prctl(option, value):
 
 
 def _descendants():
-    """PIDs of every process below this one (read from /proc)."""
+    """PIDs of every process below this one (read from /proc; psutil where there is none)."""
+    if not os.path.isdir("/proc"):
+        try:
+            import psutil
+            return {p.pid for p in psutil.Process().children(recursive=True)}
+        except Exception:
+            return set()
     parents = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
