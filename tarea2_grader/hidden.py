@@ -165,12 +165,110 @@ def comparar(nombre, obtenido, esperado, tol):
     return None
 
 
-def exigir(problemas, que):
-    """Raise Incorrecto listing the distinct problems (at most three)."""
-    problemas = list(dict.fromkeys(p.replace("torch.float", "float") for p in problemas if p))
+# Typical mistakes recognised from the outputs alone (never from the source): each key is
+# proposed where the student's output equals the reference's output under that mistake.
+PISTAS = {
+    "relu0": "relu'(0) debe ser 0: usa T > 0 y no T >= 0.",
+    "relu_unos": "la derivada de relu vale 1 en todas partes: debe ser 0 donde T ≤ 0 "
+                 "(¿la calculaste desde la salida, que siempre es ≥ 0?).",
+    "sig_signo": "σ'(T) = σ(T)·(1 − σ(T)): revisa el signo dentro del paréntesis.",
+    "tanh_cuadrado": "tanh'(T) = 1 − tanh(T)²: falta el cuadrado.",
+    "en_la_salida": "la derivada se evaluó en f(T) y no en T.",
+    "signo": "el signo está invertido.",
+    "par_al_reves": "el par está al revés: primero la derivada respecto de T, luego la del parámetro.",
+    "param_uno": "parece que se usó el parámetro igual a 1 en vez del β o α recibido.",
+    "swish_beta": "en d swish/dT falta el factor β de la regla de la cadena: d/dT σ(βT) = β·σ(βT)(1 − σ(βT)).",
+    "swish_x": "en d swish/dβ falta un factor T: d/dβ σ(βT) = T·σ(βT)(1 − σ(βT)).",
+    "swish_sigma_x": "se usó σ(T) donde va σ(βT).",
+    "celu_exp": "para T < 0, d celu/dT = exp(T/α): falta dividir T por α.",
+    "celu_falta_termino": "en d celu/dα falta el término −(T/α)·exp(T/α).",
+    "celu_signo_termino": "en d celu/dα el término (T/α)·exp(T/α) va con signo menos.",
+    "suma_batch": "parece que sumaste sobre el batch: la pérdida es el promedio (divide por B).",
+    "sin_acotar": "con estable=True hay que acotar Q por abajo en epsilon antes del logaritmo.",
+    "acota_siempre": "con estable=False no se debe acotar Q.",
+    "epsilon_fijo": "se ignoró el argumento epsilon.",
+    "q_mas_eps": "hay que acotar Q (Q.clamp(min=epsilon)), no sumarle epsilon.",
+    "solo_one_hot": "P puede ser cualquier distribución, no solo one-hot: usa la suma de P·log Q.",
+    "falta_B": "parece que falta dividir por B, el tamaño del batch.",
+    "divide_C": "dividiste por el número de clases: debe ser B, el tamaño del batch.",
+    "sin_softmax": "ese es el gradiente respecto de ŷ; falta pasar por la softmax: ∂L/∂u = (ŷ − y)/B.",
+    "B_fijo": "dividiste por un número fijo: usa B = y.shape[0], el tamaño del batch que llega.",
+    "sesgo_promedio": "el gradiente del sesgo se promedió en vez de sumarse sobre el batch.",
+    "doble_B": "dividiste por B dos veces: dL_duLm1 ya incluye el 1/B.",
+    "transpuesto": "el resultado está transpuesto: revisa el orden de la multiplicación.",
+    "falta_UT": "falta transponer U: ∂L/∂h(L) = ∂L/∂u(L+1) · Uᵀ.",
+    "fprima_en_h": "f' se evaluó en h = f(u) y no en la pre-activación u.",
+    "sin_fprima": "falta multiplicar por f'(u) (la derivada de la activación).",
+    "dh_sin_fprima": "∂L/∂h(k−1) debe pasar por f'(u): (∂L/∂h ⊙ f'(u)) · Wᵀ.",
+    "ceros": "los gradientes quedaron en cero.",
+    "sin_cambio": "los parámetros no cambiaron: actualízalos en su lugar (p -= lr * p.grad dentro de torch.no_grad()).",
+    "generador": "desde el segundo paso no cambia nada: guarda list(parameters); un generador se agota.",
+    "suma_grad": "sumaste el gradiente: en descenso de gradiente se resta.",
+    "lr_fijo": "el paso no es proporcional a lr: usa la tasa de aprendizaje que llega.",
+    "grad_none": "hay parámetros con grad None: step() debe saltárselos.",
+    "por_ejemplo": "CELoss devuelve una pérdida por ejemplo: falta promediar sobre el batch (.mean()).",
+    "keepdim": "sobra una dimensión: suma sobre el batch sin keepdim para obtener forma (C,).",
+    "dataset_fijo": "genera los ejemplos una sola vez (en __init__) y en __getitem__ solo devuélvelos.",
+    "one_hot": "y debe ser un vector one-hot, por ejemplo torch.eye(C)[clase], no el número de la clase.",
+    "float32": "crea x en float32 (torch.randn produce float32 por defecto; evita .double()).",
+    "forma_y": "y tiene una dimensión de más: debe tener forma (C,), no (1, C).",
+    "largo": "__len__ debe devolver N, el número de ejemplos (no el número de características).",
+    "sin_step": "falta llamar a optimizador.step() después de backward en cada iteración.",
+    "lote_uno": "se ignoró batch_size: cada lote debe tener batch_size ejemplos (el último puede ser menor).",
+    "ultimo_lote": "no descartes el último lote incompleto: cada época recorre todos los ejemplos.",
+    "por_epoca": "devuelve la pérdida de cada iteración, no una por época.",
+}
+_MARCA_PISTA = "\x00pista:"
+
+
+# A mistake that explains another one's symptom too (forgetting f' everywhere also leaves
+# dL_dh_prev without it): the broader one is named.
+_INCLUYE = {"sin_fprima": ("dh_sin_fprima",)}
+
+
+def con_pista(problema, obtenido, candidatos, tol):
+    """``problema`` tagged with every typical mistake whose output equals ``obtenido``."""
+    if problema is None or not isinstance(obtenido, torch.Tensor):
+        return problema
+    for clave, tensor in candidatos:
+        if tensor is not None and comparar("", obtenido, tensor, tol) is None:
+            problema += _MARCA_PISTA + clave
+    return problema
+
+
+def _mejor_pista(claves):
+    """The mistake that explains the most failed comparisons (ties: the first proposed)."""
+    if not claves:
+        return None
+    cuenta = {}
+    for clave in claves:
+        cuenta[clave] = cuenta.get(clave, 0) + 1
+    for amplia, incluidas in _INCLUYE.items():
+        if amplia in cuenta:
+            for clave in incluidas:
+                cuenta[amplia] += cuenta.pop(clave, 0)
+    return max(cuenta, key=lambda k: (cuenta[k], -claves.index(k)))
+
+
+def exigir(problemas, que, pistas=()):
+    """Raise Incorrecto listing the distinct problems (at most three) and, where the outputs match
+    a typical mistake, one ``Pista:`` line that names it."""
+    claves = list(pistas)
+    limpios = []
+    for p in problemas:
+        if not p:
+            continue
+        p, *marcas = p.split(_MARCA_PISTA)
+        claves += marcas
+        limpios.append(p)
+    problemas = list(dict.fromkeys(p.replace("torch.float", "float") for p in limpios))
     if problemas:
         extra = " (y {} más)".format(len(problemas) - 3) if len(problemas) > 3 else ""
-        raise Incorrecto("{}:\n  - ".format(que) + "\n  - ".join(problemas[:3]) + extra)
+        texto = "{}:\n  - ".format(que) + "\n  - ".join(problemas[:3]) + extra
+        mejor = _mejor_pista(claves)
+        if mejor:
+            texto += "\nPista: " + PISTAS[mejor]
+        raise Incorrecto(texto)
 
 
 def resultado(r, que):
@@ -223,6 +321,37 @@ def _plan_activaciones(nombres, repeticiones=2):
     return plan
 
 
+def _mutantes_activacion(nombre, T, p):
+    """Outputs of typical wrong derivatives at T: ([(hint, d/dT)], [(hint, d/dparam)])."""
+    T = T.double()
+    exp = refs.derivada_autograd(nombre, T, p)
+    d_dT = [("signo", -exp[0])]
+    d_dp = [("signo", -exp[1])] if len(exp) > 1 else []
+    if nombre == "relu":
+        d_dT += [("relu0", (T >= 0).double()), ("relu_unos", torch.ones_like(T))]
+    elif nombre in ("sig", "tanh"):
+        f = torch.sigmoid if nombre == "sig" else torch.tanh
+        d_dT.append(("en_la_salida", refs.derivada_autograd(nombre, f(T))[0]))
+        d_dT.append(("sig_signo", f(T) * (1 + f(T))) if nombre == "sig" else ("tanh_cuadrado", 1 - f(T)))
+    elif nombre == "swish":
+        b = float(p)
+        s, sx = torch.sigmoid(b * T), torch.sigmoid(T)
+        uno = refs.derivada_autograd(nombre, T, 1.0)
+        d_dT += [("swish_beta", s + T * s * (1 - s)), ("swish_sigma_x", sx + b * T * sx * (1 - sx)),
+                 ("param_uno", uno[0])]
+        d_dp += [("swish_x", T * s * (1 - s)), ("param_uno", uno[1])]
+    elif nombre == "celu":
+        a = float(p)
+        e = torch.exp(torch.clamp(T, max=0) / a)
+        uno = refs.derivada_autograd(nombre, T, 1.0)
+        d_dT += [("celu_exp", torch.where(T > 0, torch.ones_like(T), torch.exp(torch.clamp(T, max=0)))),
+                 ("param_uno", uno[0])]
+        d_dp += [("celu_falta_termino", torch.where(T > 0, torch.zeros_like(T), e - 1)),
+                 ("celu_signo_termino", torch.where(T > 0, torch.zeros_like(T), e - 1 + T * e / a)),
+                 ("param_uno", uno[1])]
+    return d_dT, d_dp
+
+
 def _juzgar_activaciones(datos, obs):
     faltante(obs)
     llamadas = obs["resultados"]
@@ -237,9 +366,11 @@ def _juzgar_activaciones(datos, obs):
             got = resultado(r, "{}(T)".format(nombre))
             problemas.append(comparar("{}(T) (gradient=False)".format(nombre), got, ayudas.ACTIVACIONES[nombre](T), TOL64))
             continue
+        mut_T, mut_p = _mutantes_activacion(nombre, T, p)
         if param is None:
             got = resultado(r, "{}(T, gradient=True)".format(nombre))
-            problemas.append(comparar("{}'(T) en {}".format(nombre, T.dtype), got, refs.derivada_autograd(nombre, T)[0], tol))
+            problemas.append(con_pista(comparar("{}'(T) en {}".format(nombre, T.dtype), got,
+                                                refs.derivada_autograd(nombre, T)[0], tol), got, mut_T, tol))
             continue
         got = resultado(r, "{}(T, {}, gradient=True)".format(nombre, param))
         if not (isinstance(got, (tuple, list)) and len(got) == 2):
@@ -248,8 +379,12 @@ def _juzgar_activaciones(datos, obs):
             continue
         exp = refs.derivada_autograd(nombre, T, p)
         tipo = "tensor" if isinstance(p, torch.Tensor) else "float"
-        problemas.append(comparar("d{}/dT ({} {}, {})".format(nombre, param, tipo, T.dtype), got[0], exp[0], tol))
-        problemas.append(comparar("d{}/d{} ({} {}, {})".format(nombre, param, param, tipo, T.dtype), got[1], exp[1], tol))
+        if comparar("", got[0], exp[1], tol) is None and comparar("", got[1], exp[0], tol) is None:
+            mut_T = [("par_al_reves", got[0])]
+        problemas.append(con_pista(comparar("d{}/dT ({} {}, {})".format(nombre, param, tipo, T.dtype), got[0],
+                                            exp[0], tol), got[0], mut_T, tol))
+        problemas.append(con_pista(comparar("d{}/d{} ({} {}, {})".format(nombre, param, param, tipo, T.dtype),
+                                            got[1], exp[1], tol), got[1], mut_p, tol))
     exigir(problemas, "La derivada de {} no coincide con torch.autograd".format(
         nombre if len({c["nombre"] for c in datos["casos"]}) == 1 else "las activaciones"))
 
@@ -307,12 +442,22 @@ def test_celoss(datos, obs):
     for caso, r in zip(datos["casos"], obs["resultados"]):
         got = resultado(r, "CELoss(Q, P)")
         if isinstance(got, torch.Tensor) and got.dim() != 0:
-            problemas.append("CELoss debe devolver un tensor de 0 dimensiones; llegó forma {}".format(tuple(got.shape)))
+            problemas.append("CELoss debe devolver un tensor de 0 dimensiones; llegó forma {}".format(tuple(got.shape))
+                             + (_MARCA_PISTA + "por_ejemplo" if tuple(got.shape) == (caso["Q"].shape[0],) else ""))
             continue
         kw = caso["kw"]
-        exp = refs.celoss(caso["Q"], caso["P"], kw.get("estable", True), kw.get("epsilon", 1e-8))
+        Q, P = caso["Q"].double(), caso["P"].double()
+        estable, eps = kw.get("estable", True), kw.get("epsilon", 1e-8)
+        exp = refs.celoss(Q, P, estable, eps)
         tol = TOL64 if caso["Q"].dtype == torch.float64 else TOL32
-        problemas.append(comparar("CELoss ({})".format(caso["que"]), got, exp, tol))
+        uno = torch.eye(P.shape[1], dtype=P.dtype)[P.argmax(dim=1)]
+        mutantes = [("suma_batch", exp * Q.shape[0]),
+                    ("sin_acotar", refs.celoss(Q, P, False) if estable else None),
+                    ("acota_siempre", refs.celoss(Q, P, True, eps) if not estable else None),
+                    ("epsilon_fijo", refs.celoss(Q, P, True, 1e-8) if estable and eps != 1e-8 else None),
+                    ("q_mas_eps", -(P * torch.log(Q + eps)).sum(dim=1).mean() if estable else None),
+                    ("solo_one_hot", refs.celoss(Q, uno, estable, eps))]
+        problemas.append(con_pista(comparar("CELoss ({})".format(caso["que"]), got, exp, tol), got, mutantes, tol))
     exigir(problemas, "CELoss no coincide con la entropía cruzada esperada")
 
 
@@ -337,6 +482,22 @@ def _plan_dL_duLm1(g, ctx):
             "__esperados": esperados}
 
 
+def _mutantes_ultima_capa(caso, esperado, clave):
+    """Typical wrong values of one last-layer gradient (``clave`` in u, U, c, h)."""
+    B, C = tuple(caso["y"].shape)
+    e = esperado[clave]
+    if clave == "u":
+        y, y_pred = caso["y"].double(), caso["y_pred"].double()
+        return ([("falta_B", e * B), ("signo", -e), ("divide_C", e * B / C), ("sin_softmax", -y / (B * y_pred))]
+                + [("B_fijo", e * B / n) for n in range(1, 11) if n != B])
+    if clave == "c":
+        return [("sesgo_promedio", e / B), ("keepdim", e.unsqueeze(0)), ("signo", -e)]
+    if clave == "U":
+        return [("doble_B", e / B), ("transpuesto", e.T), ("signo", -e)]
+    du, U = esperado["u"], caso["U"].double()
+    return [("falta_UT", du @ U if du.shape[1] == U.shape[0] else None), ("signo", -e)]
+
+
 def _juzgar_reejecucion(datos, obs, claves, que):
     problemas = []
     autograd_primero(obs["resultados"], "Tu celda")
@@ -347,7 +508,8 @@ def _juzgar_reejecucion(datos, obs, claves, que):
             if not isinstance(got, dict) or nombre not in got:
                 problemas.append("Tu celda no define {}".format(nombre))
                 continue
-            problemas.append(comparar("{} (B={}, C={})".format(nombre, B, C), got[nombre], esperado[clave], TOL64))
+            problemas.append(con_pista(comparar("{} (B={}, C={})".format(nombre, B, C), got[nombre], esperado[clave],
+                                                TOL64), got[nombre], _mutantes_ultima_capa(caso, esperado, clave), TOL64))
     exigir(problemas, que)
 
 
@@ -407,8 +569,11 @@ def _juzgar_capa(datos, obs):
             continue
         exp = refs.grad_capa_autograd(c["dL_dh"], c["h_prev"], c["W"], c["b"], c["f"], c["p"])
         tol = TOL64 if c["W"].dtype == torch.float64 else TOL32
-        for n, t, e in zip(("dL_dW", "dL_db", "dL_dh_prev"), got, exp):
-            problemas.append(comparar("{} con {} ({})".format(n, c["f"], c["W"].dtype), t, e, tol))
+        mutantes = [(clave, refs.grad_capa_mutada(c["dL_dh"], c["h_prev"], c["W"], c["b"], c["f"], c["p"], clave))
+                    for clave in refs.ERRORES_CAPA]
+        for i, (n, t, e) in enumerate(zip(("dL_dW", "dL_db", "dL_dh_prev"), got, exp)):
+            problemas.append(con_pista(comparar("{} con {} ({})".format(n, c["f"], c["W"].dtype), t, e, tol), t,
+                                       [(clave, m[i]) for clave, m in mutantes if m is not None], tol))
     exigir(problemas, "grad_capa_escondida no coincide con torch.autograd")
 
 
@@ -466,6 +631,7 @@ def _juzgar_backward(datos, obs):
             resultado(r, "{} (red {})".format(r["etapa"], red))
         exp = refs.grads_red_autograd(c, c["x"], c["y"])
         tol = TOL64 if c["x"].dtype == torch.float64 else TOL32
+        mutantes = [(clave, refs.grads_red_mutada(c, c["x"], c["y"], clave)) for clave in refs.ERRORES_RED]
         problemas.append(comparar("forward de una red {}".format(red), r.get("y_pred"), exp["y_pred"], tol))
         params = resultado(r.get("parametros"), "red.parameters()")
         for nombre, valor in _nombres_de_pesos(c):
@@ -477,7 +643,8 @@ def _juzgar_backward(datos, obs):
             elif p[1] is None:
                 problemas.append("{}: backward no llenó .grad".format(etiqueta))
             else:
-                problemas.append(comparar(etiqueta, p[1], exp[nombre], tol))
+                problemas.append(con_pista(comparar(etiqueta, p[1], exp[nombre], tol), p[1],
+                                           [(clave, m[nombre]) for clave, m in mutantes if m], tol))
     exigir(problemas, "Los gradientes de backward no coinciden con torch.autograd")
 
 
@@ -507,12 +674,22 @@ def test_sgd(datos, obs):
     """SGD: in place, every step, from a generator of parameters, skipping grad=None."""
     faltante(obs, "la clase")
     if "etapa" in obs:
+        if "NoneType" in str(obs.get("error", "")):
+            exigir(["{} lanzó {}".format(obs["etapa"], str(obs["error"])[:240])], "SGD falló",
+                   pistas=["grad_none"])
         resultado(obs, obs["etapa"])
     problemas = []
     lr, iniciales, grads = datos["lr"], datos["iniciales"], datos["grads"]
     for paso, valores in enumerate(obs["pasos"], start=1):
         for i, (v, p0, g) in enumerate(zip(valores, iniciales, grads)):
-            problemas.append(comparar("parámetro {} después del paso {}".format(i, paso), v, p0 - paso * lr * g, TOL64))
+            mutantes = [("sin_cambio", p0), ("generador", p0 - lr * g if paso == 2 else None),
+                        ("suma_grad", p0 + paso * lr * g)]
+            if isinstance(v, torch.Tensor) and v.shape == p0.shape:
+                paso_lr = -float(((v.double() - p0) * g).sum() / (paso * (g * g).sum()))
+                if paso_lr > 0 and abs(paso_lr - lr) > 1e-3 * lr:
+                    mutantes.append(("lr_fijo", p0 - paso * paso_lr * g))
+            problemas.append(con_pista(comparar("parámetro {} después del paso {}".format(i, paso), v,
+                                                p0 - paso * lr * g, TOL64), v, mutantes, TOL64))
         problemas.append(comparar("parámetro sin gradiente después del paso {}".format(paso), valores[2], iniciales[2], 0.0))
     if len(obs["pasos"]) != 2:
         problemas.append("step() no se pudo llamar dos veces")
@@ -538,7 +715,7 @@ def test_dataset(datos, obs):
             problemas.append("RandomDataset debe heredar de torch.utils.data.Dataset")
         n = resultado(o["largo"], "len(dataset)")
         if n != N:
-            problemas.append("len(dataset) es {}, se esperaba {}".format(n, N))
+            problemas.append("len(dataset) es {}, se esperaba {}".format(n, N) + (_MARCA_PISTA + "largo" if n == F else ""))
         for i, (primera, segunda) in zip((0, N // 2, N - 1), o["items"]):
             item = resultado(primera, "dataset[{}]".format(i))
             if not (isinstance(item, (tuple, list)) and len(item) == 2):
@@ -546,16 +723,25 @@ def test_dataset(datos, obs):
                 break
             x, y = item
             if not (isinstance(x, torch.Tensor) and tuple(x.shape) == (F,) and x.dtype == torch.float32):
-                problemas.append("x debe ser un tensor float32 de forma ({},)".format(F))
+                pista = "float32" if isinstance(x, torch.Tensor) and tuple(x.shape) == (F,) else None
+                problemas.append("x debe ser un tensor float32 de forma ({},)".format(F)
+                                 + (_MARCA_PISTA + pista if pista else ""))
             if not (isinstance(y, torch.Tensor) and tuple(y.shape) == (C,) and y.dtype == torch.float32
                     and bool(((y == 0) | (y == 1)).all()) and y.sum().item() == 1):
-                problemas.append("y debe ser un vector one-hot float32 de forma ({},)".format(C))
+                pista = None
+                if isinstance(y, int) or (isinstance(y, torch.Tensor) and y.dim() == 0):
+                    pista = "one_hot"
+                elif isinstance(y, torch.Tensor) and tuple(y.shape) == (1, C):
+                    pista = "forma_y"
+                problemas.append("y debe ser un vector one-hot float32 de forma ({},)".format(C)
+                                 + (_MARCA_PISTA + pista if pista else ""))
             otra = resultado(segunda, "dataset[{}]".format(i))
             if not (isinstance(otra, (tuple, list)) and len(otra) == 2 and all(isinstance(t, torch.Tensor) for t in otra)
                     and all(isinstance(t, torch.Tensor) for t in item)
                     and otra[0].shape == x.shape and otra[1].shape == y.shape
                     and torch.equal(x, otra[0]) and torch.equal(y, otra[1])):
-                problemas.append("dataset[{}] cambia cada vez que se lee: debe devolver siempre el mismo ejemplo".format(i))
+                problemas.append("dataset[{}] cambia cada vez que se lee: debe devolver siempre el mismo ejemplo".format(i)
+                                 + _MARCA_PISTA + "dataset_fijo")
         xs = [resultado(r, "dataset[i]") for r in o["primeros"]]
         xs = [item[0] for item in xs if isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor)]
         if len(xs) >= 3 and all(t.shape == xs[0].shape for t in xs) and torch.equal(xs[0], xs[1]) and torch.equal(xs[1], xs[2]):
@@ -624,13 +810,22 @@ def test_entrenar(datos, obs):
     problemas = []
     lotes, problemas_orden = _lotes_de(obs["eventos"], datos)
     problemas += problemas_orden
+    pistas = []
+    if any("tocaba step" in p for p in problemas_orden):
+        pistas.append("sin_step")
     if len(perdidas) != iteraciones:
         problemas.append("devolvió {} pérdidas; se esperaba una por iteración: {}".format(len(perdidas), iteraciones))
+        if len(perdidas) == epochs:
+            pistas.append("por_epoca")
     elif not all(math.isfinite(v) for v in perdidas):
         problemas.append("hay pérdidas nan o inf")
     if not problemas_orden:
         if len(lotes) != iteraciones:
             problemas.append("se llamó a backward {} veces; se esperaba una vez por iteración: {}".format(len(lotes), iteraciones))
+            if len(lotes) == epochs * N and all(x.shape[0] == 1 for x, _ in lotes):
+                pistas.append("lote_uno")
+            elif sum(x.shape[0] for x, _ in lotes) == epochs * (N - N % bs):
+                pistas.append("ultimo_lote")
         elif sum(x.shape[0] for x, _ in lotes) != epochs * N:
             problemas.append("los lotes no recorren el dataset completo en cada época")
         else:
@@ -649,7 +844,7 @@ def test_entrenar(datos, obs):
         if not fin < 0.6 * inicio:
             problemas.append("la pérdida no baja lo suficiente: de {:.3f} a {:.3f} (¿llamas a forward, backward y "
                              "optimizador.step() en cada iteración?)".format(inicio, fin))
-    exigir(problemas, "entrenar_FFNN no entrena como se espera")
+    exigir(problemas, "entrenar_FFNN no entrena como se espera", pistas)
 
 
 # --------------------------------------------------------------------------- running a test

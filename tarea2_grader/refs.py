@@ -91,3 +91,69 @@ def pesos_aleatorios(F, l_h, C, generator, dtype=torch.float32):
     bs = [torch.zeros(b, dtype=dtype) for b in dims[1:]]
     U = torch.randn(dims[-1], C, generator=generator, dtype=dtype) / dims[-1] ** 0.5
     return Ws, bs, U, torch.zeros(C, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- typical mistakes (for hints)
+
+ERRORES_CAPA = ("fprima_en_h", "sesgo_promedio", "dh_sin_fprima", "sin_fprima", "param_uno")
+
+
+def _derivada(nombre, U, p):
+    """f'(U) from the closed forms (float64)."""
+    f = ACTIVACIONES[nombre]
+    return f(U, gradient=True) if f.param is None else f(U, p, gradient=True)[0]
+
+
+def grad_capa_mutada(dL_dh, h_prev, W, b, nombre, p, error):
+    """(dL_dW, dL_db, dL_dh_prev) of one layer as written with a typical ``error``; None if the
+    mistake does not apply to this activation."""
+    dL_dh, h_prev, W, b = (t.double() for t in (dL_dh, h_prev, W, b))
+    u = h_prev @ W + b
+    f = ACTIVACIONES[nombre]
+    if error == "param_uno" and f.param is None:
+        return None
+    if error == "fprima_en_h":
+        h = f(u) if f.param is None else f(u, p)
+        D = dL_dh * _derivada(nombre, h, p)
+    elif error == "sin_fprima":
+        D = dL_dh
+    else:
+        D = dL_dh * _derivada(nombre, u, 1.0 if error == "param_uno" else p)
+    db = D.sum(0) / D.shape[0] if error == "sesgo_promedio" else D.sum(0)
+    dh_prev = dL_dh @ W.T if error == "dh_sin_fprima" else D @ W.T
+    if error == "sin_fprima":
+        dh_prev = None  # that symptom alone is named by "dh_sin_fprima"
+    return h_prev.T @ D, db, dh_prev
+
+
+ERRORES_RED = ("falta_B", "fprima_en_h", "param_uno", "ceros")
+
+
+def grads_red_mutada(pesos, x, y, error):
+    """Gradients of the network by a hand-written backward with a typical ``error`` (keys as
+    :func:`grads_red_autograd`); None if the mistake does not apply to this network."""
+    Ws = [w.double() for w in pesos["Ws"]]
+    bs = [b.double() for b in pesos["bs"]]
+    U, c, x, y = pesos["U"].double(), pesos["c"].double(), x.double(), y.double()
+    nombres, params = pesos["fs"], pesos["params"]
+    if error == "param_uno" and all(ACTIVACIONES[n].param is None for n in nombres):
+        return None
+    hs, us = [x], []
+    for W, b, n, p in zip(Ws, bs, nombres, params):
+        us.append(hs[-1] @ W + b)
+        f = ACTIVACIONES[n]
+        hs.append(f(us[-1]) if f.param is None else f(us[-1], p))
+    y_pred = torch.softmax(hs[-1] @ U + c, dim=1)
+    du = (y_pred - y) * (1.0 if error == "falta_B" else 1.0 / x.shape[0])
+    out = {"U": hs[-1].T @ du, "c": du.sum(0)}
+    dh = du @ U.T
+    for k in reversed(range(len(Ws))):
+        n, p = nombres[k], params[k]
+        donde = hs[k + 1] if error == "fprima_en_h" else us[k]
+        du = dh * _derivada(n, donde, 1.0 if error == "param_uno" else p)
+        out["W({})".format(k + 1)] = hs[k].T @ du
+        out["b({})".format(k + 1)] = du.sum(0)
+        dh = du @ Ws[k].T
+    if error == "ceros":
+        out = {k: torch.zeros_like(v) for k, v in out.items()}
+    return out

@@ -123,6 +123,7 @@ def test_feedback_says_what_is_wrong_without_hidden_code(course, graded):
     html = open(course.path("feedback", "error_backward", "tarea2", "tarea2.html"), encoding="utf-8").read()
     assert "Los gradientes de backward no coinciden con torch.autograd" in html
     assert "error relativo máximo" in html
+    assert "Pista: parece que falta dividir por B, el tamaño del batch." in html
     for leak in ("BEGIN HIDDEN TESTS", "hidden.py", "tarea2_grader", "_randn"):
         assert leak not in html, leak
 

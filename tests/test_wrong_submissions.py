@@ -179,6 +179,30 @@ def test_wrong_submission_loses_points_only_where_wrong(graded, case, full_point
     assert not collateral, f"{record['name']}: also lost points in {sorted(collateral)}\n{result.report()}"
 
 
+def _hints(result, nb):
+    """The hint lines of every failed test's message."""
+    return [line[len("Pista: "):] for m in result.mensajes(nb).values() for line in m.splitlines()
+            if line.startswith("Pista: ")]
+
+
+@pytest.mark.parametrize("case", _params(wrong.WRONG, "wrong:"))
+def test_wrong_submission_gets_the_hint_of_its_mistake(graded, case):
+    """Where the outputs identify the mistake, its feedback names it (``Pista: ...``), and only it."""
+    from tarea2_grader.hidden import PISTAS
+    record = {r["name"]: r for r in wrong.WRONG}[case.split(":", 1)[1]]
+    _, result, nb = graded[case]
+    hints = set(_hints(result, nb))
+    if record["hint"] is None:
+        assert not hints, f"{record['name']}: unexpected hints {hints}"
+    else:
+        assert hints == {PISTAS[record["hint"]]}, f"{record['name']}: {hints}\n{_Report(result, nb).report()}"
+
+
+def test_most_of_the_library_is_hinted():
+    hinted = [r for r in wrong.WRONG if r["hint"]]
+    assert len(hinted) >= 0.8 * len(wrong.WRONG), (len(hinted), len(wrong.WRONG))
+
+
 # --------------------------------------------------------------------------- stubs
 
 def test_stub_sources_match_nbgrader_clear_solutions():

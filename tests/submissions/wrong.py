@@ -441,6 +441,38 @@ dL_dU = dL_dU.detach()
        entrenar=_mut(BASE_ENTRENAR, "shuffle=True)", "shuffle=True, drop_last=True)")),
 ]
 
+# The hint (``tarea2_grader.hidden.PISTAS`` key) each mistake must get in its feedback, decided from
+# the outputs alone; None where the failure message itself already names the mistake (autograd,
+# a missing .grad, a pair instead of a tensor) or where the outputs do not identify it.
+HINTS = {
+    "relu_grad_one_at_zero": "relu0", "relu_grad_from_output": "relu_unos", "sig_grad_plus": "sig_signo",
+    "tanh_grad_no_square": "tanh_cuadrado", "swish_dx_missing_beta": "swish_beta",
+    "swish_dbeta_missing_x": "swish_x", "swish_dx_sigmoid_of_x": "swish_sigma_x", "celu_dx_exp_x": "celu_exp",
+    "celu_dalpha_missing_term": "celu_falta_termino", "celu_dalpha_sign": "celu_signo_termino",
+    "celu_gradient_single_tensor": None, "swish_pair_swapped": "par_al_reves", "sig_grad_uses_autograd": None,
+    "celoss_sum": "suma_batch", "celoss_ignores_estable": "sin_acotar", "celoss_always_clamps": "acota_siempre",
+    "celoss_fixed_epsilon": "epsilon_fijo", "celoss_log_q_plus_eps": "q_mas_eps",
+    "celoss_one_hot_only": "solo_one_hot", "celoss_no_batch_mean": "por_ejemplo",
+    "dL_duLm1_missing_1_over_B": "falta_B", "dL_duLm1_sign_flipped": "signo", "dL_duLm1_divides_by_C": "divide_C",
+    "dL_duLm1_forgets_softmax_grad": "sin_softmax", "dL_duLm1_hardcoded_B": "B_fijo",
+    "dL_duLm1_hardcoded": None, "dL_duLm1_uses_autograd": None,
+    "dL_dc_mean": "sesgo_promedio", "dL_dc_keepdim": "keepdim", "dL_dU_wrong_transpose": "transpuesto",
+    "dL_dU_divides_by_B_again": "doble_B", "dL_dhL_uses_U_not_UT": None, "ultima_capa_uses_autograd": None,
+    "capa_fprime_at_output": "fprima_en_h", "capa_bias_mean": "sesgo_promedio", "capa_missing_fprime": "sin_fprima",
+    "capa_ignores_param": "param_uno", "capa_dh_prev_skips_fprime": "dh_sin_fprima", "capa_uses_autograd": None,
+    "backward_missing_1_over_B": "falta_B", "backward_calls_autograd": None, "backward_zero_grads": "ceros",
+    "backward_only_last_layer": None, "backward_last_hidden_layer_only": None, "backward_wrong_h_index": None,
+    "backward_fprime_at_output": "fprima_en_h", "backward_ignores_layer_param": "param_uno",
+    "sgd_rebinds_parameter": "sin_cambio", "sgd_keeps_generator": "generador", "sgd_crashes_on_none_grad": "grad_none",
+    "sgd_plus": "suma_grad", "sgd_ignores_lr": "lr_fijo",
+    "dataset_new_sample_each_read": "dataset_fijo", "dataset_integer_labels": "one_hot", "dataset_float64": "float32",
+    "dataset_label_shape_1xC": "forma_y", "dataset_len_features": "largo",
+    "entrenar_no_step": "sin_step", "entrenar_loss_per_epoch": "por_epoca", "entrenar_ignores_batch_size": "lote_uno",
+    "entrenar_drop_last": "ultimo_lote",
+}
+for _record in WRONG:
+    _record["hint"] = HINTS[_record["name"]]
+
 # Correct cells in the typical style above (checked to get full marks, so that a failing
 # record is known to fail because of its one mistake).
 BASE_CELLS = {
