@@ -42,6 +42,10 @@ c.IgnorePattern.pattern = r"(Warning|warn|it/s|s/it|%\|)"
 # Test cells the student deleted are put back and graded.
 c.OverwriteCells.add_missing_cells = True
 
+# A student's outputs and markdown answers are rendered without scripts or event handlers in
+# the feedback HTML (nbconvert's sanitizer).
+c.HTMLExporter.sanitize_html = True
+
 # Students never need the hidden tests in their feedback.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",

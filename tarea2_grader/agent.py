@@ -255,8 +255,9 @@ def make_shell(workdir):
     cfg.InteractiveShell.colors = "nocolor"
     cfg.InteractiveShell.xmode = "Plain"
     cfg.InteractiveShell.autocall = 0
-    shell = Shell(config=cfg, ipython_dir=os.path.join(workdir, ".ipython"),
-                  display_pub_class=Publisher, displayhook_class=Hook)
+    # instance(): display(), plt.show() and get_ipython() find this shell, not a new default one
+    shell = Shell.instance(config=cfg, ipython_dir=os.path.join(workdir, ".ipython"),
+                           display_pub_class=Publisher, displayhook_class=Hook)
     try:
         shell.enable_matplotlib("inline")
     except Exception:  # matplotlib is optional for the student's code
@@ -559,11 +560,43 @@ def clean_up(config):
         _reap()
     workdir = config["workdir"]
     _wipe(workdir)
+    left = []
     if isolated:
         _wipe("/tmp", keep=(os.path.basename(workdir),))
         _wipe("/dev/shm")
+        left = _remove_sysv_ipc()  # the sandbox's own IPC namespace: only this student's objects
     os.chdir(workdir)
-    return sorted(_others(isolated))
+    return sorted(_others(isolated)) + left
+
+
+def _sysv_ipc_ids():
+    """{kind: [ids]} of the SysV shared memory, message queues and semaphores that exist."""
+    found = {}
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open("/proc/sysvipc/" + kind) as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        found[kind] = [int(row.split()[1]) for row in rows if len(row.split()) > 1]
+    return found
+
+
+def _remove_sysv_ipc():
+    """Remove every SysV IPC object (a student could leave data in them for the next one)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    ipc_rmid = 0
+    for kind, ids in _sysv_ipc_ids().items():
+        for ident in ids:
+            if kind == "shm":
+                libc.shmctl(ident, ipc_rmid, None)
+            elif kind == "msg":
+                libc.msgctl(ident, ipc_rmid, None)
+            else:
+                libc.semctl(ident, 0, ipc_rmid)
+    return ["{}:{}".format(kind, i) for kind, ids in _sysv_ipc_ids().items() for i in ids]
 
 
 def _set_environment(workdir):

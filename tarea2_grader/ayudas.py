@@ -1,11 +1,11 @@
 """Helpers that a hidden test lends to the student's code: correct code for *other* parts.
 
 A test of Part 2c or 3 gives the student's code these activations and this ``CELoss`` (so a
-wrong derivative in Part 1 costs points only in Part 1), and the test of the training loop
-gives it this network and optimizer (so a wrong ``backward`` or ``SGD`` costs points only in
-Parts 3 and 4a).  The supervisor sends this file's text only to the probe process of a test
-that needs it, forked after the student's cells ran, and only after the tests that grade these
-very functions have run: no reference of what a test grades is reachable while it runs.
+wrong derivative in Part 1 costs points only in Part 1); the test of the training loop also
+gets :mod:`tarea2_grader.ayudas_red` (a correct network and optimizer).  The supervisor sends
+these files' text only to the probe process of a test that needs them, forked after the
+student's cells ran, and only after the tests that grade these very functions have run: no
+reference of what a test grades is reachable while it runs.
 
 Standalone on purpose (imports torch only): it runs inside the sandbox, which cannot see the
 ``tarea2_grader`` package.  The closed forms never call autograd, because student code that
@@ -63,54 +63,3 @@ def CELoss(Q, P, estable=True, epsilon=1e-8):
 
 
 REFERENCIAS = dict(ACTIVACIONES, CELoss=CELoss)
-
-
-class RedDeReferencia(torch.nn.Module):
-    """A correct FFNN with a hand-written backward, built from given weights."""
-
-    def __init__(self, Ws, bs, U, c, l_a):
-        super().__init__()
-        self.Ws = torch.nn.ParameterList([torch.nn.Parameter(w.clone()) for w in Ws])
-        self.bs = torch.nn.ParameterList([torch.nn.Parameter(b.clone()) for b in bs])
-        self.U = torch.nn.Parameter(U.clone())
-        self.c = torch.nn.Parameter(c.clone())
-        self.fs = [ACTIVACIONES[n] for n in l_a]
-
-    def forward(self, x):
-        h = x
-        for W, b, f in zip(self.Ws, self.bs, self.fs):
-            h = f(h @ W + b)
-        return torch.softmax(h @ self.U + self.c, dim=1)
-
-    def backward(self, x, y, y_pred):
-        with torch.no_grad():
-            hs, us = [x], []
-            for W, b, f in zip(self.Ws, self.bs, self.fs):
-                us.append(hs[-1] @ W + b)
-                hs.append(f(us[-1]))
-            du = (y_pred - y) / x.shape[0]
-            self.U.grad = hs[-1].T @ du
-            self.c.grad = du.sum(0)
-            dh = du @ self.U.T
-            for k in reversed(range(len(self.Ws))):
-                du = dh * self.fs[k](us[k], gradient=True)
-                self.Ws[k].grad = hs[k].T @ du
-                self.bs[k].grad = du.sum(0)
-                dh = du @ self.Ws[k].T
-
-
-class SGDReferencia:
-    """p <- p - lr * p.grad, in place."""
-
-    def __init__(self, parameters, lr):
-        self.parameters, self.lr = list(parameters), lr
-
-    def step(self):
-        with torch.no_grad():
-            for p in self.parameters:
-                if p.grad is not None:
-                    p -= self.lr * p.grad
-
-    def zero_grad(self):
-        for p in self.parameters:
-            p.grad = None

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 import torch
 
-from tarea2_grader import ayudas, refs, wire
+from tarea2_grader import ayudas, ayudas_red, refs, wire
 from tarea2_grader.selfcheck import error_relativo
 
 TOL64 = 1e-4   # relative to max|reference|: accepts float32 arithmetic inside
@@ -63,14 +63,18 @@ class Prueba:
     sonda: str
     plan: Callable
     juzgar: Callable
-    ayudas: bool = False          # lend ayudas.py (correct code of other parts) to the probe
+    ayudas: tuple = ()            # helper modules lent to the probe (correct code of other parts)
     reejecuta: Optional[str] = None  # the probe re-runs the cell that assigns this variable
 
 
 PRUEBAS = {}  # name -> Prueba, in the notebook's order (the order tests run in)
 
 
-def prueba(sonda, ayudas=False, reejecuta=None):
+ACTIVACIONES_PRESTADAS = ("ayudas",)
+RED_PRESTADA = ("ayudas", "ayudas_red")
+
+
+def prueba(sonda, ayudas=(), reejecuta=None):
     """Register ``juzgar`` (with the ``plan`` given as attribute later) as a hidden test."""
     def deco(plan):
         def register(juzgar):
@@ -577,13 +581,13 @@ def _juzgar_capa(datos, obs):
     exigir(problemas, "grad_capa_escondida no coincide con torch.autograd")
 
 
-@prueba("capa", ayudas=True)(_plan_capa(("sig", "tanh", "relu")))
+@prueba("capa", ayudas=ACTIVACIONES_PRESTADAS)(_plan_capa(("sig", "tanh", "relu")))
 def test_capa_escondida_basicas(datos, obs):
     """grad_capa_escondida for sig, tanh and relu layers."""
     _juzgar_capa(datos, obs)
 
 
-@prueba("capa", ayudas=True)(_plan_capa(("swish", "celu")))
+@prueba("capa", ayudas=ACTIVACIONES_PRESTADAS)(_plan_capa(("swish", "celu")))
 def test_capa_escondida_param(datos, obs):
     """grad_capa_escondida for swish and celu layers with non-trivial beta/alpha."""
     _juzgar_capa(datos, obs)
@@ -648,13 +652,13 @@ def _juzgar_backward(datos, obs):
     exigir(problemas, "Los gradientes de backward no coinciden con torch.autograd")
 
 
-@prueba("backward", ayudas=True)(_plan_backward([("relu",), ("sig", "tanh"), ("tanh", "relu", "sig")], 2))
+@prueba("backward", ayudas=ACTIVACIONES_PRESTADAS)(_plan_backward([("relu",), ("sig", "tanh"), ("tanh", "relu", "sig")], 2))
 def test_backward_basicas(datos, obs):
     """FFNN.backward on networks of 1 to 3 sig/tanh/relu layers, float64 and float32."""
     _juzgar_backward(datos, obs)
 
 
-@prueba("backward", ayudas=True)(_plan_backward([("swish",), ("celu", "swish"), ("relu", "celu")], 1))
+@prueba("backward", ayudas=ACTIVACIONES_PRESTADAS)(_plan_backward([("swish",), ("celu", "swish"), ("relu", "celu")], 1))
 def test_backward_param(datos, obs):
     """FFNN.backward on networks with swish and celu layers (W, b, U, c gradients)."""
     _juzgar_backward(datos, obs)
@@ -763,8 +767,8 @@ def _plan_entrenar(g, ctx):
 
 def repetir_entrenamiento(datos, lotes):
     """Replay the training on the recorded batches: the losses and final weights it must give."""
-    red = ayudas.RedDeReferencia(datos["Ws"], datos["bs"], datos["U"], datos["c"], datos["l_a"])
-    opt = ayudas.SGDReferencia(red.parameters(), datos["lr"])
+    red = ayudas_red.RedDeReferencia(datos["Ws"], datos["bs"], datos["U"], datos["c"], datos["l_a"])
+    opt = ayudas_red.SGDReferencia(red.parameters(), datos["lr"])
     perdidas = []
     with torch.no_grad():
         for x, y in lotes:
@@ -797,7 +801,7 @@ def _lotes_de(eventos, datos):
     return lotes, problemas
 
 
-@prueba("entrenar", ayudas=True)(_plan_entrenar)
+@prueba("entrenar", ayudas=RED_PRESTADA)(_plan_entrenar)
 def test_entrenar(datos, obs):
     """entrenar_FFNN: forward, backward and step each iteration over every example, one loss per
     iteration equal to the loss of that batch, and a loss that clearly goes down."""
@@ -879,10 +883,14 @@ def fuente_sonda():
         return fh.read()
 
 
-def fuente_ayudas():
-    """The text of the helpers module (sent only to tests that lend it)."""
-    with open(ayudas.__file__, encoding="utf-8") as fh:
-        return fh.read()
+def fuente_ayudas(nombre):
+    """The text of the helper modules test ``nombre`` lends (sent only to its probe), in order."""
+    import importlib
+    textos = []
+    for modulo in PRUEBAS[nombre].ayudas:
+        with open(importlib.import_module("tarea2_grader." + modulo).__file__, encoding="utf-8") as fh:
+            textos.append(fh.read())
+    return "\n\n".join(textos)
 
 
 def evaluar_en_proceso(ns, nombre, semilla=0, fuentes=()):
@@ -893,6 +901,8 @@ def evaluar_en_proceso(ns, nombre, semilla=0, fuentes=()):
     from tarea2_grader import agent, probes
     datos = plan_de(nombre, semilla, Contexto(fuentes))
     sonda_datos = agent.decode(agent.encode(para_la_sonda(datos)))
-    helpers = vars(ayudas) if PRUEBAS[nombre].ayudas else {}
+    helpers = {"__name__": "ayudas"}
+    if PRUEBAS[nombre].ayudas:
+        exec(compile(fuente_ayudas(nombre), "<ayudas>", "exec"), helpers)
     obs = getattr(probes, PRUEBAS[nombre].sonda)(dict(ns), sonda_datos, helpers)
     return veredicto(nombre, datos, wire.decodificar(agent.encode(obs)))

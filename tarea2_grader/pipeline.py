@@ -333,6 +333,9 @@ def repair_student(course: Course, student: str, release_nb: str, result: Studen
     except repair.NotebookUnreadable as exc:
         result.failure = str(exc)
         return False
+    except Exception as exc:  # e.g. valid JSON that is not a valid notebook: this student only
+        result.failure = "el archivo no es un notebook válido ({}: {})".format(type(exc).__name__, str(exc)[:150])
+        return False
     result.notes.extend(report.messages())
     return True
 

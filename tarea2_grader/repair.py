@@ -412,8 +412,29 @@ def repair_nb(nb: NotebookNode, refs: List[RefCell], ref_meta: dict) -> RepairRe
     aligner.run()
     apply_matches(nb, refs, aligner, report)
     report.notes.extend(tampering(nb))
+    neutralize_markers(nb, report)
     nbformat.validate(nb)
     return report
+
+
+NBGRADER_MARKER = re.compile(r"^([ \t]*)###[ \t]*(BEGIN|END)[ \t]+(HIDDEN TESTS|SOLUTION)\b", re.M)
+
+
+def neutralize_markers(nb: NotebookNode, report: RepairReport) -> None:
+    """nbgrader's region markers typed in a student's own cell would break the feedback of the
+    whole class (an unmatched "### BEGIN HIDDEN TESTS"): turn them into plain comments."""
+    touched = []
+    for n, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("locked") and not meta.get("solution"):
+            continue  # the course's own cells: autograde restores them
+        new = NBGRADER_MARKER.sub(lambda m: "{}# (marcador de nbgrader «{} {}» desactivado)".format(
+            m.group(1), m.group(2), m.group(3)), cell.source)
+        if new != cell.source:
+            cell.source = new
+            touched.append(meta.get("grade_id") or "celda {}".format(n + 1))
+    if touched:
+        report.notes.append("marcadores de nbgrader desactivados en: " + ", ".join(touched))
 
 
 def repair_notebook(path: str, release_path: str, source_path: Optional[str] = None,

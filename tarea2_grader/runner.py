@@ -135,7 +135,7 @@ def _leer_frame(sock, deadline):
         raise Perdido("respuesta demasiado grande")
     try:
         return json.loads(exact(n).decode("utf-8"))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Perdido("respuesta ilegible") from None
 
 
@@ -539,7 +539,7 @@ class _Calificacion:
         except Exception as exc:  # e.g. a student cell that no parser can read
             return Veredicto(nombre, False, "No se pudo preparar {}: {}".format(nombre, type(exc).__name__))
         msg = {"op": "test", "probe": spec.sonda, "probe_source": self.pruebas.fuente_sonda(),
-               "helpers_source": self.pruebas.fuente_ayudas() if spec.ayudas else "",
+               "helpers_source": self.pruebas.fuente_ayudas(nombre) if spec.ayudas else "",
                "inputs": agent.encode(self.pruebas.para_la_sonda(datos))}
         corto = nombre[5:] if nombre.startswith("test_") else nombre
         try:

@@ -83,7 +83,7 @@ def fuente_sonda():
     return SONDA
 
 
-def fuente_ayudas():
+def fuente_ayudas(nombre):
     return ""
 '''
 

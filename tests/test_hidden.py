@@ -9,7 +9,7 @@ Spanish message that names the quantity.  The sandbox itself is tested in ``test
 import pytest
 import torch
 
-from tarea2_grader import ayudas, hidden, refs, wire
+from tarea2_grader import ayudas, ayudas_red, hidden, refs, wire
 from tarea2_grader.selfcheck import comparar, error_relativo
 
 torch.set_default_dtype(torch.float32)
@@ -78,7 +78,7 @@ def test_network_gradients_match_finite_differences():
 
 def test_reference_network_backward_matches_autograd():
     g = torch.Generator().manual_seed(2)
-    red = ayudas.RedDeReferencia(*refs.pesos_aleatorios(4, [6, 5], 3, g, torch.float64), ["tanh", "relu"])
+    red = ayudas_red.RedDeReferencia(*refs.pesos_aleatorios(4, [6, 5], 3, g, torch.float64), ["tanh", "relu"])
     with torch.no_grad():
         for b in red.bs:
             b.normal_(generator=g)
@@ -261,3 +261,16 @@ def test_selfcheck_comparar_flags_shape_and_value(capsys):
     assert not comparar("c", torch.ones(2) * 1.01, torch.ones(2))
     out = capsys.readouterr().out
     assert out.count("ok") == 1 and out.count("REVISAR") == 2
+
+
+def test_each_test_is_lent_only_code_of_parts_graded_before_it():
+    """The probe of a test never receives a reference of what that test grades."""
+    lent = {n: hidden.fuente_ayudas(n) if p.ayudas else "" for n, p in hidden.PRUEBAS.items()}
+    for name in ("test_capa_escondida_basicas", "test_backward_basicas", "test_backward_param"):
+        assert "def swish(" in lent[name] and "RedDeReferencia" not in lent[name] and "SGDReferencia" not in lent[name]
+    assert "RedDeReferencia" in lent["test_entrenar"] and "SGDReferencia" in lent["test_entrenar"]
+    for name in ("test_derivadas_basicas", "test_celoss", "test_sgd", "test_dataset", "test_dL_duLm1"):
+        assert lent[name] == ""
+    order = list(hidden.PRUEBAS)
+    assert order.index("test_entrenar") > max(order.index("test_backward_param"), order.index("test_sgd"))
+    assert order.index("test_capa_escondida_basicas") > order.index("test_derivadas_celu")
