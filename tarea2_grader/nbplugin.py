@@ -101,7 +101,11 @@ class TrustedExecute(NbGraderPreprocessor):
         self.log.info("Calificando %s en %s (semilla %d)", student,
                       "bubblewrap" if aislar else "un proceso aparte, sin aislar archivos", seed)
         result = runner.calificar(nb, seed, self.limits(), pruebas, aislar)
+        from tarea2_grader import inert
         for i, cell in enumerate(nb.cells):
+            if cell.cell_type == "markdown":
+                inert.markdown_cell(cell)  # a student's answer, shown to TAs in formgrader
+                continue
             if cell.cell_type != "code":
                 continue
             cell.outputs = [nbformat.from_dict(o) for o in result.outputs.get(i, [])]

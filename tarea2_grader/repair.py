@@ -417,7 +417,7 @@ def repair_nb(nb: NotebookNode, refs: List[RefCell], ref_meta: dict) -> RepairRe
     return report
 
 
-NBGRADER_MARKER = re.compile(r"^([ \t]*)###[ \t]*(BEGIN|END)[ \t]+(HIDDEN TESTS|SOLUTION)\b", re.M)
+NBGRADER_MARKER = re.compile(r"(BEGIN|END) (HIDDEN TESTS|SOLUTION)")
 
 
 def neutralize_markers(nb: NotebookNode, report: RepairReport) -> None:
@@ -428,8 +428,8 @@ def neutralize_markers(nb: NotebookNode, report: RepairReport) -> None:
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("locked") and not meta.get("solution"):
             continue  # the course's own cells: autograde restores them
-        new = NBGRADER_MARKER.sub(lambda m: "{}# (marcador de nbgrader «{} {}» desactivado)".format(
-            m.group(1), m.group(2), m.group(3)), cell.source)
+        new = NBGRADER_MARKER.sub(lambda m: "{}-{} (marcador de nbgrader desactivado)".format(
+            m.group(1), m.group(2).replace(" ", "-")), cell.source)
         if new != cell.source:
             cell.source = new
             touched.append(meta.get("grade_id") or "celda {}".format(n + 1))

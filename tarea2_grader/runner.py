@@ -432,12 +432,17 @@ def saneada(o) -> Optional[dict]:
         return {"output_type": "stream", "name": "stderr" if o.get("name") == "stderr" else "stdout",
                 "text": _texto(o.get("text"))}
     if kind in ("display_data", "execute_result"):
-        data = o.get("data") if isinstance(o.get("data"), dict) else {}
-        data = {k: (v if isinstance(v, str) else json.loads(json.dumps(v))) for k, v in data.items()
-                if isinstance(k, str) and "/" in k and (isinstance(v, (str, dict, list)))}
+        from tarea2_grader import inert
+        data = inert.bundle(o.get("data") if isinstance(o.get("data"), dict) else {})
+        if not data:
+            return None
         out = {"output_type": kind, "data": data, "metadata": {}}
-        if isinstance(o.get("metadata"), dict):
-            out["metadata"] = {k: v for k, v in o["metadata"].items() if isinstance(k, str) and isinstance(v, (dict, str, int, float))}
+        meta = o.get("metadata") if isinstance(o.get("metadata"), dict) else {}
+        for mime in ("image/png", "image/jpeg"):  # plot sizes only
+            size = meta.get(mime)
+            if mime in data and isinstance(size, dict):
+                out["metadata"][mime] = {k: v for k, v in size.items() if k in ("width", "height")
+                                         and isinstance(v, (int, float)) and not isinstance(v, bool)}
         if kind == "execute_result":
             count = o.get("execution_count")
             out["execution_count"] = count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None

