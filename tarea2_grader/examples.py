@@ -34,6 +34,11 @@ EXAMPLES = os.path.join(REPO, "examples")
 SUBMISSIONS = os.path.join(REPO, "tests", "submissions")
 
 MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
+# What only the teaching team reads, inside the source's solution regions: the grading rubric
+# (between <!-- pauta --> and <!-- /pauta -->, "# "-commented in code cells) and the keys'
+# Python expressions (<!-- py: name = expression -->, checked by tests/test_keys.py).
+RUBRIC = re.compile(r"^[ \t]*(?:# ?)?<!-- pauta -->.*?<!-- /pauta -->[ \t]*\n?", re.M | re.S)
+PY_KEY = re.compile(r"^[ \t]*<!-- py: .*?-->[ \t]*\n?", re.M)
 WRONG_PICKS = ("relu_grad_from_output", "celoss_sum", "capa_fprime_at_output", "sgd_rebinds_parameter")
 ALT_PICKS = ("derivadas_codigo", "celoss", "dL_duLm1", "ultima_capa", "capas_escondidas", "sgd",
              "random_dataset")
@@ -56,14 +61,20 @@ def load_module(path: str):
     return module
 
 
+def without_teacher_notes(source: str) -> str:
+    """An answer as a student would write it: the key without the rubric and the keys' Python lines."""
+    stripped = PY_KEY.sub("", RUBRIC.sub("", source))
+    return source if stripped == source else re.sub(r"\n{3,}", "\n\n", stripped)
+
+
 def reference_answers() -> Dict[str, str]:
-    """Answer cell sources of the source notebook, solution markers removed."""
+    """Answer cell sources of the source notebook, solution markers and teacher notes removed."""
     nb = nbformat.read(SOURCE, as_version=4)
     answers = {}
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("solution"):
-            answers[meta["grade_id"]] = MARKER.sub("", cell.source).rstrip() + "\n"
+            answers[meta["grade_id"]] = without_teacher_notes(MARKER.sub("", cell.source)).rstrip() + "\n"
     return answers
 
 

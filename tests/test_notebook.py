@@ -125,3 +125,106 @@ def test_release_with_answers_runs_like_in_colab(tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "REVISAR" not in text
     assert text.count("Todo coincide.") >= 12
+
+
+OPTIONAL = {"1c": "categorical_celoss", "3b": "ffnn_backward", "3c": "chequeo_gradiente", "4e": "mnist"}
+OPTIONAL_CHECKS = {"1c": "chequeo_categorical", "3b": "chequeo_parametros_activacion",
+                   "3c": "chequeo_gradiente_uso", "4e": "mnist"}
+
+
+def backward_without_3b(source):
+    """The reference ffnn_backward without the optional 3b: beta/alpha get no gradient."""
+    lines = source.split("\n")
+    kept = [line for line in lines if not line.strip().startswith("p.grad =")]
+    assert len(kept) == len(lines) - 1, "the reference backward no longer sets p.grad in one line"
+    return "\n".join(kept)
+
+
+def answers_with(optional_done):
+    """Reference answers of the mandatory parts plus the optional parts in ``optional_done``."""
+    from tarea2_grader.examples import reference_answers
+
+    ref = reference_answers()
+    answers = {g: src for g, src in ref.items() if g not in OPTIONAL.values()}
+    answers["ffnn_backward"] = backward_without_3b(ref["ffnn_backward"])
+    for part in optional_done:
+        answers[OPTIONAL[part]] = ref[OPTIONAL[part]]
+    return answers
+
+
+def one_epoch(graficos):
+    """The reference plots cell, training one epoch when CORRIGIENDO (it is the same in every run)."""
+    short = graficos.replace("epocas = 5 if CORRIGIENDO else 30", "epocas = 1 if CORRIGIENDO else 30")
+    assert short != graficos, "the reference graficos cell no longer sets its epochs this way"
+    return short
+
+
+COMBINATIONS = {"obligatorias": (), "con 1c": ("1c",), "con 3b": ("3b",), "con 3c": ("3c",), "con 4e": ("4e",)}
+
+
+@pytest.fixture(scope="module")
+def optional_runs(tmp_path_factory):
+    """The release, answered with the mandatory parts only and then with each optional part added,
+    run top to bottom like Colab (no grader package, no nbgrader), all at once.
+
+    NBGRADER_EXECUTION is set only to shorten the training cells (CORRIGIENDO; the plots cell, the
+    same in every run, trains one epoch): the full-length run is test_release_with_answers_runs_like_in_colab.
+    """
+    import asyncio
+    from tarea2_grader.examples import edit_cells
+
+    tmp = tmp_path_factory.mktemp("opcionales")
+    blocker = tmp / "bloqueo" / "tarea2_grader"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('tarea2_grader no existe en Colab')\n")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PYTHONPATH", str(blocker.parent))
+    mp.setenv("NBGRADER_EXECUTION", "validate")
+    mp.setenv("OMP_NUM_THREADS", "1")  # five kernels share the machine
+    release = nbformat.read(RELEASE, as_version=4)
+    runs = {}
+    for name, done in COMBINATIONS.items():
+        work = tmp / name.replace(" ", "_")
+        work.mkdir()
+        answers = answers_with(done)
+        answers["graficos"] = one_epoch(answers["graficos"])
+        nb = edit_cells(release, answers=answers)
+        runs[name] = (nb, NotebookClient(nb, timeout=600, kernel_name="python3",
+                                         resources={"metadata": {"path": str(work)}}))
+
+    async def run_all():
+        await asyncio.gather(*(client.async_execute() for _, client in runs.values()))
+
+    try:
+        asyncio.run(run_all())
+    finally:
+        mp.undo()
+    return {name: nb for name, (nb, _) in runs.items()}
+
+
+@pytest.mark.parametrize("combination", list(COMBINATIONS))
+def test_release_runs_without_errors_whatever_optional_parts_are_done(optional_runs, combination):
+    """No error output and no REVISAR after Restart & Run All, whichever optional parts a student
+    did; an optional part not done says so, and one done is checked."""
+    nb = optional_runs[combination]
+    cells = nbgrader_cells(nb)
+    errors = [(c.metadata.get("nbgrader", {}).get("grade_id", i), o.get("ename"), o.get("evalue"))
+              for i, c in enumerate(nb.cells) if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == []
+    text = "".join(stream_text(c) for c in nb.cells if c.cell_type == "code")
+    assert "REVISAR" not in text
+    done = COMBINATIONS[combination]
+    for part, check in OPTIONAL_CHECKS.items():
+        out = stream_text(cells[check])
+        if part in done:
+            assert "sin responder" not in out, (part, out)
+        else:
+            assert "sin responder" in out, (part, out)
+    gradient_check = stream_text(cells["chequeo_gradiente_uso"])
+    if "3c" in done:
+        assert re.search(r"red relu-tanh: diferencia relativa \S+ ok", gradient_check), gradient_check
+        assert "se omite" in gradient_check  # relu-swish needs beta's gradient, i.e. part 3b
+    if "3b" in done:
+        assert "Todo coincide." in stream_text(cells["chequeo_parametros_activacion"])
+    if "4e" in done:
+        assert "acierto en prueba" in stream_text(cells["mnist"])
