@@ -1047,10 +1047,17 @@ ataque(
 import ctypes
 import os
 
+import sys
+
 _vistos = []
+# the course's own Python (read-only) may live under /tmp too (a CI checkout): not a leftover
+_propios = tuple(os.path.realpath(p) + os.sep for p in {sys.prefix, sys.base_prefix})
 for _d in (os.getcwd(), "/tmp", "/dev/shm", os.path.expanduser("~")):
     try:
         for _raiz, _dirs, _archivos in os.walk(_d):
+            if (os.path.realpath(_raiz) + os.sep).startswith(_propios):
+                _dirs[:] = []
+                continue
             _vistos += [os.path.join(_raiz, a) for a in _archivos + _dirs if "PWNED" in a or a in ("tqdm.py", "sitecustomize.py", "sklearn")]
     except OSError:
         pass
