@@ -513,35 +513,56 @@ def _reap():
             return
 
 
-def _wipe(folder, keep=()):
-    """Remove everything inside ``folder`` except the names in ``keep``."""
-    import shutil
-
-    def fix(func, path, _exc):
-        # a folder the student made unwritable: give it back, never following a symlink
-        try:
-            for target in (os.path.dirname(path), path):
-                if not os.path.islink(target):
-                    os.chmod(target, 0o700)
-            func(path)
-        except OSError:
-            pass
-
+def _wipe_around(folder, protected):
+    """Empty ``folder`` but keep the (read-only, bound) paths in ``protected`` and their parents:
+    a course checked out under /tmp has its venv mounted there inside the sandbox."""
+    inside = [p for p in protected if p.startswith(folder.rstrip("/") + "/")]
     try:
         names = os.listdir(folder)
     except OSError:
         return
     for name in names:
-        if name in keep:
-            continue
         path = os.path.join(folder, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, onerror=fix)
+        if path in inside:
+            continue
+        if any(p.startswith(path + "/") for p in inside) and not os.path.islink(path):
+            _wipe_around(path, inside)
         else:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            _remove(path)
+
+
+def _remove(path):
+    """Delete a file, link or folder tree; a folder the student made unwritable is given back
+    first, never following a symlink."""
+    import shutil
+
+    def fix(func, target, _exc):
+        try:
+            for t in (os.path.dirname(target), target):
+                if not os.path.islink(t):
+                    os.chmod(t, 0o700)
+            func(target)
+        except OSError:
+            pass
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, onerror=fix)
+    else:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _wipe(folder, keep=()):
+    """Remove everything inside ``folder`` except the names in ``keep``."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name not in keep:
+            _remove(os.path.join(folder, name))
 
 
 def clean_up(config):
@@ -562,7 +583,9 @@ def clean_up(config):
     _wipe(workdir)
     left = []
     if isolated:
-        _wipe("/tmp", keep=(os.path.basename(workdir),))
+        protected = {workdir, os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix),
+                     os.path.dirname(os.path.abspath(__file__))}
+        _wipe_around("/tmp", protected)
         _wipe("/dev/shm")
         left = _remove_sysv_ipc()  # the sandbox's own IPC namespace: only this student's objects
     os.chdir(workdir)
