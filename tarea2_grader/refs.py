@@ -20,7 +20,7 @@ def celoss(Q, P, estable=True, epsilon=1e-8):
 
 # --------------------------------------------------------------------------- ground truth by autograd
 
-def _torch_activation(nombre, U, p=None):
+def torch_activation(nombre, U, p=None):
     """The activation written with torch's own functions (autograd-friendly, right at the kinks)."""
     if nombre == "sig":
         return torch.sigmoid(U)
@@ -39,10 +39,10 @@ def derivada_autograd(nombre, T, p=None):
     """Elementwise derivatives of an activation at T: (d/dT,) or (d/dT, d/dparam), shaped like T."""
     X = T.detach().double().clone().requires_grad_(True)
     if p is None:
-        (d,) = torch.autograd.grad(_torch_activation(nombre, X).sum(), X)
+        (d,) = torch.autograd.grad(torch_activation(nombre, X).sum(), X)
         return (d,)
     P = torch.full_like(X, float(p)).requires_grad_(True)
-    dx, dp = torch.autograd.grad(_torch_activation(nombre, X, P).sum(), (X, P))
+    dx, dp = torch.autograd.grad(torch_activation(nombre, X, P).sum(), (X, P))
     return dx, dp
 
 
@@ -62,7 +62,7 @@ def grad_ultima_capa(hL, U, c, y):
 def grad_capa_autograd(dL_dh, h_prev, W, b, nombre, p=None):
     """(dL_dW, dL_db, dL_dh_prev) for h = f(h_prev W + b) and upstream gradient dL_dh."""
     h_prev, W, b = _leaf(h_prev), _leaf(W), _leaf(b)
-    h = _torch_activation(nombre, h_prev @ W + b, p)
+    h = torch_activation(nombre, h_prev @ W + b, p)
     return torch.autograd.grad(h, (W, b, h_prev), grad_outputs=dL_dh.double())
 
 
@@ -73,7 +73,7 @@ def grads_red_autograd(pesos, x, y):
     U, c = _leaf(pesos["U"]), _leaf(pesos["c"])
     h = x.double()
     for W, b, nombre, p in zip(Ws, bs, pesos["fs"], pesos["params"]):
-        h = _torch_activation(nombre, h @ W + b, p)
+        h = torch_activation(nombre, h @ W + b, p)
     y_pred = torch.softmax(h @ U + c, dim=1)
     grads = torch.autograd.grad(celoss(y_pred, y, estable=False), Ws + bs + [U, c])
     nombres = [f"W({k + 1})" for k in range(len(Ws))] + [f"b({k + 1})" for k in range(len(bs))] + ["U", "c"]

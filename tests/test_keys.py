@@ -18,6 +18,8 @@ import nbformat
 import pytest
 import torch
 
+from tarea2_grader import refs
+
 from tarea2_grader import examples, pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,15 +54,7 @@ ACTIVATIONS = ("relu", "sig", "tanh", "swish", "celu")
 
 def activation(name, t, p):
     """The activations of the notebook in autograd-friendly form (p: beta or alpha, a tensor)."""
-    if name == "relu":
-        return torch.relu(t)
-    if name == "sig":
-        return torch.sigmoid(t)
-    if name == "tanh":
-        return torch.tanh(t)
-    if name == "swish":
-        return t * torch.sigmoid(p * t)
-    return torch.where(t > 0, t, p * torch.expm1(torch.clamp(t, max=0) / p))  # celu, no overflow
+    return refs.torch_activation(name, t, p)
 
 
 def helpers():
