@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test release grade bench lab venv clean sandbox
+.PHONY: demo test release grade bench lab venv clean sandbox navegador
 
 venv: $(STAMP)
 
@@ -22,6 +22,16 @@ sandbox:
 	    echo "aviso: falta bubblewrap (bwrap); instálalo con: sudo apt-get install bubblewrap"; \
 	  fi; }
 
+# The browser tests (formgrader and feedback pages) drive the system Chromium through Playwright.
+navegador:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "instalando chromium (pruebas en un navegador real)..."; \
+	    apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }; \
+	  else \
+	    echo "aviso: falta chromium; instálalo con: sudo apt-get install chromium"; \
+	  fi; }
+
 $(STAMP): requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
@@ -31,7 +41,7 @@ $(STAMP): requirements.txt
 demo: $(STAMP) sandbox
 	$(PY) -m tarea2_grader demo
 
-test: $(STAMP) sandbox
+test: $(STAMP) sandbox navegador
 	$(PY) -m pytest -q tests
 
 release: $(STAMP)
