@@ -177,3 +177,7 @@ def grade_many(cases, workers=GRADING_WORKERS, **kwargs):
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return dict(pool.map(one, cases.items()))
+
+
+# A real browser (headless system Chromium) for the formgrader and feedback page tests.
+from browser import chromium, page  # noqa: E402,F401
