@@ -58,4 +58,4 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab
 
 clean:
-	rm -rf demo_course gradebook.db submitted feedback .pytest_cache semillas.json semillas.json.lock
+	rm -rf demo_course veredictos gradebook.db submitted feedback .pytest_cache semillas.json semillas.json.lock

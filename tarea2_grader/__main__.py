@@ -41,9 +41,14 @@ def cmd_grade(args) -> int:
     if not os.path.exists(course.source_nb):
         print("no existe " + course.source_nb, file=sys.stderr)
         return 2
-    pipeline.grade(course, student_timeout=args.timeout_alumno,
-                   autograde_args=autograde_args(args.timeout_celda))
+    pipeline.grade(course, **grade_options(args))
     return 0
+
+
+def grade_options(args) -> dict:
+    """pipeline.grade's keyword arguments from the command line."""
+    return {"student_timeout": args.timeout_alumno, "autograde_args": autograde_args(args.timeout_celda),
+            "workers": args.workers, "scheduler": args.cluster, "recompute": args.recalcular}
 
 
 def cmd_notas(args) -> int:
@@ -87,8 +92,7 @@ def cmd_demo(args) -> int:
     demo_dir = os.path.abspath(args.dir)
     course = prepare_demo_course(demo_dir, os.path.join(REPO, "examples"))
     print("curso de demostración: " + os.path.relpath(demo_dir))
-    pipeline.grade(course, student_timeout=args.timeout_alumno,
-                   autograde_args=autograde_args(args.timeout_celda))
+    pipeline.grade(course, **grade_options(args))
     print("\ngrades.csv: {}   retroalimentación: {}   ({:.0f} s)".format(
         os.path.relpath(course.path("grades.csv")), os.path.relpath(course.path("feedback")),
         time.time() - start))
@@ -116,6 +120,13 @@ def parser() -> argparse.ArgumentParser:
         g.add_argument("--timeout-celda", type=float,
                        default=DEMO_CELL_TIMEOUT if name == "demo" else None,
                        help="segundos máximos por celda (por defecto: TrustedExecute.cell_timeout de nbgrader_config.py)")
+        g.add_argument("--workers", type=int, default=None,
+                       help="alumnos corregidos a la vez en esta máquina (por defecto: ParallelGrading.workers "
+                            "de nbgrader_config.py, o uno por núcleo)")
+        g.add_argument("--cluster", default=None, metavar="tcp://HOST:8786",
+                       help="corregir en un clúster dask.distributed (dirección de su scheduler)")
+        g.add_argument("--recalcular", action="store_true",
+                       help="volver a corregir también a quienes ya tienen veredictos guardados (veredictos/)")
         g.set_defaults(func=func)
     notas = sub.add_parser("notas", help="reescribir grades.csv desde el gradebook (tras corregir a mano)")
     notas.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")

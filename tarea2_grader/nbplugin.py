@@ -81,26 +81,43 @@ class TrustedExecute(NbGraderPreprocessor):
     require_sandbox = Bool(False, help="Refuse to grade when bubblewrap is not available.").tag(config=True)
     fresh_seeds = Bool(False, help="Draw new hidden inputs instead of reusing the recorded seed.").tag(config=True)
     tests_module = Unicode("tarea2_grader.hidden", help="Module that defines the hidden tests.").tag(config=True)
+    use_cache = Bool(True, help="Reuse verdicts already computed for exactly this notebook, seed, limits and "
+                                "grader code (by `make grade`'s parallel workers or an earlier run), from "
+                                "<course>/veredictos/.").tag(config=True)
 
     def limits(self) -> sandbox.Limites:
         """The configured per-student limits."""
         return sandbox.Limites(self.cell_timeout, self.test_timeout, self.memory_mb, self.cpu_seconds,
                                self.student_timeout)
 
-    def preprocess(self, nb, resources):
+    def graded(self, nb, seed, aislar, student, root) -> "runner.Resultado":
+        """The verdicts for ``nb``: from the cache when this exact job was graded, else graded now."""
         import importlib
 
+        from tarea2_grader import workers
+        cache = workers.VerdictCache(os.path.join(root, workers.CACHE_DIRNAME))
+        key = workers.job_key(nb, seed, self.limits(), self.tests_module)
+        if self.use_cache:
+            cached = cache.get(key)
+            if cached is not None and cached.aislado == aislar:
+                self.log.info("Veredictos de %s ya calculados (corrección en paralelo)", student)
+                return cached
+        runner.TALLERES.precalentar(self.limits(), aislar)  # its imports overlap the next line's
+        pruebas = importlib.import_module(self.tests_module)
+        self.log.info("Calificando %s en %s (semilla %d)", student,
+                      "bubblewrap" if aislar else "un proceso aparte, sin aislar archivos", seed)
+        result = runner.calificar(nb, seed, self.limits(), pruebas, aislar)
+        cache.put(key, student, result)
+        return result
+
+    def preprocess(self, nb, resources):
         info = resources.get("nbgrader") or {}
         student, assignment = info.get("student", "desconocido"), info.get("assignment", "tarea")
         aislar = runner.aislamiento_disponible()
         if self.require_sandbox and not aislar:
             raise RuntimeError(sandbox.aviso_sin_aislamiento() or "bubblewrap no está disponible")
         seed = seed_for(course_root(resources), assignment, student, self.fresh_seeds)
-        runner.TALLERES.precalentar(self.limits(), aislar)  # its imports overlap the next line's
-        pruebas = importlib.import_module(self.tests_module)
-        self.log.info("Calificando %s en %s (semilla %d)", student,
-                      "bubblewrap" if aislar else "un proceso aparte, sin aislar archivos", seed)
-        result = runner.calificar(nb, seed, self.limits(), pruebas, aislar)
+        result = self.graded(nb, seed, aislar, student, course_root(resources))
         from tarea2_grader import inert
         for i, cell in enumerate(nb.cells):
             if cell.cell_type == "markdown":

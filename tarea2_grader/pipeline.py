@@ -26,6 +26,7 @@ import nbformat
 import psutil
 
 from . import collect, repair
+from . import workers as parallel
 
 ASSIGNMENT = "tarea2"
 NOTEBOOK = "tarea2"
@@ -373,8 +374,92 @@ def nbplugin_meta_key() -> str:
     return META_KEY
 
 
+# ---------------------------------------------------------------- parallel grading
+
+TRUSTED_SETTINGS = ("cell_timeout", "test_timeout", "memory_mb", "cpu_seconds", "student_timeout",
+                    "tests_module")
+
+
+def trusted_settings(course: Course, extra_args: Sequence[str] = (), student_timeout: Optional[float] = None):
+    """``TrustedExecute`` configured as nbgrader will configure it: the course config plus overrides."""
+    from .nbplugin import TrustedExecute
+    te = TrustedExecute(config=load_config(course))
+    traits = te.traits(config=True)
+    for arg in extra_args:
+        m = re.match(r"--TrustedExecute\.(\w+)=(.*)$", arg)
+        if m and m.group(1) in traits:
+            setattr(te, m.group(1), traits[m.group(1)].from_string(m.group(2)))
+    if student_timeout:
+        te.student_timeout = float(student_timeout)
+    return te
+
+
+def trusted_args(te) -> List[str]:
+    """Options that make nbgrader's own ``TrustedExecute`` use exactly ``te``'s settings."""
+    return ["--TrustedExecute.{}={}".format(name, getattr(te, name)) for name in TRUSTED_SETTINGS] + [
+        "--TrustedExecute.fresh_seeds=False"]
+
+
+def sanitized_notebook(course: Course, student: str, cfg=None) -> nbformat.NotebookNode:
+    """A student's notebook as ``nbgrader autograde`` hands it to ``TrustedExecute``.
+
+    Runs nbgrader's own sanitizing preprocessors (clear outputs, deduplicate ids, restore the
+    kernelspec and the locked and test cells from the gradebook, check metadata) with the
+    course's config, here in the coordinator.
+    """
+    from nbgrader.converters.autograde import Autograde
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.utils.importstring import import_item
+    cfg = cfg if cfg is not None else load_config(course)
+    coursedir = CourseDirectory(config=cfg)
+    coursedir.root = course.root
+    classes = cfg.Autograde.get("sanitize_preprocessors") or Autograde.class_traits()["sanitize_preprocessors"].default()
+    nb = nbformat.read(course.submitted_nb(student), as_version=4)
+    resources = {"nbgrader": {"student": student, "assignment": course.assignment,
+                              "notebook": course.notebook, "db_url": coursedir.db_url}}
+    for cls in classes:
+        cls = import_item(cls) if isinstance(cls, str) else cls
+        nb, resources = cls(config=cfg)(nb, resources)
+    return nb
+
+
+def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, scheduler: str = "",
+             recompute: bool = False, say=lambda *a: None, progress: bool = True) -> Dict[str, str]:
+    """Grade ``students`` in parallel into the verdict cache, before nbgrader's own run.
+
+    Local threads (``workers``, 0: one per core) or the Dask cluster at ``scheduler``.  Students
+    whose exact job is already cached are not graded again (an interrupted run resumes), unless
+    ``recompute``.  Returns {student: why the parallel grading skipped them}: nbgrader's run
+    then grades those itself, so nothing here can change a grade, only its cost.
+    """
+    from .nbplugin import seed_for
+    cfg = load_config(course)
+    cache = parallel.VerdictCache(course.path(parallel.CACHE_DIRNAME))
+    jobs, skipped = [], {}
+    for student in students:
+        try:
+            nb = sanitized_notebook(course, student, cfg)
+        except Exception as exc:  # nbgrader's run meets the same problem and reports it
+            skipped[student] = "{}: {}".format(type(exc).__name__, exc)
+            continue
+        seed = seed_for(course.root, course.assignment, student, te.fresh_seeds)
+        job = parallel.make_job(student, nb, seed, te.limits(), te.tests_module, import_paths=[course.root])
+        if recompute and os.path.exists(cache.path(job.key)):
+            os.remove(cache.path(job.key))
+        jobs.append(job)
+    where = "el clúster Dask en " + scheduler if scheduler else "{} trabajador(es) locales".format(
+        workers or parallel.default_workers())
+    say("   {} alumno(s) en {}".format(len(jobs), where))
+    bar = parallel.Progress(len(jobs)) if jobs and progress else None
+    skipped.update(parallel.grade_jobs(jobs, cache, workers, scheduler, bar))
+    for student, why in sorted(skipped.items()):
+        say("   {}: se corrige aparte, en la pasada de nbgrader ({})".format(student, why[:200]))
+    return skipped
+
+
 def autograde_all(course: Course, students: Sequence[str], student_timeout: Optional[float] = None,
-                  extra_args: Sequence[str] = (), say=lambda *a: None) -> Dict[str, StudentResult]:
+                  extra_args: Sequence[str] = (), say=lambda *a: None,
+                  show_progress: bool = False) -> Dict[str, StudentResult]:
     """Autograde the students in one nbgrader run (one warm sandbox reused, student after student).
 
     The runner bounds each student (``TrustedExecute.student_timeout``); the whole run is bounded
@@ -387,21 +472,23 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
     per_student = student_timeout or float(load_config(course).TrustedExecute.get(
         "student_timeout", DEFAULT_STUDENT_TIMEOUT))
     args = ["autograde", course.assignment_arg, "--force", *extra_args]
-    if student_timeout:
+    if student_timeout and not any(a.startswith("--TrustedExecute.student_timeout=") for a in extra_args):
         args.append("--TrustedExecute.student_timeout={:g}".format(student_timeout))
     others = [s for s in course.students() if s not in results]
     if len(students) == 1:
         args += ["--student", students[0]]
     elif others:
         args.append("--CourseDirectory.student_id_exclude=" + ",".join(others))
-    started = re.compile(r"Calificando (\S+) en")
+    started = re.compile(r"(?:Calificando|Veredictos de) (\S+) ")
     failed = re.compile(r"There was an error processing assignment '[^']*' for student '([^']+)'")
     errors = set()
 
+    bar = parallel.Progress(len(students)) if show_progress else None
+
     def follow(line):
         m = started.search(line)
-        if m and m.group(1) in results:
-            say("   corrigiendo {}".format(m.group(1)))
+        if m and m.group(1) in results and bar is not None:
+            bar.step()
         m = failed.search(line)
         if m:
             errors.add(m.group(1))
@@ -586,9 +673,25 @@ def format_table(cells: List[CellInfo], rows: List[Row]) -> str:
 
 # ---------------------------------------------------------------- the whole thing
 
+def parallel_settings(course: Course, workers: Optional[int] = None, scheduler: Optional[str] = None):
+    """``ParallelGrading`` from the course config, with the command line's choices on top."""
+    settings = parallel.ParallelGrading(config=load_config(course))
+    if workers is not None:
+        settings.workers = int(workers)
+    if scheduler is not None:
+        settings.scheduler = scheduler
+    return settings
+
+
 def grade(course: Course, student_timeout: Optional[float] = None,
-          autograde_args: Sequence[str] = (), quiet: bool = False) -> List[Row]:
-    """Collect, repair, autograde, feedback and grades.csv for every submitted student."""
+          autograde_args: Sequence[str] = (), quiet: bool = False, workers: Optional[int] = None,
+          scheduler: Optional[str] = None, recompute: bool = False) -> List[Row]:
+    """Collect, repair, autograde, feedback and grades.csv for every submitted student.
+
+    Students are graded ``workers`` at a time (default: the config's ``ParallelGrading.workers``,
+    else one per core), or on the Dask cluster at ``scheduler``; ``recompute`` ignores the
+    verdicts kept from an earlier or interrupted run.
+    """
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     from . import sandbox
     if not sandbox.bwrap_works():
@@ -614,7 +717,13 @@ def grade(course: Course, student_timeout: Optional[float] = None,
             results[student] = pre
         ready = [s for s, r in results.items() if r.failure is None]
         say("== corrigiendo {} alumno(s) (código del estudiante aislado; veredictos fuera de él) ==".format(len(ready)))
-        graded = autograde_all(course, ready, student_timeout, autograde_args, say)
+        te = trusted_settings(course, autograde_args, student_timeout)
+        settings = parallel_settings(course, workers, scheduler)
+        pregrade(course, ready, te, settings.workers, settings.scheduler, recompute, say, not quiet)
+        say("== gradebook (nbgrader autograde con los veredictos calculados) ==")
+        others = [a for a in autograde_args if not a.startswith("--TrustedExecute.")]
+        graded = autograde_all(course, ready, te.student_timeout, [*others, *trusted_args(te)], say,
+                               not quiet)
         for student, res in graded.items():
             results[student].failure = res.failure
             results[student].notes += res.notes

@@ -82,6 +82,20 @@ class Resultado:
         """grade_id -> the verdict's message."""
         return {nb.cells[i].metadata.get("nbgrader", {}).get("grade_id"): v.mensaje for i, v in self.veredictos.items()}
 
+    def como_datos(self) -> dict:
+        """Plain JSON data (what a grading worker sends back to the coordinator)."""
+        return {"semilla": self.semilla, "aislado": self.aislado, "segundos": self.segundos,
+                "notas": list(self.notas),
+                "outputs": [[i, outs] for i, outs in sorted(self.outputs.items())],
+                "veredictos": [[i, v.prueba, v.ok, v.mensaje] for i, v in sorted(self.veredictos.items())]}
+
+    @classmethod
+    def desde_datos(cls, data: dict) -> "Resultado":
+        """The inverse of :meth:`como_datos`."""
+        return cls(int(data["semilla"]), {int(i): outs for i, outs in data["outputs"]},
+                   {int(i): Veredicto(p, bool(ok), m) for i, p, ok, m in data["veredictos"]},
+                   list(data["notas"]), bool(data["aislado"]), float(data["segundos"]))
+
 
 def es_test(cell) -> bool:
     """An autograded test cell: code, graded, not an answer."""

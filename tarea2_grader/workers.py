@@ -1,0 +1,281 @@
+"""Grading a class in parallel: jobs, a verdict cache, local worker threads or a Dask cluster.
+
+How ``make grade`` uses it (:func:`tarea2_grader.pipeline.grade`):
+
+1. The coordinator (the process that runs ``make grade``) builds one :class:`GradingJob` per
+   student: the notebook exactly as nbgrader's ``autograde`` will hand it to ``TrustedExecute``
+   (nbgrader's own sanitizing preprocessors, run here with the course's config and gradebook),
+   the student's recorded seed and the limits.  Its :func:`job_key` hashes all that plus the
+   grader's own code, so a changed submission, seed, limit or hidden test is a different job.
+2. Jobs already in the :class:`VerdictCache` (an interrupted run, a regrade with nothing changed)
+   are not graded again.
+3. The others run on ``workers`` local threads (each with its own warm sandbox, see
+   :mod:`tarea2_grader.runner`) or, given a scheduler address, on a ``dask.distributed``
+   cluster.  A job carries the notebook and returns the :class:`runner.Resultado` as plain data;
+   only the coordinator writes it, to the cache.
+4. One ``nbgrader autograde`` run: ``TrustedExecute`` looks each student's key up in the cache
+   and grades the student itself on a miss, so the cache can only save time, never change a
+   grade; nbgrader's ``SaveAutoGrades`` writes the gradebook, in the coordinator alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Callable, Dict, Iterable, List, Optional
+
+import nbformat
+from traitlets import Integer, Unicode
+from traitlets.config import Configurable
+
+from tarea2_grader import cells, runner, sandbox
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+CACHE_DIRNAME = "veredictos"  # at the course root: gitignored, never visible to student code
+KEY_VERSION = "1"
+
+
+# ---------------------------------------------------------------- keys
+
+def code_fingerprint(tests_module: str) -> str:
+    """A hash of the grader's code and of the hidden tests' module: a fixed test is a new job."""
+    import importlib.util
+    paths = sorted(os.path.join(PACKAGE_DIR, n) for n in os.listdir(PACKAGE_DIR) if n.endswith(".py"))
+    spec = importlib.util.find_spec(tests_module)  # found, not imported: a cache hit needs no torch
+    if spec is not None and spec.origin and os.path.abspath(spec.origin) not in paths:
+        paths.append(os.path.abspath(spec.origin))
+    return _files_digest(tuple((p, os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in paths))
+
+
+@functools.lru_cache(maxsize=64)
+def _files_digest(files) -> str:
+    digest = hashlib.sha256(KEY_VERSION.encode())
+    for path, _mtime, _size in files:
+        digest.update(os.path.basename(path).encode())
+        with open(path, "rb") as fh:
+            digest.update(hashlib.sha256(fh.read()).digest())
+    return digest.hexdigest()
+
+
+def notebook_view(nb) -> list:
+    """What the runner reads from a notebook: each cell's type, source and nbgrader metadata."""
+    return [[c.cell_type, c.source, c.metadata.get("nbgrader") or {}, cells.is_test_cell(c)]
+            for c in nb.cells]
+
+
+def job_key(nb, seed: int, limits: sandbox.Limites, tests_module: str, run_all: bool = True) -> str:
+    """The cache key of grading ``nb`` with ``seed`` under ``limits``."""
+    data = {"cells": notebook_view(nb), "seed": int(seed), "limits": dataclasses.asdict(limits),
+            "tests": tests_module, "run_all": bool(run_all), "code": code_fingerprint(tests_module)}
+    text = json.dumps(data, sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- jobs
+
+@dataclasses.dataclass
+class GradingJob:
+    """Everything a worker needs to grade one student (plain data: it may cross machines)."""
+
+    student: str
+    notebook: str  # the notebook's JSON text
+    seed: int
+    limits: dict
+    tests_module: str
+    key: str
+    run_all: bool = True
+    import_paths: List[str] = dataclasses.field(default_factory=list)
+
+
+def make_job(student: str, nb, seed: int, limits: sandbox.Limites, tests_module: str,
+             run_all: bool = True, import_paths: Iterable[str] = ()) -> GradingJob:
+    """A job for ``student`` (its key computed here, by the coordinator)."""
+    paths = list(import_paths)
+    with _extra_paths(paths):
+        key = job_key(nb, seed, limits, tests_module, run_all)
+    return GradingJob(student, nbformat.writes(nb), int(seed), dataclasses.asdict(limits),
+                      tests_module, key, run_all, paths)
+
+
+class _extra_paths:
+    """Make modules under ``paths`` importable (e.g. a course's own hidden-tests module)."""
+
+    def __init__(self, paths):
+        self.paths = [p for p in paths if p and os.path.isdir(p) and p not in sys.path]
+
+    def __enter__(self):
+        sys.path.extend(self.paths)
+
+    def __exit__(self, *exc):
+        return False
+
+
+def grade_job(job: GradingJob) -> dict:
+    """Grade one job in this process (a local thread or a Dask worker); return plain data.
+
+    ``{"student", "key", "resultado"}`` on success; ``{"student", "key", "error"}`` when the
+    grader itself failed (the coordinator then leaves that student to nbgrader's own run).
+    """
+    import importlib
+    try:
+        with _extra_paths(job.import_paths):
+            pruebas = importlib.import_module(job.tests_module)
+        nb = nbformat.reads(job.notebook, as_version=4)
+        limits = sandbox.Limites(**job.limits)
+        result = runner.calificar(nb, job.seed, limits, pruebas, hasta_ultimo_test=not job.run_all)
+        return {"student": job.student, "key": job.key, "resultado": result.como_datos()}
+    except Exception as exc:  # a grader failure for one student never stops the others
+        return {"student": job.student, "key": job.key, "error": "{}: {}".format(type(exc).__name__, exc)}
+
+
+# ---------------------------------------------------------------- the cache
+
+class VerdictCache:
+    """Graded results by job key, one JSON file each, written only by the coordinator."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+
+    def path(self, key: str) -> str:
+        """Where the result of ``key`` lives."""
+        return os.path.join(self.directory, key + ".json")
+
+    def get(self, key: str) -> Optional["runner.Resultado"]:
+        """The cached result of ``key``, or None (also for an unreadable entry)."""
+        try:
+            with open(self.path(key), encoding="utf-8") as fh:
+                return runner.Resultado.desde_datos(json.load(fh)["resultado"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def put(self, key: str, student: str, resultado: "runner.Resultado") -> None:
+        """Store a result (atomically: an interrupted write leaves no half entry)."""
+        os.makedirs(self.directory, exist_ok=True)
+        tmp = self.path(key) + ".{}.tmp".format(os.getpid())
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"alumno": student, "resultado": resultado.como_datos()}, fh, ensure_ascii=False)
+        os.replace(tmp, self.path(key))
+
+
+# ---------------------------------------------------------------- settings
+
+class ParallelGrading(Configurable):
+    """How many students are graded at once, and where (``c.ParallelGrading.*`` in the config)."""
+
+    workers = Integer(0, help="Students graded at once on this machine (0: one per core).").tag(config=True)
+    scheduler = Unicode("", help="Address of a dask.distributed scheduler (tcp://host:8786) whose workers "
+                                 "grade the students; empty: local workers.").tag(config=True)
+
+
+# ---------------------------------------------------------------- running the jobs
+
+def default_workers() -> int:
+    """One worker per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+def run_local(jobs: List[GradingJob], workers: int, on_result: Callable[[dict], None]) -> None:
+    """Grade ``jobs`` on ``workers`` threads of this process (each thread, its own warm sandbox)."""
+    if jobs:  # start a sandbox while the threads start (the others start with their first job)
+        runner.TALLERES.precalentar(sandbox.Limites(**jobs[0].limits), runner.aislamiento_disponible())
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="corrector") as pool:
+        for future in as_completed([pool.submit(grade_job, job) for job in jobs]):
+            on_result(future.result())
+
+
+def run_dask(jobs: List[GradingJob], scheduler: str, on_result: Callable[[dict], None]) -> None:
+    """Grade ``jobs`` on the ``dask.distributed`` cluster at ``scheduler``.
+
+    The workers must run in the course's environment (a checkout of this repository with its
+    virtual environment, and bubblewrap); the notebooks travel with the jobs and the results
+    come back here.  A job whose worker dies is retried by Dask on another worker.
+    """
+    from distributed import Client, as_completed as dask_completed
+    with Client(scheduler, timeout="30s") as client:
+        futures = [client.submit(grade_job, job, key="tarea2-{}-{}".format(job.student, job.key[:12]),
+                                 pure=False, retries=1) for job in jobs]
+        for future in dask_completed(futures):
+            try:
+                on_result(future.result())
+            except Exception as exc:  # a job Dask itself could not run
+                on_result({"student": _student_of(future.key), "key": "", "error": str(exc)})
+
+
+def _student_of(dask_key) -> str:
+    text = dask_key if isinstance(dask_key, str) else str(dask_key)
+    return text.split("-", 2)[1] if text.startswith("tarea2-") else text
+
+
+class Progress:
+    """A one-line progress bar on stderr: done, remaining, estimated time left (Spanish)."""
+
+    def __init__(self, total: int, stream=None, min_interval: float = 0.5):
+        self.total, self.done = total, 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.start = time.monotonic()
+        self.min_interval, self.last = min_interval, 0.0
+        self.lock = threading.Lock()
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def line(self) -> str:
+        """The current bar as text."""
+        width = 30
+        filled = int(width * self.done / self.total) if self.total else width
+        elapsed = time.monotonic() - self.start
+        left = ""
+        if self.done and self.done < self.total:
+            left = " · faltan ~{}".format(_duration(elapsed / self.done * (self.total - self.done)))
+        return "   [{}{}] {}/{} alumnos · quedan {}{} · {}".format(
+            "#" * filled, "-" * (width - filled), self.done, self.total, self.total - self.done, left,
+            _duration(elapsed))
+
+    def step(self, n: int = 1) -> None:
+        """Count ``n`` more students done and redraw (at most every ``min_interval`` seconds)."""
+        with self.lock:
+            self.done += n
+            now = time.monotonic()
+            if self.done < self.total and now - self.last < self.min_interval:
+                return
+            self.last = now
+            end = "\n" if (self.done >= self.total or not self.tty) else ""
+            self.stream.write(("\r" if self.tty else "") + self.line() + end)
+            self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return "{} min {:02d} s".format(seconds // 60, seconds % 60) if seconds >= 60 else "{} s".format(seconds)
+
+
+def grade_jobs(jobs: List[GradingJob], cache: VerdictCache, workers: int = 0, scheduler: str = "",
+               progress: Optional[Progress] = None) -> Dict[str, str]:
+    """Grade the jobs not yet in ``cache`` and store their results; {student: grader error}."""
+    errors: Dict[str, str] = {}
+    pending = [j for j in jobs if j.key not in cache]
+    if progress is not None and len(pending) < len(jobs):
+        progress.step(len(jobs) - len(pending))
+
+    def on_result(reply: dict) -> None:
+        if "resultado" in reply:
+            cache.put(reply["key"], reply["student"], runner.Resultado.desde_datos(reply["resultado"]))
+        else:
+            errors[reply.get("student", "?")] = reply.get("error", "")
+        if progress is not None:
+            progress.step()
+
+    if not pending:
+        return errors
+    if scheduler:
+        run_dask(pending, scheduler, on_result)
+    else:
+        run_local(pending, workers or default_workers(), on_result)
+    return errors
