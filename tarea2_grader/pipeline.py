@@ -451,7 +451,11 @@ def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, sche
         workers or parallel.default_workers())
     say("   {} alumno(s) en {}".format(len(jobs), where))
     bar = parallel.Progress(len(jobs)) if jobs and progress else None
-    skipped.update(parallel.grade_jobs(jobs, cache, workers, scheduler, bar))
+    resumed: List[str] = []
+    skipped.update(parallel.grade_jobs(jobs, cache, workers, scheduler, bar, resumed))
+    if resumed:
+        say("   {} alumno(s) ya tenían veredictos de esta misma entrega y versión de los tests "
+            "(veredictos/): no se corrigieron de nuevo".format(len(resumed)))
     for student, why in sorted(skipped.items()):
         say("   {}: se corrige aparte, en la pasada de nbgrader ({})".format(student, why[:200]))
     return skipped

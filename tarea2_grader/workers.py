@@ -116,6 +116,12 @@ class _extra_paths:
         return False
 
 
+def worker_id() -> str:
+    """Which process graded a job: host and process id."""
+    import socket
+    return "{}:{}".format(socket.gethostname(), os.getpid())
+
+
 def grade_job(job: GradingJob) -> dict:
     """Grade one job in this process (a local thread or a Dask worker); return plain data.
 
@@ -129,7 +135,7 @@ def grade_job(job: GradingJob) -> dict:
         nb = nbformat.reads(job.notebook, as_version=4)
         limits = sandbox.Limites(**job.limits)
         result = runner.calificar(nb, job.seed, limits, pruebas, hasta_ultimo_test=not job.run_all)
-        return {"student": job.student, "key": job.key, "resultado": result.como_datos()}
+        return {"student": job.student, "key": job.key, "resultado": result.como_datos(), "worker": worker_id()}
     except Exception as exc:  # a grader failure for one student never stops the others
         return {"student": job.student, "key": job.key, "error": "{}: {}".format(type(exc).__name__, exc)}
 
@@ -157,12 +163,13 @@ class VerdictCache:
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
 
-    def put(self, key: str, student: str, resultado: "runner.Resultado") -> None:
+    def put(self, key: str, student: str, resultado: "runner.Resultado", worker: str = "") -> None:
         """Store a result (atomically: an interrupted write leaves no half entry)."""
         os.makedirs(self.directory, exist_ok=True)
         tmp = self.path(key) + ".{}.tmp".format(os.getpid())
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"alumno": student, "resultado": resultado.como_datos()}, fh, ensure_ascii=False)
+            json.dump({"alumno": student, "trabajador": worker or worker_id(),
+                       "resultado": resultado.como_datos()}, fh, ensure_ascii=False)
         os.replace(tmp, self.path(key))
 
 
@@ -257,16 +264,22 @@ def _duration(seconds: float) -> str:
 
 
 def grade_jobs(jobs: List[GradingJob], cache: VerdictCache, workers: int = 0, scheduler: str = "",
-               progress: Optional[Progress] = None) -> Dict[str, str]:
-    """Grade the jobs not yet in ``cache`` and store their results; {student: grader error}."""
+               progress: Optional[Progress] = None, resumed: Optional[list] = None) -> Dict[str, str]:
+    """Grade the jobs not yet in ``cache`` and store their results; {student: grader error}.
+
+    ``resumed`` (a list) receives the students whose job was already in the cache.
+    """
+    resumed = resumed if resumed is not None else []
     errors: Dict[str, str] = {}
     pending = [j for j in jobs if j.key not in cache]
+    resumed[:] = [j.student for j in jobs if j not in pending]
     if progress is not None and len(pending) < len(jobs):
         progress.step(len(jobs) - len(pending))
 
     def on_result(reply: dict) -> None:
         if "resultado" in reply:
-            cache.put(reply["key"], reply["student"], runner.Resultado.desde_datos(reply["resultado"]))
+            cache.put(reply["key"], reply["student"], runner.Resultado.desde_datos(reply["resultado"]),
+                      reply.get("worker", ""))
         else:
             errors[reply.get("student", "?")] = reply.get("error", "")
         if progress is not None:

@@ -1,0 +1,183 @@
+"""Parallel grading (tarea2_grader/workers.py): same grades with 1 or 2 workers or on a real Dask
+cluster, a grading run that resumes after Ctrl-C, and a cache that can only save time.
+
+Every test grades the same small class of the fake course (a perfect notebook, a wrong answer, a
+loop, a kernel killer, an untouched release, a file that is not a notebook) with the real
+``pipeline.grade`` (or the real command line), as an instructor does, and reads grades.csv and
+the gradebook.
+"""
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import student_notebook, write_zip
+from test_pipeline import GOOD, auto_points, nb_text
+
+from tarea2_grader import nbplugin, pipeline, sandbox
+from tarea2_grader import workers as parallel
+
+ARCHIVE = os.path.join("downloaded", "tarea2", "archive")
+EXPECTED = {"1001": 5, "1002": 2, "1003": 2, "1004": 2, "1005": 0}
+
+
+def build_class(course):
+    """The class's Moodle zip in ``course``."""
+    rel = os.path.join(course.root, "release", "tarea2", "tarea2.ipynb")
+    files = {
+        "Ana Pérez_1001_assignsubmission_file_/tarea2.ipynb": nb_text(student_notebook(rel, GOOD)),
+        "Bruno Díaz_1002_assignsubmission_file_/tarea2.ipynb": nb_text(
+            student_notebook(rel, dict(GOOD, suma="def suma(a, b):\n    return a - b"))),
+        "Carla Soto_1003_assignsubmission_file_/tarea2.ipynb": nb_text(
+            student_notebook(rel, dict(GOOD, suma="while True:\n    pass"))),
+        "Diego Mora_1004_assignsubmission_file_/tarea2.ipynb": nb_text(
+            student_notebook(rel, dict(GOOD, suma="import os\nos._exit(1)"))),
+        "Eva Ruiz_1005_assignsubmission_file_/tarea2.ipynb": nb_text(student_notebook(rel, {})),
+        "Fabián Gil_1006_assignsubmission_file_/tarea2.ipynb": "esto no es JSON {",
+    }
+    write_zip(os.path.join(course.root, ARCHIVE, "moodle.zip"), files)
+
+
+def new_class(fake_course_factory, name, seeds_from=None):
+    """A fresh fake course with the class's zip; the seeds of ``seeds_from`` when given."""
+    course = fake_course_factory(name)
+    build_class(course)
+    if seeds_from is not None:
+        shutil.copy(os.path.join(seeds_from.root, nbplugin.SEEDS_FILE), course.root)
+    return course
+
+
+def grades_csv(course):
+    """grades.csv's text."""
+    with open(course.path("grades.csv"), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def cache_entries(course):
+    """{student: (cache file, the worker that graded it)}."""
+    folder = course.path(parallel.CACHE_DIRNAME)
+    out = {}
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        with open(os.path.join(folder, name), encoding="utf-8") as fh:
+            data = json.load(fh)
+        out[data["alumno"]] = (os.path.join(folder, name), data["trabajador"])
+    return out
+
+
+def from_cache_in_nbgrader(course):
+    """Students whose verdicts nbgrader's run took from the cache (its log says so)."""
+    with open(os.path.join(course.logs_dir, "autograde.log"), encoding="utf-8") as fh:
+        log = fh.read()
+    return {s for s in EXPECTED if "Veredictos de {} ya calculados".format(s) in log}
+
+
+@pytest.fixture(scope="module")
+def sequential(fake_course_factory):
+    """The class graded one student at a time: the reference for every other way."""
+    course = new_class(fake_course_factory, "secuencial")
+    pipeline.grade(course, student_timeout=120, quiet=True, workers=1)
+    return course
+
+
+def test_sequential_grades_are_right(sequential):
+    for student, points in EXPECTED.items():
+        assert sum(v or 0 for v in auto_points(sequential, student).values()) == points, student
+    assert "no es un notebook" in grades_csv(sequential) or "no es JSON" in grades_csv(sequential)
+
+
+def test_two_workers_give_the_same_grades_and_fill_the_cache(sequential, fake_course_factory):
+    course = new_class(fake_course_factory, "paralelo", seeds_from=sequential)
+    pipeline.grade(course, student_timeout=120, quiet=True, workers=2)
+    assert grades_csv(course) == grades_csv(sequential)
+    for student in EXPECTED:
+        assert auto_points(course, student) == auto_points(sequential, student)
+    # nbgrader's own run graded nobody again: every verdict came from the parallel workers.
+    assert from_cache_in_nbgrader(course) == set(EXPECTED)
+    assert set(cache_entries(course)) == set(EXPECTED)
+
+
+def test_a_dask_cluster_gives_the_same_grades(sequential, fake_course_factory):
+    from distributed import LocalCluster
+    course = new_class(fake_course_factory, "dask", seeds_from=sequential)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster:
+        pipeline.grade(course, student_timeout=120, quiet=True, scheduler=cluster.scheduler_address)
+    assert grades_csv(course) == grades_csv(sequential)
+    assert from_cache_in_nbgrader(course) == set(EXPECTED)
+    graded_by = {worker for _path, worker in cache_entries(course).values()}
+    me = parallel.worker_id()
+    assert graded_by and me not in graded_by, "the jobs ran in this process, not on the cluster's workers"
+
+
+def test_interrupted_grading_resumes_without_regrading(sequential, fake_course_factory, monkeypatch):
+    course = new_class(fake_course_factory, "reanudar", seeds_from=sequential)
+    cmd = [sys.executable, "-m", "tarea2_grader", "grade", "--course", course.root, "--workers", "1",
+           "--timeout-alumno", "120"]
+    proc = subprocess.Popen(cmd, cwd=course.root, env=pipeline.nbgrader_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while len(cache_entries(course)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # the instructor's Ctrl-C
+    proc.wait(timeout=60)
+    finished = cache_entries(course)
+    assert 2 <= len(finished) < len(EXPECTED), "the run was not interrupted half way"
+    stamps = {s: os.stat(path).st_mtime_ns for s, (path, _w) in finished.items()}
+
+    graded_again = []
+    real = parallel.grade_job
+
+    def spy(job):
+        graded_again.append(job.student)
+        return real(job)
+
+    monkeypatch.setattr(parallel, "grade_job", spy)
+    pipeline.grade(course, student_timeout=120, quiet=True, workers=2)
+    assert sorted(graded_again) == sorted(set(EXPECTED) - set(finished))
+    assert {s: os.stat(path).st_mtime_ns for s, (path, _w) in cache_entries(course).items()
+            if s in stamps} == stamps
+    assert grades_csv(course) == grades_csv(sequential)
+
+
+def test_a_worker_failure_costs_time_not_points(sequential, fake_course_factory, monkeypatch):
+    course = new_class(fake_course_factory, "fallo", seeds_from=sequential)
+    real = parallel.grade_job
+
+    def flaky(job):
+        if job.student in ("1001", "1003"):
+            return {"student": job.student, "key": job.key, "error": "MemoryError: el trabajador murió"}
+        return real(job)
+
+    monkeypatch.setattr(parallel, "grade_job", flaky)
+    pipeline.grade(course, student_timeout=120, quiet=True, workers=2)
+    assert grades_csv(course) == grades_csv(sequential)
+    assert from_cache_in_nbgrader(course) == set(EXPECTED) - {"1001", "1003"}
+
+
+def test_the_key_changes_with_everything_that_can_change_a_verdict(sequential):
+    nb = pipeline.sanitized_notebook(sequential, "1001")
+    limits = sandbox.Limites(cell_timeout=4, test_timeout=4)
+    key = parallel.job_key(nb, 7, limits, "pruebas_curso")
+    assert parallel.job_key(pipeline.sanitized_notebook(sequential, "1001"), 7, limits, "pruebas_curso") == key
+    other_cell = pipeline.sanitized_notebook(sequential, "1001")
+    answer = next(c for c in other_cell.cells if "def suma" in c.source)
+    answer.source = answer.source.replace("b + a", "a + b")
+    changed = {
+        "a cell": parallel.job_key(other_cell, 7, limits, "pruebas_curso"),
+        "the seed": parallel.job_key(nb, 8, limits, "pruebas_curso"),
+        "a limit": parallel.job_key(nb, 7, sandbox.Limites(cell_timeout=5, test_timeout=4), "pruebas_curso"),
+        "the tests": parallel.job_key(nb, 7, limits, "tarea2_grader.hidden"),
+    }
+    assert key not in changed.values() and len(set(changed.values())) == len(changed)
+
+
+def test_nbgrader_finds_the_key_the_coordinator_computed(sequential):
+    """The coordinator's copy of nbgrader's sanitizing gives the very key TrustedExecute computes."""
+    assert set(cache_entries(sequential)) == set(EXPECTED)
+    assert from_cache_in_nbgrader(sequential) == set(EXPECTED)
