@@ -45,21 +45,36 @@ def add_hint_to_fake_tests(course):
         fh.write(text[:start] + HINTED_JUDGE + text[end:])
 
 
-@pytest.fixture(scope="module")
-def course(fake_course_factory):
-    """Three students graded once: perfect (renamed file), subtraction mistake, not a notebook."""
+# A Moodle bulk download: {folder or flat prefix: notebook text}; test_devolver.py uses it too.
+def moodle_download(rel):
+    """The class's bulk download, Moodle style (folders before and since Moodle 4.1, one flat file)."""
+    wrong = dict(GOOD, suma="def suma(a, b):\n    return a - b")
+    return {
+        "Ana Pérez_1001_assignsubmission_file_/" + EVIL_NAME: nb_text(student_notebook(rel, GOOD)),
+        "Carla Soto_1003_assignsubmission_file_/tarea2.ipynb": nb_text(student_notebook(rel, wrong)),
+        "Diego Mora_1004_assignsubmission_file/tarea2.ipynb": nb_text(student_notebook(rel, GOOD)),
+        "Eva Ruiz_1005_assignsubmission_file_tarea2.ipynb": nb_text(student_notebook(rel, GOOD)),
+        "Fabián Gil_1006_assignsubmission_file_/tarea2.ipynb": "esto no es JSON {",
+    }
+
+
+@pytest.fixture(scope="session")
+def graded_class(fake_course_factory):
+    """A class graded once by pipeline.grade: perfect (file renamed), a subtraction mistake, two
+    perfect ones in other Moodle layouts, and a file that is not a notebook."""
     course = fake_course_factory("resumen")
     use_real_feedback_config(course)
     add_hint_to_fake_tests(course)
     rel = course.path("release", "tarea2", "tarea2.ipynb")
-    wrong = dict(GOOD, suma="def suma(a, b):\n    return a - b")
-    write_zip(course.path("downloaded", "tarea2", "archive", "moodle.zip"), {
-        "Ana Pérez_1001_assignsubmission_file_/" + EVIL_NAME: nb_text(student_notebook(rel, GOOD)),
-        "Carla Soto_1003_assignsubmission_file_/tarea2.ipynb": nb_text(student_notebook(rel, wrong)),
-        "Fabián Gil_1006_assignsubmission_file_/tarea2.ipynb": "esto no es JSON {",
-    })
+    write_zip(course.path("downloaded", "tarea2", "archive", "moodle.zip"), moodle_download(rel))
     pipeline.grade(course, student_timeout=120, quiet=True)
     return course
+
+
+@pytest.fixture
+def course(graded_class):
+    """The graded class."""
+    return graded_class
 
 
 def feedback_html(course, student):
