@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test release grade bench lab venv clean sandbox navegador
+.PHONY: demo test release grade bench lab venv clean sandbox navegador devolver
 
 venv: $(STAMP)
 
@@ -50,6 +50,10 @@ release: $(STAMP)
 grade: $(STAMP) sandbox
 	$(PY) -m tarea2_grader grade
 
+# Feedback zip and grading worksheet for Moodle, in devolucion/ (after make grade, or make demo).
+devolver: $(STAMP)
+	$(PY) -m tarea2_grader devolver
+
 bench: $(STAMP) sandbox
 	$(PY) -m tarea2_grader.bench
 
@@ -58,4 +62,4 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab
 
 clean:
-	rm -rf demo_course veredictos gradebook.db submitted feedback .pytest_cache semillas.json semillas.json.lock
+	rm -rf demo_course veredictos devolucion gradebook.db submitted feedback .pytest_cache semillas.json semillas.json.lock

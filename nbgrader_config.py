@@ -49,6 +49,7 @@ c.HTMLExporter.sanitize_html = True
 # Students never need the hidden tests in their feedback.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
+    "tarea2_grader.resumen.ResumenCorreccion",  # summary first: points per part, failed tests, notes
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

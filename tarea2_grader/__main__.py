@@ -1,4 +1,4 @@
-"""Command line: ``python -m tarea2_grader {release,grade,notas,demo}``.
+"""Command line: ``python -m tarea2_grader {release,grade,notas,demo,devolver}``.
 
 * ``release``: ``nbgrader generate_assignment`` of source/tarea2 into release/tarea2.
 * ``grade``: collect the zips in downloaded/tarea2/archive/, repair and autograde every
@@ -6,7 +6,8 @@
 * ``notas``: rewrite grades.csv and the table from the gradebook (after grading the
   written answers in formgrader), without running anything again.
 * ``demo``: the whole ``grade`` pipeline on the example submissions in examples/, in a
-  scratch course folder (demo_course/).
+  scratch course folder (demo_course/), then one student's feedback summary.
+* ``devolver``: the feedback zip and grading worksheet for Moodle, in devolucion/.
 """
 from __future__ import annotations
 
@@ -92,10 +93,45 @@ def cmd_demo(args) -> int:
     demo_dir = os.path.abspath(args.dir)
     course = prepare_demo_course(demo_dir, os.path.join(REPO, "examples"))
     print("curso de demostración: " + os.path.relpath(demo_dir))
-    pipeline.grade(course, **grade_options(args))
+    rows = pipeline.grade(course, **grade_options(args))
+    print_example_summary(course, [r.student for r in rows])
     print("\ngrades.csv: {}   retroalimentación: {}   ({:.0f} s)".format(
         os.path.relpath(course.path("grades.csv")), os.path.relpath(course.path("feedback")),
         time.time() - start))
+    return 0
+
+
+def print_example_summary(course: pipeline.Course, students) -> None:
+    """One student's feedback summary, as text (the same one their feedback page starts with)."""
+    from . import resumen
+    student = resumen.example_student(course, students)
+    if student:
+        print("\n== resumen de un alumno (lo primero que ve en su retroalimentación) ==")
+        print(resumen.summary_text(resumen.student_summary(course, student)))
+
+
+def devolver_course(requested: str) -> pipeline.Course:
+    """The course to hand back: the one asked for, or the demo course when only it was graded."""
+    course = pipeline.Course(os.path.abspath(requested))
+    demo = pipeline.Course(os.path.join(REPO, "demo_course"))
+    if (not os.path.exists(course.path("grades.csv")) and requested == "."
+            and os.path.exists(demo.path("grades.csv"))):
+        print("no hay grades.csv en este curso: se usa el de la demostración ({})".format(
+            os.path.relpath(demo.root)))
+        return demo
+    return course
+
+
+def cmd_devolver(args) -> int:
+    """Write the Moodle feedback zip and grading worksheet."""
+    from . import devolver
+    course = devolver_course(args.course)
+    try:
+        result = devolver.devolver(course)
+    except FileNotFoundError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    print("\n".join(devolver.report_lines(course, result)))
     return 0
 
 
@@ -131,6 +167,9 @@ def parser() -> argparse.ArgumentParser:
     notas = sub.add_parser("notas", help="reescribir grades.csv desde el gradebook (tras corregir a mano)")
     notas.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
     notas.set_defaults(func=cmd_notas)
+    dev = sub.add_parser("devolver", help="retroalimentación (zip) y notas (hoja de calificaciones) para Moodle")
+    dev.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
+    dev.set_defaults(func=cmd_devolver)
     return p
 
 

@@ -20,6 +20,7 @@ which student a file belongs to.  This plugin:
 Default patterns (tried in this order)::
 
     Moodle, one folder per student:  <Nombre Apellido>_<id>_assignsubmission_file_/<file>.ipynb
+                                     (Moodle 4.1 and later: no final underscore)
     Moodle, flat:                    <Nombre Apellido>_<id>_assignsubmission_file_<file>.ipynb
     plain:                           <student_id>/<file>.ipynb
 
@@ -57,7 +58,7 @@ from traitlets import Unicode
 from nbgrader.plugins import FileNameCollectorPlugin
 
 MOODLE_FOLDER = (
-    r"^(?:.*/)?(?P<name>[^/]*?)_(?P<student_id>[0-9]+)_assignsubmission_file_/"
+    r"^(?:.*/)?(?P<name>[^/]*?)_(?P<student_id>[0-9]+)_assignsubmission_file_?/"
     r"(?:.*/)?(?P<file_id>[^/]+)$"
 )
 MOODLE_FLAT = (

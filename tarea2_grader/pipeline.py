@@ -252,16 +252,24 @@ def collector_args(course: Course) -> List[str]:
     return ["--ZipCollectApp.collector_plugin=tarea2_grader.collect.LmsCollectorPlugin"]
 
 
-def collection_notes(course: Course) -> Dict[str, List[str]]:
-    """Spanish notes per student about renamed or extra notebooks they sent."""
+def collection_plan(course: Course):
+    """(plan, collected notebook name): which file of the extracted LMS download went to which
+    student; (None, name) when the course uses another collector."""
     cfg = load_config(course)
     plugin_cls = cfg.ZipCollectApp.get("collector_plugin", "tarea2_grader.collect.LmsCollectorPlugin")
     if plugin_cls not in ("tarea2_grader.collect.LmsCollectorPlugin", collect.LmsCollectorPlugin):
-        return {}
+        return None, course.notebook + ".ipynb"
     plugin = collect.LmsCollectorPlugin(config=cfg)
     target = plugin.notebook_name or course.notebook + ".ipynb"
-    plan = collect.plan_collection(course.extracted_dir, plugin.active_patterns(), target,
-                                   tuple(plugin.valid_ext))
+    return collect.plan_collection(course.extracted_dir, plugin.active_patterns(), target,
+                                   tuple(plugin.valid_ext)), target
+
+
+def collection_notes(course: Course) -> Dict[str, List[str]]:
+    """Spanish notes per student about renamed or extra notebooks they sent."""
+    plan, target = collection_plan(course)
+    if plan is None:
+        return {}
     notes: Dict[str, List[str]] = {}
     for sid, entry in plan.students.items():
         items = notes.setdefault(sid, [])
@@ -544,9 +552,9 @@ class CellInfo:
     manual: bool
 
 
-def grade_cells(source_nb: str, answer_parts: Dict[str, str] = ANSWER_PARTS) -> List[CellInfo]:
-    """Grade cells of the source notebook, in order, each with its part label."""
-    nb = nbformat.read(source_nb, as_version=4)
+def grade_cells(source_nb, answer_parts: Dict[str, str] = ANSWER_PARTS) -> List[CellInfo]:
+    """Grade cells of the source notebook (a path or a notebook), in order, each with its part label."""
+    nb = source_nb if isinstance(source_nb, dict) else nbformat.read(source_nb, as_version=4)
     cells, current, heading = [], None, None
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -572,6 +580,19 @@ def parts_of(cells: List[CellInfo]) -> List[str]:
     return parts
 
 
+def submission_scores(sub) -> Dict[str, Optional[float]]:
+    """Score per grade_id of one gradebook SubmissionNotebook; None = pending manual grading."""
+    per_cell: Dict[str, Optional[float]] = {}
+    for grade in sub.grades:
+        if grade.manual_score is not None:
+            per_cell[grade.name] = float(grade.manual_score) + float(grade.extra_credit or 0)
+        elif grade.auto_score is not None:
+            per_cell[grade.name] = float(grade.auto_score) + float(grade.extra_credit or 0)
+        else:
+            per_cell[grade.name] = None
+    return per_cell
+
+
 def read_scores(course: Course, students: Iterable[str]) -> Dict[str, Dict[str, Optional[float]]]:
     """Score per grade_id per student from the gradebook; None = pending manual grading."""
     from nbgrader.api import Gradebook, MissingEntry
@@ -583,15 +604,7 @@ def read_scores(course: Course, students: Iterable[str]) -> Dict[str, Dict[str, 
                 sub = gb.find_submission_notebook(course.notebook, course.assignment, student)
             except MissingEntry:
                 continue
-            per_cell: Dict[str, Optional[float]] = {}
-            for grade in sub.grades:
-                if grade.manual_score is not None:
-                    per_cell[grade.name] = float(grade.manual_score) + float(grade.extra_credit or 0)
-                elif grade.auto_score is not None:
-                    per_cell[grade.name] = float(grade.auto_score) + float(grade.extra_credit or 0)
-                else:
-                    per_cell[grade.name] = None
-            scores[student] = per_cell
+            scores[student] = submission_scores(sub)
     return scores
 
 
@@ -652,10 +665,15 @@ def write_csv(path: str, cells: List[CellInfo], rows: List[Row]) -> None:
                                                                      "" if row.seed is None else row.seed])
 
 
+def part_maxima(cells: List[CellInfo]) -> Dict[str, float]:
+    """Maximum points of each part with points, in notebook order."""
+    return {p: sum(c.points for c in cells if c.part == p) for p in parts_of(cells)}
+
+
 def format_table(cells: List[CellInfo], rows: List[Row]) -> str:
     """Compact text table: student x part points, total, pending, observations."""
     parts = parts_of(cells)
-    maxima = {p: sum(c.points for c in cells if c.part == p) for p in parts}
+    maxima = part_maxima(cells)
     width = max([len("alumno")] + [len(r.student) for r in rows])
     head = ["alumno".ljust(width)] + [p.rjust(5) for p in parts] + ["total".rjust(6), "pend.".rjust(5)]
     maxl = ["(máx)".ljust(width)] + [fmt(maxima[p]).rjust(5) for p in parts] + [
@@ -766,11 +784,18 @@ def save_state(course: Course, results: Dict[str, StudentResult]) -> None:
         json.dump(data, fh, ensure_ascii=False, indent=1)
 
 
-def report(course: Course) -> List[Row]:
-    """Rewrite grades.csv from the gradebook (e.g. after manual grading in formgrader)."""
-    results = {s: StudentResult(s) for s in course.students()}
+def load_state(course: Course) -> Dict[str, StudentResult]:
+    """The failures and notes that the last grading run saved ({} before any run)."""
+    results: Dict[str, StudentResult] = {}
     if os.path.exists(state_path(course)):
         with open(state_path(course), encoding="utf-8") as fh:
             for sid, data in json.load(fh).items():
                 results[sid] = StudentResult(sid, data.get("notes", []), data.get("failure"))
+    return results
+
+
+def report(course: Course) -> List[Row]:
+    """Rewrite grades.csv from the gradebook (e.g. after manual grading in formgrader)."""
+    results = {s: StudentResult(s) for s in course.students()}
+    results.update(load_state(course))
     return write_grades(course, results)

@@ -1,0 +1,174 @@
+"""The summary at the top of each student's feedback, on a fake course graded by ``pipeline.grade``.
+
+The fake course uses the real course's ``GenerateFeedback.preprocessors`` (read from the
+repository's nbgrader_config.py), so these tests see what plain ``nbgrader generate_feedback``
+produces.  One grading run serves every test; one test reads the page in headless Chromium.
+"""
+import os
+import re
+
+import pytest
+from nbgrader.api import Gradebook
+
+from conftest import REPO, student_notebook, write_zip
+
+from tarea2_grader import pipeline, resumen
+from test_pipeline import GOOD, nb_text
+
+# The fake hidden tests, with a typical-mistake hint when suma subtracts (as hidden.exigir adds one).
+HINTED_JUDGE = '''def _juzgar(datos, obs):
+    if "ok" not in obs or obs["ok"] != datos["__esperado"]:
+        texto = "{} no da lo esperado".format(datos["funcion"])
+        args = datos["args"]
+        if datos["funcion"] == "suma" and obs.get("ok") == args[0] - args[1]:
+            texto += "\\nPista: restaste en vez de sumar"
+        raise Incorrecto(texto)
+'''
+EVIL_NAME = "<img src=x onerror=alert(1)>.ipynb"
+
+
+def use_real_feedback_config(course):
+    """Give the fake course the repository's GenerateFeedback preprocessors and HTML sanitizing."""
+    real = pipeline.load_config(pipeline.Course(REPO))
+    with open(course.path("nbgrader_config.py"), "a") as fh:
+        fh.write("\nc.GenerateFeedback.preprocessors = {!r}\n".format(list(real.GenerateFeedback.preprocessors)))
+        fh.write("c.HTMLExporter.sanitize_html = {!r}\n".format(real.HTMLExporter.sanitize_html))
+
+
+def add_hint_to_fake_tests(course):
+    """Make the fake course's suma test name the subtraction mistake, as a Pista line."""
+    path = course.path("pruebas_curso.py")
+    text = open(path).read()
+    start = text.index("def _juzgar(")
+    end = text.index("\n\n\n", start)
+    with open(path, "w") as fh:
+        fh.write(text[:start] + HINTED_JUDGE + text[end:])
+
+
+# A Moodle bulk download: {folder or flat prefix: notebook text}; test_devolver.py uses it too.
+def moodle_download(rel):
+    """The class's bulk download, Moodle style (folders before and since Moodle 4.1, one flat file)."""
+    wrong = dict(GOOD, suma="def suma(a, b):\n    return a - b")
+    return {
+        "Ana Pérez_1001_assignsubmission_file_/" + EVIL_NAME: nb_text(student_notebook(rel, GOOD)),
+        "Carla Soto_1003_assignsubmission_file_/tarea2.ipynb": nb_text(student_notebook(rel, wrong)),
+        "Diego Mora_1004_assignsubmission_file/tarea2.ipynb": nb_text(student_notebook(rel, GOOD)),
+        "Eva Ruiz_1005_assignsubmission_file_tarea2.ipynb": nb_text(student_notebook(rel, GOOD)),
+        "Fabián Gil_1006_assignsubmission_file_/tarea2.ipynb": "esto no es JSON {",
+    }
+
+
+@pytest.fixture(scope="session")
+def graded_class(fake_course_factory):
+    """A class graded once by pipeline.grade: perfect (file renamed), a subtraction mistake, two
+    perfect ones in other Moodle layouts, and a file that is not a notebook."""
+    course = fake_course_factory("resumen")
+    use_real_feedback_config(course)
+    add_hint_to_fake_tests(course)
+    rel = course.path("release", "tarea2", "tarea2.ipynb")
+    write_zip(course.path("downloaded", "tarea2", "archive", "moodle.zip"), moodle_download(rel))
+    pipeline.grade(course, student_timeout=120, quiet=True)
+    return course
+
+
+@pytest.fixture
+def course(graded_class):
+    """The graded class."""
+    return graded_class
+
+
+def feedback_html(course, student):
+    """The feedback page nbgrader wrote for a student."""
+    with open(course.path("feedback", student, "tarea2", "tarea2.html"), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def summary_block(page):
+    """The summary's HTML in a feedback page (it is the first cell)."""
+    start = page.index('id="{}"'.format(resumen.SUMMARY_ID))
+    return page[start:page.index("</table>", start) + 2000]
+
+
+def test_summary_numbers_from_the_gradebook(course):
+    s = resumen.student_summary(course, "1003")
+    assert [(p.part, p.points, p.maximum, p.pending) for p in s.parts] == [("1", 2, 3, 1), ("2", 0, 3, 0)]
+    assert (s.total, s.maximum, s.pending_total) == (2, 6, 1)
+    assert [c.grade_id for c in s.pending_cells] == ["explica_md"]
+    assert [(f.grade_id, f.points, f.maximum) for f in s.failed] == [("test_suma", 0, 3)]
+    assert s.failed[0].message == ["suma no da lo esperado"]
+    assert s.failed[0].hints == ["restaste en vez de sumar"]
+
+
+def test_feedback_starts_with_the_summary(course):
+    page = feedback_html(course, "1003")
+    assert page.index('class="cell') < page.index(resumen.SUMMARY_ID) < page.index('name="test_cuadrado"')
+    block = summary_block(page)
+    assert re.search(r'<tr data-parte="2"><td>2</td><td>0</td><td>3</td>', block)
+    assert "suma no da lo esperado" in block and "restaste en vez de sumar" in block
+    assert "1 pts. por corregir a mano" in block
+
+
+def test_notes_are_shown_as_inert_text(course):
+    page = feedback_html(course, "1001")
+    block = summary_block(page)
+    assert "notebook entregado como" in block
+    assert "&lt;img src=x onerror=alert(1)&gt;" in block
+    assert "<img" not in block
+    s = resumen.student_summary(course, "1001")
+    assert s.failed == [] and s.total == 5
+
+
+def test_text_summary_matches(course):
+    text = resumen.summary_text(resumen.student_summary(course, "1003"))
+    assert "Puntos: 2 de 6 (1 por corregir a mano)" in text
+    assert "test_suma (0 de 3)" in text and "Pista: restaste en vez de sumar" in text
+
+
+def test_ungraded_student_summary_gives_the_reason(course):
+    s = resumen.student_summary(course, "1006")
+    assert s.failure and "no es un notebook" in s.failure
+    assert not os.path.exists(course.path("feedback", "1006"))
+
+
+def test_plain_generate_feedback_shows_hand_grading(course):
+    """After a TA grades the written answer (as formgrader does), plain nbgrader updates the summary."""
+    with Gradebook("sqlite:///" + course.path("gradebook.db"), "curso-de-prueba") as gb:
+        grade = gb.find_grade("explica_md", "tarea2", "tarea2", "1003")
+        grade.manual_score = 0.5
+        gb.db.commit()
+    try:
+        run = pipeline.run_nbgrader(course, ["generate_feedback", course.assignment_arg, "--force",
+                                             "--student", "1003"], timeout=300)
+        pipeline.check(run, "generate_feedback")
+        block = summary_block(feedback_html(course, "1003"))
+        assert re.search(r'<tr data-parte="1"><td>1</td><td>2.5</td><td>3</td>', block)
+        assert "por corregir a mano" not in block
+        assert 'resumen-total">2.5<' in block
+    finally:
+        with Gradebook("sqlite:///" + course.path("gradebook.db"), "curso-de-prueba") as gb:
+            grade = gb.find_grade("explica_md", "tarea2", "tarea2", "1003")
+            grade.manual_score = None
+            gb.db.commit()
+        pipeline.generate_feedback(course, ["1003"])
+
+
+def test_summary_in_a_real_browser(course, page):
+    page.goto("file://" + course.path("feedback", "1003", "tarea2", "tarea2.html"))
+    summary = page.locator("#" + resumen.SUMMARY_ID)
+    summary.wait_for()
+    text = summary.inner_text()
+    assert "Resumen de tu corrección" in text
+    assert re.search(r"Puntos:\s*2 de 6", text)
+    assert "suma no da lo esperado" in text and "Pista: restaste en vez de sumar" in text
+    row = summary.locator('tr[data-parte="2"]').inner_text().split()
+    assert row[:3] == ["2", "0", "3"]
+    box = summary.bounding_box()
+    first_answer = page.get_by_text("def suma").first.bounding_box()
+    assert box["height"] > 50 and box["y"] < first_answer["y"]
+
+
+def test_browser_shows_student_file_name_as_text(course, page):
+    page.goto("file://" + course.path("feedback", "1001", "tarea2", "tarea2.html"))
+    summary = page.locator("#" + resumen.SUMMARY_ID)
+    assert EVIL_NAME in summary.inner_text()
+    assert summary.locator("img").count() == 0
