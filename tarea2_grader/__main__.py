@@ -1,4 +1,4 @@
-"""Command line: ``python -m tarea2_grader {release,grade,notas,demo}``.
+"""Command line: ``python -m tarea2_grader {release,grade,notas,demo,publicar}``.
 
 * ``release``: ``nbgrader generate_assignment`` of source/tarea2 into release/tarea2.
 * ``grade``: collect the zips in downloaded/tarea2/archive/, repair and autograde every
@@ -7,6 +7,8 @@
   written answers in formgrader), without running anything again.
 * ``demo``: the whole ``grade`` pipeline on the example submissions in examples/, in a
   scratch course folder (demo_course/).
+* ``publicar``: export what students get (release/tarea2 and a README with the Colab link) to
+  publicado/, refusing if it holds solutions, hidden tests or grader code (see publicar.py).
 """
 from __future__ import annotations
 
@@ -49,6 +51,26 @@ def cmd_grade(args) -> int:
 def cmd_notas(args) -> int:
     """Rebuild grades.csv from the gradebook."""
     pipeline.report(pipeline.Course(os.path.abspath(args.course)))
+    return 0
+
+
+def cmd_publicar(args) -> int:
+    """Export the student folder, or explain in Spanish why not."""
+    from . import publicar
+    course = pipeline.Course(os.path.abspath(args.course))
+    try:
+        destino = publicar.publicar(course, args.destino, args.repo, args.rama)
+    except publicar.PublishError as e:
+        print("publicar: " + str(e), file=sys.stderr)
+        return 1
+    shown = os.path.relpath(destino)
+    print("publicado en {}: README.md y {}/".format(destino if shown.startswith("..") else shown,
+                                                     course.assignment))
+    print("enlace de Colab: " + publicar.colab_link(args.repo, args.rama, course))
+    if not args.repo:
+        print("(para completar el enlace en el README: --repo usuario/repositorio, o make publicar "
+              "REPO_PUBLICO=usuario/repositorio)")
+    print("Suba esa carpeta a un repositorio público (git add -A, commit y push) o el notebook a la plataforma.")
     return 0
 
 
@@ -120,6 +142,12 @@ def parser() -> argparse.ArgumentParser:
     notas = sub.add_parser("notas", help="reescribir grades.csv desde el gradebook (tras corregir a mano)")
     notas.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
     notas.set_defaults(func=cmd_notas)
+    pub = sub.add_parser("publicar", help="exportar lo que reciben los estudiantes a publicado/, sin soluciones")
+    pub.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
+    pub.add_argument("--destino", default=None, help="carpeta de destino (por defecto: publicado/ en el curso)")
+    pub.add_argument("--repo", default=None, help="repositorio público usuario/repositorio, para el enlace de Colab")
+    pub.add_argument("--rama", default="main", help="rama del repositorio público (por defecto: main)")
+    pub.set_defaults(func=cmd_publicar)
     return p
 
 
