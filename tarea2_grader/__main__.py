@@ -64,7 +64,7 @@ def cmd_publicar(args) -> int:
         print("publicar: " + str(e), file=sys.stderr)
         return 1
     shown = os.path.relpath(destino)
-    print("publicado en {}: README.md y {}/".format(destino if shown.startswith("..") else shown,
+    print("publicado en {}/: README.md y {}/".format(destino if shown.startswith("..") else shown,
                                                      course.assignment))
     print("enlace de Colab: " + publicar.colab_link(args.repo, args.rama, course))
     if not args.repo:

@@ -110,15 +110,20 @@ def split_regions(source: str, begin: str, end: str, whole: bool = False) -> Tup
     return inside, outside
 
 
-def describe_secret(cell, hidden: bool = False) -> str:
-    """Spanish description of a source cell's solution region (or hidden-test region)."""
-    meta = cell.metadata.get("nbgrader", {})
-    gid = meta.get("grade_id", "?")
+def secret_kind(cell, hidden: bool = False) -> str:
+    """Spanish name of what a source cell's secret region holds."""
     if hidden:
-        return "test oculto de la celda `{}` de source/".format(gid)
-    if cell.cell_type == "code":
-        return "código de la solución de la celda `{}` de source/".format(gid)
-    return "respuesta modelo o pauta de la celda `{}` de source/".format(gid)
+        return "test oculto"
+    return "código de la solución" if cell.cell_type == "code" else "respuesta modelo o pauta"
+
+
+def describe_secret(kind: str, grade_ids: List[str]) -> str:
+    """Spanish description of a secret line: its kind and the source cells it comes from."""
+    if len(grade_ids) == 1:
+        return "{} de la celda `{}` de source/".format(kind, grade_ids[0])
+    shown = ", ".join("`{}`".format(g) for g in grade_ids[:3])
+    more = " y {} más".format(len(grade_ids) - 3) if len(grade_ids) > 3 else ""
+    return "{} de las celdas {}{} de source/".format(kind, shown, more)
 
 
 def source_secrets(source_nb: str, stubs: Iterable[str]) -> Tuple[Dict[str, str], Set[str]]:
@@ -127,20 +132,26 @@ def source_secrets(source_nb: str, stubs: Iterable[str]) -> Tuple[Dict[str, str]
     Secret: inside solution regions of answer cells and inside hidden-test regions. Public:
     everything else, plus the stubs nbgrader writes in their place.
     """
-    secret: Dict[str, str] = {}
+    origins: Dict[str, Tuple[str, List[str]]] = {}
     public: Set[str] = {normalize(line) for stub in stubs for line in stub.split("\n")}
+
+    def add(lines, cell, hidden=False):
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id", "?")
+        for line in lines:
+            kind, gids = origins.setdefault(normalize(line), (secret_kind(cell, hidden), []))
+            if gid not in gids:
+                gids.append(gid)
+
     for cell in nbformat.read(source_nb, as_version=4).cells:
         rest = cell.source
         if cell.metadata.get("nbgrader", {}).get("solution"):
             solution_in, outside = split_regions(cell.source, *SOLUTION_MARKERS, whole=True)
-            for line in solution_in:
-                secret.setdefault(normalize(line), describe_secret(cell))
+            add(solution_in, cell)
             rest = "\n".join(outside)
         hidden_in, outside = split_regions(rest, *HIDDEN_MARKERS)
-        for line in hidden_in:
-            secret.setdefault(normalize(line), describe_secret(cell, hidden=True))
+        add(hidden_in, cell, hidden=True)
         public.update(normalize(line) for line in outside)
-    return secret, public
+    return {line: describe_secret(kind, gids) for line, (kind, gids) in origins.items()}, public
 
 
 def grader_lines(grader_dir: Path = GRADER_DIR) -> Dict[str, str]:
@@ -378,8 +389,12 @@ def install(staging: Path, destino: Path) -> None:
         os.replace(staging, destino)
         return
     for entry in destino.iterdir():
-        if entry.name != ".git":
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        if entry.name == ".git":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
     for entry in staging.iterdir():
         os.replace(entry, destino / entry.name)
     staging.rmdir()
