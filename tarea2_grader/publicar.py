@@ -233,8 +233,8 @@ def file_parts(path: Path) -> List[Tuple[str, str]]:
             raise ValueError("dice ser una imagen {} pero su contenido no lo es".format(suffix))
         return []
     if suffix not in TEXT_SUFFIXES:
-        raise ValueError("tipo de archivo no esperado ({}): los estudiantes solo necesitan el notebook "
-                         "(y, si acaso, imágenes o datos .png/.jpg/.gif/.csv/.txt/.md)".format(suffix or "sin extensión"))
+        raise ValueError("tipo de archivo no esperado ({}): los estudiantes solo necesitan el notebook (y, si "
+                         "acaso, imágenes o datos .png/.jpg/.gif/.csv/.txt/.md)".format(suffix or "sin extensión"))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -415,8 +415,12 @@ def publicar(course: pipeline.Course, destino: Optional[str] = None, repo: Optio
     destino_path = Path(destino or course.path(DEFAULT_DESTINATION)).resolve()
     check_destination(course, destino_path)
     release_nb = course.path("release", course.assignment, course.notebook + ".ipynb")
+    if not os.path.exists(course.source_nb):
+        raise PublishError("no existe {}: publicar lo necesita para saber qué es secreto.".format(
+            os.path.relpath(course.source_nb, course.root)))
     if not os.path.exists(release_nb):
-        raise PublishError("no existe {}: genérelo con `make release`.".format(os.path.relpath(release_nb, course.root)))
+        raise PublishError("no existe {}: genérelo con `make release`.".format(
+            os.path.relpath(release_nb, course.root)))
     destino_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="." + destino_path.name + "-", dir=destino_path.parent))
     umask = os.umask(0)

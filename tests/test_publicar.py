@@ -132,7 +132,8 @@ def plant_module_as_image(root):
 
 def plant_python_helper(root):
     """A .py file next to the notebook (students never need one)."""
-    shutil.copy(os.path.join(REPO, "tarea2_grader", "selfcheck.py"), os.path.join(root, "release", "tarea2", "ayuda.py"))
+    shutil.copy(os.path.join(REPO, "tarea2_grader", "selfcheck.py"),
+                os.path.join(root, "release", "tarea2", "ayuda.py"))
 
 
 def plant_rubric_in_markdown(root):
