@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test release grade bench lab venv clean sandbox navegador devolver
+.PHONY: demo test release grade bench lab venv clean sandbox navegador devolver publicar
 
 venv: $(STAMP)
 
@@ -46,6 +46,10 @@ test: $(STAMP) sandbox navegador
 
 release: $(STAMP)
 	$(PY) -m tarea2_grader release
+
+# What students get, checked for leaks: publicado/ (make publicar REPO_PUBLICO=usuario/repo fills the Colab link).
+publicar: $(STAMP)
+	$(PY) -m tarea2_grader publicar $(if $(REPO_PUBLICO),--repo $(REPO_PUBLICO))
 
 grade: $(STAMP) sandbox
 	$(PY) -m tarea2_grader grade

@@ -1,13 +1,16 @@
-"""Command line: ``python -m tarea2_grader {release,grade,notas,demo,devolver}``.
+"""Command line: ``python -m tarea2_grader {release,grade,notas,demo,devolver,publicar}``.
 
 * ``release``: ``nbgrader generate_assignment`` of source/tarea2 into release/tarea2.
-* ``grade``: collect the zips in downloaded/tarea2/archive/, repair and autograde every
-  student (each in its own subprocess), generate feedback and write grades.csv.
+* ``grade``: collect the zips in downloaded/tarea2/archive/, repair and grade every student
+  (``--workers N`` at a time, or on a Dask cluster with ``--cluster``), then one nbgrader
+  autograde run writes the gradebook; feedback and grades.csv.
 * ``notas``: rewrite grades.csv and the table from the gradebook (after grading the
   written answers in formgrader), without running anything again.
 * ``demo``: the whole ``grade`` pipeline on the example submissions in examples/, in a
   scratch course folder (demo_course/), then one student's feedback summary.
 * ``devolver``: the feedback zip and grading worksheet for Moodle, in devolucion/.
+* ``publicar``: export what students get (release/tarea2 and a README with the Colab link) to
+  publicado/, refusing if it holds solutions, hidden tests or grader code (see publicar.py).
 """
 from __future__ import annotations
 
@@ -55,6 +58,26 @@ def grade_options(args) -> dict:
 def cmd_notas(args) -> int:
     """Rebuild grades.csv from the gradebook."""
     pipeline.report(pipeline.Course(os.path.abspath(args.course)))
+    return 0
+
+
+def cmd_publicar(args) -> int:
+    """Export the student folder, or explain in Spanish why not."""
+    from . import publicar
+    course = pipeline.Course(os.path.abspath(args.course))
+    try:
+        destino = publicar.publicar(course, args.destino, args.repo, args.rama)
+    except publicar.PublishError as e:
+        print("publicar: " + str(e), file=sys.stderr)
+        return 1
+    shown = os.path.relpath(destino)
+    print("publicado en {}/: README.md y {}/".format(destino if shown.startswith("..") else shown,
+                                                     course.assignment))
+    print("enlace de Colab: " + publicar.colab_link(args.repo, args.rama, course))
+    if not args.repo:
+        print("(para completar el enlace en el README: --repo usuario/repositorio, o make publicar "
+              "REPO_PUBLICO=usuario/repositorio)")
+    print("Suba esa carpeta a un repositorio público (git add -A, commit y push) o el notebook a la plataforma.")
     return 0
 
 
@@ -170,6 +193,12 @@ def parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("devolver", help="retroalimentación (zip) y notas (hoja de calificaciones) para Moodle")
     dev.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
     dev.set_defaults(func=cmd_devolver)
+    pub = sub.add_parser("publicar", help="exportar lo que reciben los estudiantes a publicado/, sin soluciones")
+    pub.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
+    pub.add_argument("--destino", default=None, help="carpeta de destino (por defecto: publicado/ en el curso)")
+    pub.add_argument("--repo", default=None, help="repositorio público usuario/repositorio, para el enlace de Colab")
+    pub.add_argument("--rama", default="main", help="rama del repositorio público (por defecto: main)")
+    pub.set_defaults(func=cmd_publicar)
     return p
 
 
