@@ -50,6 +50,7 @@ c.HTMLExporter.sanitize_html = True
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbgrader.preprocessors.ClearHiddenTests",
+    "tarea2_grader.pauta.RemoveRubricCells",  # the grader's rubric cells stay in formgrader
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 

@@ -21,6 +21,7 @@ SAFE_ATTRIBUTES = {"img": ["src", "alt", "title", "width", "height"], "a": ["hre
 SAFE_PROTOCOLS = {"http", "https", "mailto", "attachment"}
 SAFE_OUTPUT_MIMES = ("text/plain", "text/markdown", "text/latex", "image/png", "image/jpeg", "image/gif")
 SAFE_ATTACHMENT_MIMES = ("image/png", "image/jpeg", "image/gif")
+_ATTACHMENT_REF = re.compile(r"attachment:([^)\s\"'>]+)")
 _BAD_LINK = re.compile(r"(\]\(\s*<?|^\s*\[[^\]]*\]:\s*<?)\s*(javascript|vbscript|data|file)\s*:", re.I | re.M)
 
 
@@ -44,12 +45,24 @@ def bundle(data: dict) -> dict:
     return out
 
 
+def unresolved_attachments_disabled(source: str, attachments: dict) -> str:
+    """Links to attachments that are not (or no longer) there point nowhere instead.
+
+    nbconvert refuses to render a notebook whose markdown names a missing attachment, or one left
+    with no types: the whole formgrader page and feedback of that student would fail.
+    """
+    return _ATTACHMENT_REF.sub(lambda m: m.group(0) if m.group(1) in attachments else "#adjunto-desactivado",
+                               source)
+
+
 def markdown_cell(cell) -> bool:
     """Make a markdown cell inert in place (source and attachments); True if anything changed."""
     before = (cell.get("source"), cell.get("attachments"))
     cell["source"] = markdown(cell.get("source", ""))
     attachments = cell.get("attachments") or {}
     if attachments:
-        cell["attachments"] = {name: {m: v for m, v in bundle_.items() if m in SAFE_ATTACHMENT_MIMES}
-                               for name, bundle_ in attachments.items() if isinstance(bundle_, dict)}
+        kept = {name: {m: v for m, v in bundle_.items() if m in SAFE_ATTACHMENT_MIMES and isinstance(v, str)}
+                for name, bundle_ in attachments.items() if isinstance(bundle_, dict)}
+        cell["attachments"] = {name: bundle_ for name, bundle_ in kept.items() if bundle_}
+    cell["source"] = unresolved_attachments_disabled(cell["source"], cell.get("attachments") or {})
     return before != (cell.get("source"), cell.get("attachments"))
