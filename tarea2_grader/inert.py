@@ -21,6 +21,9 @@ SAFE_ATTRIBUTES = {"img": ["src", "alt", "title", "width", "height"], "a": ["hre
 SAFE_PROTOCOLS = {"http", "https", "mailto", "attachment"}
 SAFE_OUTPUT_MIMES = ("text/plain", "text/markdown", "text/latex", "image/png", "image/jpeg", "image/gif")
 SAFE_ATTACHMENT_MIMES = ("image/png", "image/jpeg", "image/gif")
+# Notebook metadata that nbconvert turns into active content: the widget state is embedded with a
+# widget manager script that renders it (an HTML widget's value is raw HTML).
+ACTIVE_NOTEBOOK_METADATA = ("widgets",)
 _ATTACHMENT_REF = re.compile(r"attachment:([^)\s\"'>]+)")
 _BAD_LINK = re.compile(r"(\]\(\s*<?|^\s*\[[^\]]*\]:\s*<?)\s*(javascript|vbscript|data|file)\s*:", re.I | re.M)
 
@@ -66,3 +69,11 @@ def markdown_cell(cell) -> bool:
         cell["attachments"] = {name: bundle_ for name, bundle_ in kept.items() if bundle_}
     cell["source"] = unresolved_attachments_disabled(cell["source"], cell.get("attachments") or {})
     return before != (cell.get("source"), cell.get("attachments"))
+
+
+def notebook_metadata(nb) -> bool:
+    """Drop the notebook metadata that would become active content; True if anything was dropped."""
+    found = [key for key in ACTIVE_NOTEBOOK_METADATA if key in nb.metadata]
+    for key in found:
+        del nb.metadata[key]
+    return bool(found)

@@ -123,6 +123,7 @@ class TrustedExecute(NbGraderPreprocessor):
                 continue
             cell.outputs = [nbformat.from_dict(o) for o in result.outputs.get(i, [])]
             cell.execution_count = None
+        inert.notebook_metadata(nb)  # widget state: rendered by a script in formgrader and feedback
         add_rubrics(nb, resources)
         nb.metadata[META_KEY] = {"semilla": seed, "aislado": aislar, "notas": result.notas,
                                  "segundos": round(result.segundos, 1)}

@@ -7,9 +7,8 @@ shows the student's autograded notebook, where they are not either.  ``insert_ru
 (called by ``TrustedExecute``) puts after each hand-graded cell of the autograded notebook a
 read-only, ungraded markdown cell with that cell's key and rubric, and
 ``RemoveRubricCells`` (in ``GenerateFeedback.preprocessors``) takes those cells out of the
-feedback.  A rubric cell is recognised by its cell id (``pauta-<grade_id>``), which survives
-nbgrader's metadata clearing; cells a student made to look like one are dropped before the real
-ones go in.
+feedback.  A rubric cell is recognised by its cell id (``pauta-<grade_id>``) or its metadata
+key; cells a student made to look like one are dropped before the real ones go in.
 """
 import re
 from typing import Dict, Optional
@@ -75,11 +74,14 @@ def is_rubric_cell(cell) -> bool:
     return str(cell.get("id", "")).startswith(ID_PREFIX) or META_KEY in cell.get("metadata", {})
 
 
-def rubric_cell(grade_id: str, text: str):
-    """A read-only, ungraded markdown cell holding a rubric."""
+def rubric_cell(grade_id: str, text: str, with_id: bool = True):
+    """A read-only, ungraded markdown cell holding a rubric (cell ids exist from nbformat 4.5 on)."""
     cell = nbformat.v4.new_markdown_cell(text, metadata={"deletable": False, "editable": False,
                                                          META_KEY: grade_id})
-    cell["id"] = (ID_PREFIX + grade_id)[:64]
+    if with_id:
+        cell["id"] = (ID_PREFIX + grade_id)[:64]
+    else:
+        cell.pop("id", None)
     return cell
 
 
@@ -89,16 +91,15 @@ def insert_rubric_cells(nb, rubrics: Dict[str, str]) -> int:
     Cells already posing as rubric cells (a student's, or a previous run's) are removed first.
     """
     cells, added = [], 0
+    with_id = (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5)
     for cell in nb.cells:
         if is_rubric_cell(cell):
             continue
         cells.append(cell)
         gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if gid in rubrics:
-            cells.append(rubric_cell(gid, rubrics[gid]))
+            cells.append(rubric_cell(gid, rubrics[gid], with_id))
             added += 1
-    if added and nb.get("nbformat_minor", 5) < 5:
-        nb["nbformat_minor"] = 5  # cell ids need nbformat 4.5
     nb.cells = cells
     return added
 

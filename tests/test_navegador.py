@@ -216,8 +216,15 @@ def server(course, tmp_path_factory):
 def formgrader_url(course, server):
     """The formgrader page where the instructor grades the attacker's hand-graded cells."""
     cid = pipeline.course_id(course)
-    return "{}/formgrader/submissions/{}/?token={}".format(
-        server, servidor.submission_id(course.root, cid, STUDENT), TOKEN)
+    return "{}/formgrader/submissions/{}/".format(server, servidor.submission_id(course.root, cid, STUDENT))
+
+
+@pytest.fixture
+def instructor(page, server):
+    """A page logged in to the Jupyter server as the instructor is (the token, then formgrader)."""
+    page.goto("{}/formgrader?token={}".format(server, TOKEN), wait_until="load")
+    assert "Forbidden" not in page.content()
+    return page
 
 
 # ------------------------------------------------------------------ probing a page
@@ -228,7 +235,8 @@ PROBE_JS = """() => {
   return Array.from(names);
 }"""
 ACTIVE_JS = """(sel) => {
-  const root = document.querySelector(sel) || document.body;
+  const root = document.querySelector(sel);
+  if (!root) return ['no hay ' + sel];
   const found = [];
   for (const el of root.querySelectorAll('*')) {
     const tag = el.tagName.toLowerCase();
@@ -245,10 +253,15 @@ ACTIVE_JS = """(sel) => {
 
 
 def open_and_provoke(page, url):
-    """Open a page, hover it and click every planted link; return (names that ran, title, requests)."""
+    """Open a page, hover it and click every planted link; return (names that ran, title, requests).
+
+    The Referer is the page's own origin, as when the instructor opens a file from JupyterLab
+    (Jupyter's ``/files/`` refuses requests without it)."""
     requests = []
     page.on("request", lambda r: requests.append(r.url))
-    page.goto(url, wait_until="load")
+    origin = "/".join(url.split("/")[:3])
+    response = page.goto(url, wait_until="load", referer=origin + "/lab")
+    assert response.status == 200, (url, response.status)
     page.wait_for_timeout(1500)
     page.mouse.move(5, 5)
     page.mouse.move(700, 900, steps=8)
@@ -270,13 +283,14 @@ def test_at_least_eight_distinct_payloads(listener):
     assert len(set(names)) == len(names) >= 8
 
 
-def test_detector_fires_on_a_page_that_is_not_sanitized(page, listener, course, server):
+def test_detector_fires_on_a_page_that_is_not_sanitized(instructor, listener, course, server):
     """The same payloads as plain HTML run: every one records itself and calls the listener; and the
     payload's code, run in formgrader's page, writes a file through the contents API."""
     raw = "".join("<div>{}</div>\n".format(r) for *_, r in payloads(listener.url))
     with open(os.path.join(listener.folder, "sin_sanear.html"), "w", encoding="utf-8") as fh:
         fh.write("<!DOCTYPE html><html><head><title>sin sanear</title></head><body>{}</body></html>".format(raw))
     before = len(listener.hits)
+    page = instructor
     fired, title, _ = open_and_provoke(page, listener.url + "/sin_sanear.html")
     expected = {n for n, *_ in payloads(listener.url)}
     assert fired | set(listener.hits[before:]) == expected  # frames of another origin only call out
@@ -290,7 +304,8 @@ def test_detector_fires_on_a_page_that_is_not_sanitized(page, listener, course, 
     os.remove(control)
 
 
-def test_formgrader_runs_nothing_and_shows_the_work(page, listener, course, server):
+def test_formgrader_runs_nothing_and_shows_the_work(instructor, listener, course, server):
+    page = instructor
     before = len(listener.hits)
     fired, title, requests = open_and_provoke(page, formgrader_url(course, server))
     assert fired == set()
@@ -309,13 +324,22 @@ def test_formgrader_runs_nothing_and_shows_the_work(page, listener, course, serv
     assert plots >= 1
 
 
-def test_feedback_html_runs_nothing_and_shows_the_work(page, listener, course):
+@pytest.mark.parametrize("opened_from", ["servidor_web", "jupyter_del_profesor"])
+def test_feedback_html_runs_nothing_and_shows_the_work(instructor, listener, course, server, opened_from):
+    """The feedback as a student gets it (a plain web server, like an LMS) and as the instructor opens
+    it from the logged-in Jupyter (``/files/feedback/...``)."""
+    page = instructor
     path = os.path.join(course.root, "feedback", STUDENT, "tarea2", "tarea2.html")
-    served = os.path.join(listener.folder, "retroalimentacion.html")
-    with open(path, encoding="utf-8") as src, open(served, "w", encoding="utf-8") as dst:
-        dst.write(src.read())
+    if opened_from == "servidor_web":
+        with open(path, encoding="utf-8") as src, open(os.path.join(listener.folder, "retro.html"), "w",
+                                                       encoding="utf-8") as dst:
+            dst.write(src.read())
+        url = listener.url + "/retro.html"
+    else:
+        url = server + "/files/feedback/{}/tarea2/tarea2.html".format(STUDENT)
     before = len(listener.hits)
-    fired, title, requests = open_and_provoke(page, listener.url + "/retroalimentacion.html")
+    fired, title, requests = open_and_provoke(page, url)
+    assert written_files(course.root) == []
     assert fired == set()
     assert listener.hits[before:] == []
     assert not title.startswith("PWNED"), title
@@ -338,7 +362,8 @@ RUBRIC_BESIDE_JS = """(gid) => {
 
 
 @pytest.mark.parametrize("gid", HAND_GRADED)
-def test_formgrader_shows_the_rubric_right_after_each_hand_graded_cell(page, course, server, gid):
+def test_formgrader_shows_the_rubric_right_after_each_hand_graded_cell(instructor, course, server, gid):
+    page = instructor
     source = [c.source for c in nbformat.read(course.source_nb, as_version=4).cells
               if c.metadata.get("nbgrader", {}).get("grade_id") == gid]
     assert RUBRIC_PHRASES[gid] in source[0]  # the phrase is the source's rubric
@@ -359,13 +384,27 @@ def test_feedback_and_release_hold_no_rubric(course):
     assert ANSWER_TEXT in feedback
 
 
-def test_regrade_keeps_one_rubric_per_hand_graded_cell(course):
-    """A second autograde of the same student (nbgrader's CheckCellMetadata included) and new feedback."""
-    assert pipeline.autograde_student(course, STUDENT, timeout=600).failure is None
+def test_plain_nbgrader_on_the_submission_as_sent(instructor, listener, course, server):
+    """Plain ``nbgrader autograde`` and ``generate_feedback`` (no ``make grade``, no repair) regrade the
+    notebook exactly as the student sent it: nbgrader's own checks pass, each hand-graded cell has one
+    rubric cell, and formgrader and the feedback still run nothing."""
+    nbformat.write(attacker_notebook(listener.url), course.submitted_nb(STUDENT))
+    for step in ("autograde", "generate_feedback"):
+        run = pipeline.run_nbgrader(course, [step, "tarea2", "--student", STUDENT, "--force"], timeout=900)
+        assert run.returncode == 0 and "There was an error" not in run.output, run.output[-3000:]
     nb = nbformat.read(course.autograded_nb(STUDENT), as_version=4)
     ids = [c.get("id") for c in nb.cells if str(c.get("id", "")).startswith("pauta-")]
     assert ids == ["pauta-" + gid for gid in HAND_GRADED]
-    run = pipeline.run_nbgrader(course, ["generate_feedback", "tarea2", "--force"], timeout=600)
-    assert run.returncode == 0, run.output[-2000:]
+    assert "widgets" in attacker_notebook(listener.url).metadata and "widgets" not in nb.metadata
+    before = len(listener.hits)
+    for url in (formgrader_url(course, server), server + "/files/feedback/{}/tarea2/tarea2.html".format(STUDENT)):
+        fired, title, _ = open_and_provoke(instructor, url)
+        assert fired == set() and not title.startswith("PWNED"), url
+        assert instructor.evaluate(ACTIVE_JS, "#notebook-container") == [], url
+        assert ANSWER_TEXT in instructor.inner_text("body")
+    assert listener.hits[before:] == []
+    assert written_files(course.root) == []
+    instructor.goto(formgrader_url(course, server), wait_until="load")
+    assert RUBRIC_PHRASES["derivadas_md"] in instructor.evaluate(RUBRIC_BESIDE_JS, "derivadas_md")
     feedback = open(os.path.join(course.root, "feedback", STUDENT, "tarea2", "tarea2.html"), encoding="utf-8").read()
-    assert RUBRIC_TITLE not in feedback and ANSWER_TEXT in feedback
+    assert RUBRIC_TITLE not in feedback and RUBRIC_PHRASES["derivadas_md"] not in feedback
