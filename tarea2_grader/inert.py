@@ -28,10 +28,23 @@ _ATTACHMENT_REF = re.compile(r"attachment:([^)\s\"'>]+)")
 _BAD_LINK = re.compile(r"(\]\(\s*<?|^\s*\[[^\]]*\]:\s*<?)\s*(javascript|vbscript|data|file)\s*:", re.I | re.M)
 
 
+def _harmless_unescaped(text: str) -> str:
+    """Put back the ``>``, ``<`` and ``&`` that bleach escaped where they cannot start markup.
+
+    LaTeX needs them (``x > 0``, ``a < b``, ``1 & x``) and nbconvert escapes math itself; an HTML
+    tag, comment or entity starts only with ``<`` before a letter, ``/``, ``!`` or ``?``, or with
+    ``&`` before a name, so those stay escaped.
+    """
+    text = text.replace("&gt;", ">")
+    text = re.sub(r"&lt;(?![A-Za-z/!?]|&lt;)", "<", text)
+    return re.sub(r"&amp;(?=[\s\\])", "&", text)
+
+
 def markdown(source: str) -> str:
     """Markdown with no active HTML and no script links."""
     text = bleach.clean(source or "", tags=SAFE_TAGS, attributes=SAFE_ATTRIBUTES, protocols=SAFE_PROTOCOLS,
                         strip=False, strip_comments=True)
+    text = _harmless_unescaped(text)
     return _BAD_LINK.sub(lambda m: m.group(1) + "#enlace-desactivado-", text)
 
 

@@ -34,7 +34,7 @@ from tarea2_grader import examples, pipeline, servidor
 TOKEN = "token-de-prueba-navegador"
 STUDENT = "atacante"
 ANSWER_TEXT = "Mi respuesta escrita: la derivada de relu es un escalón"
-ANSWER_LATEX = r"\frac{\partial \mathcal{L}}{\partial x}"
+ANSWER_LATEX = r"\frac{\partial \mathcal{L}}{\partial x} = 1 \text{ si } x > 0 \text{ y } 0 < 1"
 HAND_GRADED = ("derivadas_md", "dL_duLm1_md", "ultima_capa_md", "capas_escondidas_md", "graficos")
 # A comment to paste from each cell's rubric in source/ (checked there below): what the grader needs.
 RUBRIC_PHRASES = {
