@@ -51,6 +51,7 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "tarea2_grader.resumen.ResumenCorreccion",  # summary first: points per part, failed tests, notes
     "nbgrader.preprocessors.ClearHiddenTests",
+    "tarea2_grader.pauta.RemoveRubricCells",  # the grader's rubric cells stay in formgrader
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 

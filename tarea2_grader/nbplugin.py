@@ -21,7 +21,7 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Integer, Unicode
 
-from tarea2_grader import runner, sandbox
+from tarea2_grader import pauta, runner, sandbox
 
 SEEDS_FILE = "semillas.json"
 META_KEY = "tarea2_calificacion"
@@ -67,6 +67,19 @@ def seed_for(root: str, assignment: str, student: str, fresh: bool = False) -> i
                 json.dump(seeds, fh, indent=1, sort_keys=True)
             os.replace(tmp, path)
         return int(mine[student])
+
+
+def add_rubrics(nb, resources) -> int:
+    """After each hand-graded cell, a read-only cell with its key and rubric from the source notebook.
+
+    Formgrader shows the autograded notebook, so the grader sees them beside the student's answer;
+    the feedback drops them (``pauta.RemoveRubricCells``).  Returns how many were added.
+    """
+    info = resources.get("nbgrader") or {}
+    source = os.path.join(course_root(resources), "source", info.get("assignment", ""),
+                          info.get("notebook", "") + ".ipynb")
+    rubrics = pauta.source_rubrics(source) if os.path.exists(source) else {}
+    return pauta.insert_rubric_cells(nb, rubrics)
 
 
 class TrustedExecute(NbGraderPreprocessor):
@@ -127,6 +140,8 @@ class TrustedExecute(NbGraderPreprocessor):
                 continue
             cell.outputs = [nbformat.from_dict(o) for o in result.outputs.get(i, [])]
             cell.execution_count = None
+        inert.notebook_metadata(nb)  # widget state: rendered by a script in formgrader and feedback
+        add_rubrics(nb, resources)
         nb.metadata[META_KEY] = {"semilla": seed, "aislado": aislar, "notas": result.notas,
                                  "segundos": round(result.segundos, 1)}
         return nb, resources

@@ -256,7 +256,7 @@ def test_release_and_examples_hold_no_rubric_and_no_key():
 def test_feedback_never_shows_the_rubric(tmp_path):
     """A student who answered the derivations (as the reference, minus the rubric) and deleted the
     other hand-graded cells: nbgrader puts those back from the gradebook, and neither they, nor the
-    gradebook, nor the feedback hold any of the rubric."""
+    gradebook, nor the feedback hold any of the rubric (only the grader's rubric cells do)."""
     root = str(tmp_path / "curso")
     shutil.copytree(os.path.join(REPO, "source"), os.path.join(root, "source"))
     shutil.copy(os.path.join(REPO, "nbgrader_config.py"), root)
@@ -272,7 +272,11 @@ def test_feedback_never_shows_the_rubric(tmp_path):
     html = open(course.path("feedback", "estudiante", "tarea2", "tarea2.html"), encoding="utf-8").read()
     assert "Por la regla del producto" in html  # the student's own answer is there
     assert teacher_only_text(html) == []
-    assert teacher_only_text(open(course.autograded_nb("estudiante"), encoding="utf-8").read()) == []
+    # The autograded notebook (formgrader's, instructor-only) holds the rubric only in the grader's cells.
+    from tarea2_grader import pauta
+    autograded = nbformat.read(course.autograded_nb("estudiante"), as_version=4)
+    assert sum(map(pauta.is_rubric_cell, autograded.cells)) == 5
+    assert teacher_only_text("".join(c.source for c in autograded.cells if not pauta.is_rubric_cell(c))) == []
     from nbgrader.api import Gradebook
     with Gradebook("sqlite:///" + course.path("gradebook.db"), pipeline.course_id(course)) as gb:
         sources = [c.source for c in gb.find_notebook("tarea2", "tarea2").source_cells]
