@@ -130,3 +130,12 @@ def test_a_run_that_stays_finite_never_warns(runs):
     assert "AVISO" not in printed
     assert "época 1/2: pérdida media" in printed and "época 2/2: pérdida media" in printed
     assert len(state["perdidas"]) == 6 and all(isinstance(v, float) for v in state["perdidas"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**40 + 7])
+def test_the_reference_still_passes_the_hidden_training_test(seed):
+    """The stop-and-warn path keeps entrenar_FFNN's contract: the hidden test replays every batch and
+    compares losses and final weights (hidden.test_entrenar), here on the master notebook's reference."""
+    from tarea2_grader import hidden
+    from tarea2_grader.bench import load_reference
+    assert hidden.evaluar_en_proceso(load_reference(), "test_entrenar", seed) is None
