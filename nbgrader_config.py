@@ -26,8 +26,12 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # Per-student limits (a 2-core, 24 GiB machine grading one or two students at a time).
-c.TrustedExecute.cell_timeout = 60       # s per notebook cell
-c.TrustedExecute.test_timeout = 20       # s per hidden test: a loop fails within seconds
+c.TrustedExecute.cell_timeout = 20       # s per notebook cell (the reference's slowest graded one: < 1 s)
+c.TrustedExecute.test_timeout = 10       # s per hidden test: a loop fails within seconds
+c.TrustedExecute.timeout_after_loop = 5  # s per cell and test once one ran out of time (one loop, one limit)
+# The cells after the last hidden test (plots, MNIST) cannot change an autograded point: they are
+# not run again; formgrader and the feedback show the outputs the student submitted, made inert.
+# c.TrustedExecute.rerun_after_last_test = True
 c.TrustedExecute.memory_mb = 3072        # MiB per student process beyond torch's own
 c.TrustedExecute.cpu_seconds = 600       # CPU s per student process
 c.TrustedExecute.student_timeout = 900   # s for the whole notebook

@@ -69,6 +69,38 @@ def seed_for(root: str, assignment: str, student: str, fresh: bool = False) -> i
         return int(mine[student])
 
 
+NOT_RERUN = ("[Salidas que entregó el estudiante. Las celdas posteriores al último test no se vuelven a "
+             "ejecutar al corregir: no cambian ningún punto automático.]\n")
+NOT_RERUN_EMPTY = ("[La entrega no trae salidas de esta celda. Las celdas posteriores al último test no se "
+                   "vuelven a ejecutar al corregir: no cambian ningún punto automático.]\n")
+
+
+def submitted_outputs(nb, submitted) -> dict:
+    """{cell index: outputs} for the code cells after ``nb``'s last test cell, from ``submitted``.
+
+    Each cell gets the outputs of the submitted code cell with the same source (in order, each
+    used once), sanitized like any student output, after a line that says where they come from;
+    an answer cell without submitted outputs gets that line alone.
+    """
+    last = runner.ultimo_test(nb)
+    pool = [c for c in submitted.cells if c.cell_type == "code"]
+    used, shown = set(), {}
+    for i, cell in enumerate(nb.cells):
+        if i <= last or cell.cell_type != "code":
+            continue
+        match = next((j for j, c in enumerate(pool) if j not in used and c.source == cell.source), None)
+        outputs = []
+        if match is not None:
+            used.add(match)
+            raw = pool[match].get("outputs") or []
+            outputs = [o for o in (runner.saneada(x) for x in raw[:500]) if o]
+        answer = (cell.metadata.get("nbgrader") or {}).get("solution")
+        if outputs or answer:
+            label = {"output_type": "stream", "name": "stdout", "text": NOT_RERUN if outputs else NOT_RERUN_EMPTY}
+            shown[i] = [label] + outputs
+    return shown
+
+
 def add_rubrics(nb, resources) -> int:
     """After each hand-graded cell, a read-only cell with its key and rubric from the source notebook.
 
@@ -91,6 +123,10 @@ class TrustedExecute(NbGraderPreprocessor):
                         help="MiB each student process may allocate beyond what imports use.").tag(config=True)
     cpu_seconds = Integer(sandbox.Limites.cpu_seconds, help="CPU seconds per student process.").tag(config=True)
     student_timeout = Float(sandbox.Limites.student_timeout, help="Wall seconds per notebook.").tag(config=True)
+    timeout_after_loop = Float(sandbox.Limites.timeout_after_loop,
+                               help="Wall seconds per cell and per test once a cell or test of the same "
+                                    "student has run out of time (a loop costs one full limit, not one "
+                                    "per cell that calls it).").tag(config=True)
     require_sandbox = Bool(False, help="Refuse to grade when bubblewrap is not available.").tag(config=True)
     fresh_seeds = Bool(False, help="Draw new hidden inputs instead of reusing the recorded seed.").tag(config=True)
     tests_module = Unicode("tarea2_grader.hidden", help="Module that defines the hidden tests.").tag(config=True)
@@ -98,10 +134,15 @@ class TrustedExecute(NbGraderPreprocessor):
                                 "grader code (by `make grade`'s parallel workers or an earlier run), from "
                                 "<course>/veredictos/.").tag(config=True)
 
+    rerun_after_last_test = Bool(False, help="Run the cells after the last hidden test again when grading. They "
+                                             "cannot change any autograded point; by default the outputs the "
+                                             "student submitted for them (plots for hand grading) are shown "
+                                             "instead, made inert.").tag(config=True)
+
     def limits(self) -> sandbox.Limites:
         """The configured per-student limits."""
         return sandbox.Limites(self.cell_timeout, self.test_timeout, self.memory_mb, self.cpu_seconds,
-                               self.student_timeout)
+                               self.student_timeout, self.timeout_after_loop)
 
     def graded(self, nb, seed, aislar, student, root) -> "runner.Resultado":
         """The verdicts for ``nb``: from the cache when this exact job was graded, else graded now."""
@@ -109,7 +150,7 @@ class TrustedExecute(NbGraderPreprocessor):
 
         from tarea2_grader import workers
         cache = workers.VerdictCache(os.path.join(root, workers.CACHE_DIRNAME))
-        key = workers.job_key(nb, seed, self.limits(), self.tests_module)
+        key = workers.job_key(nb, seed, self.limits(), self.tests_module, self.rerun_after_last_test)
         if self.use_cache:
             cached = cache.get(key)
             if cached is not None and cached.aislado == aislar:
@@ -119,9 +160,25 @@ class TrustedExecute(NbGraderPreprocessor):
         pruebas = importlib.import_module(self.tests_module)
         self.log.info("Calificando %s en %s (semilla %d)", student,
                       "bubblewrap" if aislar else "un proceso aparte, sin aislar archivos", seed)
-        result = runner.calificar(nb, seed, self.limits(), pruebas, aislar)
+        result = runner.calificar(nb, seed, self.limits(), pruebas, aislar,
+                                  hasta_ultimo_test=not self.rerun_after_last_test)
         cache.put(key, student, result)
         return result
+
+    def show_submitted_outputs(self, nb, resources) -> None:
+        """The cells after the last test were not run: show what the student submitted, made inert."""
+        from nbgrader.coursedir import CourseDirectory
+        info = resources.get("nbgrader") or {}
+        coursedir = CourseDirectory(config=self.config)
+        coursedir.root = course_root(resources)
+        path = os.path.join(coursedir.format_path(coursedir.submitted_directory, info.get("student", ""),
+                                                  info.get("assignment", "")), info.get("notebook", "") + ".ipynb")
+        try:
+            submitted = nbformat.read(path, as_version=4)
+        except Exception:  # no readable submission here (e.g. graded from another folder)
+            submitted = nbformat.v4.new_notebook()
+        for i, outputs in submitted_outputs(nb, submitted).items():
+            nb.cells[i].outputs = [nbformat.from_dict(o) for o in outputs]
 
     def preprocess(self, nb, resources):
         info = resources.get("nbgrader") or {}
@@ -140,6 +197,8 @@ class TrustedExecute(NbGraderPreprocessor):
                 continue
             cell.outputs = [nbformat.from_dict(o) for o in result.outputs.get(i, [])]
             cell.execution_count = None
+        if not self.rerun_after_last_test:
+            self.show_submitted_outputs(nb, resources)
         inert.notebook_metadata(nb)  # widget state: rendered by a script in formgrader and feedback
         add_rubrics(nb, resources)
         nb.metadata[META_KEY] = {"semilla": seed, "aislado": aislar, "notas": result.notas,

@@ -385,7 +385,7 @@ def nbplugin_meta_key() -> str:
 # ---------------------------------------------------------------- parallel grading
 
 TRUSTED_SETTINGS = ("cell_timeout", "test_timeout", "memory_mb", "cpu_seconds", "student_timeout",
-                    "tests_module")
+                    "timeout_after_loop", "tests_module", "rerun_after_last_test")
 
 
 def trusted_settings(course: Course, extra_args: Sequence[str] = (), student_timeout: Optional[float] = None):
@@ -451,7 +451,8 @@ def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, sche
             skipped[student] = "{}: {}".format(type(exc).__name__, exc)
             continue
         seed = seed_for(course.root, course.assignment, student, te.fresh_seeds)
-        job = parallel.make_job(student, nb, seed, te.limits(), te.tests_module, import_paths=[course.root])
+        job = parallel.make_job(student, nb, seed, te.limits(), te.tests_module, te.rerun_after_last_test,
+                                import_paths=[course.root])
         if recompute and os.path.exists(cache.path(job.key)):
             os.remove(cache.path(job.key))
         jobs.append(job)
@@ -525,19 +526,34 @@ def autograde_student(course: Course, student: str, timeout: float,
     return autograde_all(course, [student], timeout, extra_args)[student]
 
 
-def generate_feedback(course: Course, students: Iterable[str]) -> None:
-    """``nbgrader generate_feedback`` for everyone; one by one if that fails."""
+def generate_feedback(course: Course, students: Iterable[str], workers: int = 1) -> None:
+    """``nbgrader generate_feedback`` for ``students``, split over ``workers`` processes.
+
+    Each process only reads the gradebook and writes its own students' pages; a group that fails
+    is retried one student at a time, so one broken page costs only that student's feedback.
+    """
+    from concurrent.futures import ThreadPoolExecutor
     students = list(students)
     if not students:
         return
-    run = run_nbgrader(course, ["generate_feedback", course.assignment_arg, "--force"], timeout=600)
-    if run.returncode == 0:
-        return
-    for student in students:
-        single = run_nbgrader(course, ["generate_feedback", course.assignment_arg, "--force",
-                                       "--student", student], timeout=300)
-        if single.returncode != 0:
-            print("  aviso: no se pudo generar la retroalimentación de {}".format(student))
+    everyone = course.students()
+    groups = [students[i::workers] for i in range(max(1, min(workers, len(students))))]
+
+    def one_group(group):
+        others = [s for s in everyone if s not in set(group)]
+        args = ["generate_feedback", course.assignment_arg, "--force"]
+        if others:
+            args.append("--CourseDirectory.student_id_exclude=" + ",".join(others))
+        if run_nbgrader(course, args, timeout=300 + 30 * len(group)).returncode == 0:
+            return
+        for student in group:
+            single = run_nbgrader(course, ["generate_feedback", course.assignment_arg, "--force",
+                                           "--student", student], timeout=300)
+            if single.returncode != 0:
+                print("  aviso: no se pudo generar la retroalimentación de {}".format(student))
+
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        list(pool.map(one_group, groups))
 
 
 # ---------------------------------------------------------------- grades
@@ -729,7 +745,8 @@ def grade(course: Course, student_timeout: Optional[float] = None,
             say("   No hay entregas: deja el zip descargado de la plataforma (o varios) en {} "
                 "y vuelve a ejecutar `make grade`.".format(os.path.relpath(course.archive_dir, course.root)))
             return []
-        say("   {} alumno(s): {}".format(len(students), ", ".join(students)))
+        shown = ", ".join(students[:12]) + (", ..." if len(students) > 12 else "")
+        say("   {} alumno(s): {}".format(len(students), shown))
         results: Dict[str, StudentResult] = {}
         say("== reparando notebooks ==")
         for student in students:
@@ -755,7 +772,8 @@ def grade(course: Course, student_timeout: Optional[float] = None,
         shutil.rmtree(scratch, ignore_errors=True)
     save_state(course, results)
     say("== retroalimentación (feedback/) ==")
-    generate_feedback(course, [s for s, r in results.items() if r.failure is None])
+    generate_feedback(course, [s for s, r in results.items() if r.failure is None],
+                      settings.workers or parallel.default_workers())
     return write_grades(course, results, say)
 
 

@@ -102,6 +102,11 @@ def es_test(cell) -> bool:
     return cells.is_test_cell(cell)
 
 
+def ultimo_test(nb) -> int:
+    """Index of the last autograded test cell (-1 when there is none)."""
+    return max((i for i, c in enumerate(nb.cells) if es_test(c)), default=-1)
+
+
 def prueba_declarada(source: str) -> Optional[str]:
     """The hidden test a test cell declares (``hidden.evaluar("test_x")``), or None."""
     m = DECLARACION.search(source or "")
@@ -490,6 +495,7 @@ class _Calificacion:
         self.sesion: Optional[Sesion] = None
         self.taller: Optional[Taller] = None
         self.perdido = ""
+        self.tras_bucle = False  # once a cell or test ran out of time, the rest get timeout_after_loop
 
     # -- the session
 
@@ -506,6 +512,15 @@ class _Calificacion:
                         self.taller = None
                     self.perdido = str(exc) if intento else ""
         return self.sesion if not self.perdido else None
+
+    def _limite(self, base: float) -> float:
+        return min(base, self.limites.timeout_after_loop) if self.tras_bucle else base
+
+    def _agotado(self, gid: str, limite: float) -> None:
+        if not self.tras_bucle:
+            self.notas.append("desde {} (¿un bucle infinito?), cada celda y test siguiente tuvo como máximo "
+                              "{:g} s".format(gid, self.limites.timeout_after_loop))
+        self.tras_bucle = True
 
     def _restante(self) -> float:
         return self.limites.student_timeout - (time.monotonic() - self.inicio)
@@ -527,7 +542,8 @@ class _Calificacion:
 
     def celda(self, i, cell):
         try:
-            reply = self._pedir({"op": "cell", "source": cell.source}, self.limites.cell_timeout)
+            limite = self._limite(self.limites.cell_timeout)
+            reply = self._pedir({"op": "cell", "source": cell.source}, limite)
         except Perdido as exc:
             self.outputs[i] = [_error("NoEjecutada", MSG_PERDIDO.format(exc))]
             return
@@ -540,8 +556,9 @@ class _Calificacion:
             if reply.get("memory"):
                 self.notas.append("memoria excedida en {}".format(gid))
         elif status == "timeout":
-            self.outputs[i] = [_error("TiempoExcedido", MSG_TIMEOUT_CELDA.format(self.limites.cell_timeout))]
+            self.outputs[i] = [_error("TiempoExcedido", MSG_TIMEOUT_CELDA.format(limite))]
             self.notas.append("celda interrumpida por tiempo (¿bucle infinito?): {}".format(gid))
+            self._agotado(gid, limite)
         else:
             desc = _descripcion_muerte(reply)
             self.outputs[i] = [_error("ProcesoTerminado", MSG_CRASH_CELDA.format(desc))]
@@ -562,13 +579,15 @@ class _Calificacion:
                "inputs": agent.encode(self.pruebas.para_la_sonda(datos))}
         corto = nombre[5:] if nombre.startswith("test_") else nombre
         try:
-            reply = self._pedir(msg, self.limites.test_timeout)
+            limite = self._limite(self.limites.test_timeout)
+            reply = self._pedir(msg, limite)
         except Perdido as exc:
             return Veredicto(nombre, False, "No se pudo evaluar {}: el proceso del estudiante ya no responde ({}).".format(corto, exc))
         status = reply.get("status")
         if status == "timeout":
+            self._agotado(nombre, limite)
             return Veredicto(nombre, False, "tiempo excedido: las llamadas a tu código en {} no terminaron en {:g} s "
-                                            "(¿un bucle infinito?).".format(corto, self.limites.test_timeout))
+                                            "(¿un bucle infinito?).".format(corto, limite))
         if status == "memory":
             return Veredicto(nombre, False, "memoria excedida: tu código en {} pidió más memoria que el límite "
                                             "({} MiB).".format(corto, self.limites.memory_mb))
@@ -592,7 +611,7 @@ class _Calificacion:
         orden = [n for n in self.pruebas.PRUEBAS if n in tests.values()]
         alcanzadas: Dict[str, List[str]] = {}
         hechas: Dict[str, Veredicto] = {}
-        ultimo = max(tests, default=-1)
+        ultimo = ultimo_test(self.nb)
 
         def correr_pendientes(final=False):
             for nombre in orden:

@@ -34,11 +34,12 @@ _warned = []
 class Limites:
     """Per-student limits (nbgrader_config.py: ``c.TrustedExecute.<name>``)."""
 
-    cell_timeout: float = 60.0     # wall seconds per notebook cell
-    test_timeout: float = 20.0     # wall seconds per hidden test (all its calls)
+    cell_timeout: float = 20.0     # wall seconds per notebook cell
+    test_timeout: float = 10.0     # wall seconds per hidden test (all its calls)
     memory_mb: int = 3072          # address space each student process may add to what imports use
     cpu_seconds: int = 600         # CPU seconds per process (a cell, a test)
     student_timeout: float = 900.0  # wall seconds for the whole notebook
+    timeout_after_loop: float = 5.0  # wall seconds per cell and per test once one has run out of time
 
 
 def bwrap_path():

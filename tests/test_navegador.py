@@ -27,7 +27,7 @@ import threading
 
 import nbformat
 import pytest
-from nbformat.v4 import new_markdown_cell
+from nbformat.v4 import new_markdown_cell, new_output
 
 from tarea2_grader import examples, pipeline, servidor
 
@@ -129,6 +129,21 @@ def payloads(listener: str):
     return items
 
 
+def plot_png() -> str:
+    """A real matplotlib plot as base64 PNG: what the student's Colab run saved in the plot cell."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1, 2, 3], [1.0, 0.6, 0.4, 0.3])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
 def attacker_notebook(listener: str):
     """The reference answers, plus every payload, a forged rubric cell and a written answer with LaTeX."""
     answers = examples.reference_answers()
@@ -146,6 +161,11 @@ def attacker_notebook(listener: str):
     by_id["celoss"].source += ("\n\nfrom IPython.display import HTML, SVG, Javascript, Latex, Markdown, display\n"
                                + "\n".join(code) + "\n")
     by_id["mnist"].source = [c for n, w, c, _ in items if w == "error"][0] + "\n"
+    # The cells after the last test are not run again: their submitted outputs are what is shown.
+    error_html = [h for n, w, c, h in items if w == "error"][0]
+    by_id["mnist"].outputs = [new_output("error", ename="ValueError", evalue=error_html,
+                                         traceback=["ValueError: " + error_html])]
+    by_id["graficos"].outputs = [new_output("display_data", data={"image/png": plot_png(), "text/plain": "<Figure>"})]
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
         "version_major": 2, "version_minor": 0,
         "state": {"m1": {"model_name": "HTMLModel", "model_module": "@jupyter-widgets/controls",

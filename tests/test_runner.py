@@ -207,3 +207,21 @@ def test_an_sgd_step_that_ends_the_process_loses_only_the_sgd_test():
     crashed = {c.metadata.get("nbgrader", {}).get("grade_id") for i, c in enumerate(nb.cells)
                if errors_of(result.outputs.get(i, [])) == ["ProcesoTerminado"]}
     assert {"chequeo_sgd", "chequeo_entrenar", "graficos"} <= crashed
+
+
+def test_one_loop_costs_one_full_limit_and_then_every_cell_gets_the_short_one():
+    outputs, result = run("def atascada():\n    while True:\n        pass",
+                          "atascada()", "atascada()", "print('sigo')", "atascada()",
+                          cell_timeout=6, timeout_after_loop=1)
+    assert errors_of(outputs[1]) == ["TiempoExcedido"] and "6 s" in outputs[1][0]["evalue"]
+    assert errors_of(outputs[2]) == ["TiempoExcedido"] and "1 s" in outputs[2][0]["evalue"]
+    assert text_of(outputs[3]) == "sigo\n"  # a quick cell still runs after the loop
+    assert errors_of(outputs[4]) == ["TiempoExcedido"] and "1 s" in outputs[4][0]["evalue"]
+    assert any("cada celda y test siguiente tuvo como máximo 1 s" in n for n in result.notas)
+
+
+def test_without_a_loop_every_cell_keeps_the_full_limit():
+    outputs, result = run("import time\ntime.sleep(1.5)\nprint('lenta pero termina')",
+                          cell_timeout=6, timeout_after_loop=1)
+    assert text_of(outputs[0]) == "lenta pero termina\n"
+    assert not result.notas
