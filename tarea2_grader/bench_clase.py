@@ -295,6 +295,7 @@ def compare_grades(reference_csv, other_csv, students: Sequence[str]) -> List[di
 # --------------------------------------------------------------------------- summary
 
 def per_student(run: dict) -> float:
+    """Wall seconds per student of one run."""
     return run["wall_s"] / max(1, run["students"])
 
 
@@ -337,10 +338,12 @@ def summarize(results: dict) -> dict:
 # --------------------------------------------------------------------------- report
 
 def _s(x: Optional[float], digits: int = 1) -> str:
+    """A number for the tables ("—" when unknown)."""
     return "—" if x is None else "{:.{}f}".format(x, digits)
 
 
 def _yes(flag: Optional[bool]) -> str:
+    """A goal's verdict for the tables."""
     return "—" if flag is None else ("sí" if flag else "**no**")
 
 
