@@ -1,6 +1,6 @@
 """Benchmark of the Tarea 2 reference solution (issue 3).
 
-Run ``python -m tarea2_grader.bench [--device cuda] [--quick] [--threads N]`` (``make bench``).
+Run ``python -m tarea2_grader.bench [--device cuda] [--quick] [--threads N]`` (``make bench-referencia``).
 
 The reference code is the master notebook's own cells (``preparacion``, ``herramientas``,
 ``tarea1_softmax``, ``derivadas_codigo``, ``celoss``, ``ffnn_backward``, ``sgd``,
@@ -462,6 +462,14 @@ STOCK_CONFIG_LINE = "c.Autograde.autograde_preprocessors"
 CLASS_SIZE = 4
 
 
+def stock_config(config: str) -> str:
+    """The course's nbgrader_config.py text without the trusted runner: nbgrader's own
+    ``Execute`` runs the student's code and the tests in one kernel, as plain nbgrader does."""
+    if STOCK_CONFIG_LINE not in config:
+        raise ValueError("nbgrader_config.py no configura " + STOCK_CONFIG_LINE)
+    return config.replace(STOCK_CONFIG_LINE, "_stock_nbgrader_keeps_its_own")
+
+
 def _bench_course(root: Path, trusted: bool) -> str:
     """A scratch copy of the course; ``trusted=False`` drops the trusted runner from its config
     (stock nbgrader: the student's code and the tests run in one kernel). Returns its course id."""
@@ -469,7 +477,7 @@ def _bench_course(root: Path, trusted: bool) -> str:
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     config = (ROOT / "nbgrader_config.py").read_text(encoding="utf-8")
     if not trusted:
-        config = config.replace(STOCK_CONFIG_LINE, "_stock_nbgrader_keeps_its_own")
+        config = stock_config(config)
     (root / "nbgrader_config.py").write_text(config, encoding="utf-8")
     cfg = re.search(r"course_id\s*=\s*['\"]([^'\"]+)", config)
     return cfg.group(1) if cfg else "default_course"
@@ -715,43 +723,49 @@ def _render_end_to_end(results: dict) -> list:
     return lines
 
 
-DOC_HEADER = """# Benchmark de la solución de referencia (Tarea 2)
+DOC_HEADER = """# Benchmarks de la Tarea 2
 
-Generado por `python -m tarea2_grader.bench` (`make bench`; `--device cuda` para la sección
-CUDA, que se agrega o reemplaza sin tocar la de CPU). No edites este archivo a mano.
+Generado por `make bench` (la corrección de un curso entero de punta a punta,
+`python -m tarea2_grader.bench_clase`) y `make bench-referencia` (la solución de referencia,
+`python -m tarea2_grader.bench`; `--device cuda` para la sección CUDA, `--correccion` para la
+comparación de un alumno con nbgrader). Cada comando reemplaza sólo su propia sección. No edites
+este archivo a mano.
 
-Cada cifra de las tablas 1 y 2 es una **razón** entre dos variantes medidas lado a lado en la
-misma corrida (alternadas, repetidas, mediana de las razones por par; entre paréntesis, el rango
-intercuartil): la máquina es compartida y ruidosa, así que los milisegundos absolutos sólo
-orientan. La tabla 3 sí son segundos absolutos. Por defecto se usa 1 hilo intra-op (ver la
-línea «Hilos» de la tabla 2); `--threads 0` deja el valor por defecto de torch.
+En las secciones de la solución de referencia, cada cifra de las tablas 1 y 2 es una **razón**
+entre dos variantes medidas lado a lado en la misma corrida (alternadas, repetidas, mediana de las
+razones por par; entre paréntesis, el rango intercuartil): la máquina es compartida y ruidosa, así
+que los milisegundos absolutos sólo orientan. La tabla 3 sí son segundos absolutos. Por defecto se
+usa 1 hilo intra-op (ver la línea «Hilos» de la tabla 2); `--threads 0` deja el valor por defecto
+de torch.
 """
 
 
-SECTIONS = ("cpu", "cuda", "correccion")
+SECTIONS = ("clase", "cpu", "cuda", "correccion")
 
 
 def _marker(device: str, end: bool) -> str:
     return f"<!-- bench:{device}:{'end' if end else 'start'} -->"
 
 
-def write_doc(path: Path, results: dict) -> None:
-    """Write the header and this device's section, keeping the other device's section."""
-    device = results["device"]
-    if results.get("correccion"):
-        device = "correccion"
+def write_section(path: Path, name: str, text: str) -> None:
+    """Write the header and section ``name`` (one of SECTIONS) of ``path``, keeping the others."""
     sections = {}
     if path.exists():
         old = path.read_text(encoding="utf-8")
-        for dev in SECTIONS:
-            m = re.search(re.escape(_marker(dev, False)) + r".*?" + re.escape(_marker(dev, True)),
+        for sec in SECTIONS:
+            m = re.search(re.escape(_marker(sec, False)) + r".*?" + re.escape(_marker(sec, True)),
                           old, re.S)
             if m:
-                sections[dev] = m.group(0)
-    sections[device] = f"{_marker(device, False)}\n{render(results)}\n{_marker(device, True)}"
-    body = [DOC_HEADER] + [sections[d] for d in SECTIONS if d in sections]
+                sections[sec] = m.group(0)
+    sections[name] = f"{_marker(name, False)}\n{text}\n{_marker(name, True)}"
+    body = [DOC_HEADER] + [sections[s] for s in SECTIONS if s in sections]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(body).rstrip() + "\n", encoding="utf-8")
+
+
+def write_doc(path: Path, results: dict) -> None:
+    """Write this run's section (its device, or the grading comparison), keeping the others."""
+    write_section(path, "correccion" if results.get("correccion") else results["device"], render(results))
 
 
 # --------------------------------------------------------------------------- main

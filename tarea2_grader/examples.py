@@ -23,7 +23,7 @@ import json
 import os
 import re
 import shutil
-from typing import Dict, Optional
+from typing import Dict, Tuple
 
 import nbformat
 
@@ -186,10 +186,10 @@ def write(path: str, text: str) -> None:
         fh.write(text)
 
 
-def generate(out_dir: str = EXAMPLES) -> Dict[str, str]:
-    """Write every example under ``out_dir``; return {student id: relative path}."""
+def submissions() -> Dict[str, Tuple[str, str, str]]:
+    """Every example as {student id: (Moodle folder, file name, file text)}, nothing written."""
     ref = reference_answers()
-    examples: Dict[str, Optional[str]] = {
+    return {
         "1001": (folder("Ana Torres", "1001"), "tarea2.ipynb", nbformat.writes(fill(ref)) + "\n"),
         "1002": (folder("Bruno Rojas", "1002"), "tarea2.ipynb", nbformat.writes(fill({})) + "\n"),
         "1003": (folder("Carla Munoz", "1003"), "tarea2.ipynb",
@@ -204,6 +204,11 @@ def generate(out_dir: str = EXAMPLES) -> Dict[str, str]:
         "1007": (folder("Gabriela Pinto", "1007"), "tarea2.ipynb",
                  "<html><body>Error 404: el archivo no se descargó bien</body></html>\n"),
     }
+
+
+def generate(out_dir: str = EXAMPLES) -> Dict[str, str]:
+    """Write every example under ``out_dir``; return {student id: relative path}."""
+    examples = submissions()
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
     written = {}

@@ -1,7 +1,10 @@
-"""Smoke test of the benchmark: ``--quick`` runs, checks the gradients and writes a table.
+"""Smoke tests of the benchmarks: the reference solution's (``--quick``: gradients checked, tables
+written) and the whole class's (``make bench``'s command on a class of 2, end to end: every run and
+phase timed, grades compared for real, goals that follow the numbers).
 
 No timing assertion here: timing claims come from ``make bench`` runs, never from unit tests.
 """
+import copy
 import json
 import re
 import subprocess
@@ -67,3 +70,119 @@ def test_markdown_table_is_well_formed_and_keeps_the_other_device(quick_run):
         assert len(widths) == 1, table  # header, separator and rows have the same columns
         assert len(lines) == 2 + len(rows)
         assert "DISTINT" not in table
+
+
+# --------------------------------------------------------------------------- make bench: a whole class
+
+from tarea2_grader import bench_clase  # noqa: E402
+
+# 20 s per cell: the loop is cut soon, and no correct cell comes near it even on a loaded machine
+# (at 5 s the plots cell ran out of time in one run only, a difference the benchmark reported).
+QUICK_CLASS = ["--alumnos", "2", "--muestra", "2", "--timeout-celda", "20"]
+
+
+@pytest.fixture(scope="module")
+def class_run(tmp_path_factory):
+    """``make bench``'s command on a class of 2 (the reference solution and the looping student),
+    its courses kept, its section written next to an older section of another benchmark."""
+    tmp = tmp_path_factory.mktemp("bench_clase")
+    doc, raw, work = tmp / "benchmark.md", tmp / "clase.json", tmp / "trabajo"
+    doc.write_text("# viejo\n\n<!-- bench:cpu:start -->\n## CPU\nfila vieja\n<!-- bench:cpu:end -->\n")
+    proc = subprocess.run([sys.executable, "-m", "tarea2_grader.bench_clase", *QUICK_CLASS, "--trabajo", str(work),
+                           "--salida", str(doc), "--json", str(raw)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc, doc.read_text(), json.loads(raw.read_text()), work
+
+
+def table_rows(doc, first_header):
+    """The data rows of the markdown table whose header starts with ``first_header``."""
+    lines = doc.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| " + first_header + " |"))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    assert len({line.count("|") for line in table}) == 1, table  # same columns everywhere
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+
+
+def test_class_report_has_every_run_with_its_phases(class_run):
+    _proc, doc, raw, _work = class_run
+    assert "fila vieja" in doc  # the other benchmark's section is kept
+    assert doc.index("<!-- bench:clase:start -->") < doc.index("<!-- bench:cpu:start -->")
+    for key in ("Fecha:", "Máquina:", "núcleos", "carga media", "compartida",
+                "Comando: `python -m tarea2_grader.bench_clase --alumnos 2 --muestra 2"):
+        assert key in doc, key
+    rows = table_rows(doc, "corrida")
+    assert [r[0] for r in rows] == ["1 trabajador", "nbgrader tal como viene", "2 trabajadores, clase completa"]
+    for row in rows:
+        assert row[1] == "2" and float(row[2]) > 0
+    trusted = [r for r in rows if r[0] != "nbgrader tal como viene"]
+    for row in trusted:  # every phase of make grade was seen and timed
+        assert all(float(x) > 0 for x in row[5:10]), row
+
+
+def test_grades_are_real_and_compared(class_run):
+    _proc, _doc, raw, work = class_run
+    assert raw["compared"] == {"clase": 2} and raw["diffs"] == {"clase": []}
+    one = bench_clase.read_grades(work / "curso_uno" / "grades.csv")
+    two = bench_clase.read_grades(work / "curso_clase" / "grades.csv")
+    assert set(one) == set(two) == {"200001", "200002"}
+    assert float(one["200001"]["total"]) > 0  # the reference solution earned its points
+    assert "bucle" in one["200002"]["observaciones"] and "mnist" in one["200002"]["observaciones"]
+    assert one == two
+    # The looping student ran into the 20 s cell limit, in both runs.
+    for run in raw["runs"]:
+        if run["name"] != "stock":
+            assert run["costs"]["200002"] >= 20, run["costs"]
+
+
+def test_goals_follow_the_numbers(class_run):
+    _proc, doc, raw, _work = class_run
+    goals = {r[0]: r for r in table_rows(doc, "meta")}
+    assert len(goals) == 4
+    s = raw["summary"]
+    verdict = {True: "sí", False: "**no**"}
+    per_student = raw["runs"][-1]["wall_s"] / 2
+    assert next(r for k, r in goals.items() if k.startswith("300 alumnos"))[2] == verdict[per_student * 300 <= 600]
+    speedup = raw["runs"][0]["wall_s"] / raw["runs"][-1]["wall_s"]
+    assert abs(s["speedup"] - speedup) < 1e-9
+    assert next(r for k, r in goals.items() if k.startswith("2 trabajadores"))[2] == verdict[speedup >= 1.8]
+    assert next(r for k, r in goals.items() if k.startswith("cada nota"))[2] == "sí"
+    loop = max(run["costs"]["200002"] for run in raw["runs"] if run["costs"])
+    row = next(r for k, r in goals.items() if k.startswith("ningún alumno"))
+    assert "{:.1f} s".format(loop) in row[1] and row[2] == verdict[loop <= 30]
+
+
+def test_a_planted_grade_difference_is_reported(class_run, tmp_path):
+    _proc, _doc, raw, work = class_run
+    raw = copy.deepcopy(raw)
+    planted = tmp_path / "grades.csv"
+    text = (work / "curso_clase" / "grades.csv").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("200002,"))
+    fields = row.split(",")
+    fields[1] = str(float(fields[1]) + 1)
+    planted.write_text(text.replace(row, ",".join(fields)), encoding="utf-8")
+    diffs = bench_clase.compare_grades(work / "curso_uno" / "grades.csv", planted, ["200001", "200002"])
+    assert diffs == [dict(student="200002", column="total", reference=row.split(",")[1], other=fields[1])]
+    assert bench_clase.compare_grades(work / "curso_uno" / "grades.csv", planted, ["200001"]) == []
+    missing = bench_clase.compare_grades(work / "curso_uno" / "grades.csv", tmp_path / "nada.csv", ["200001"])
+    assert [d["column"] for d in missing] == ["(fila)"]
+
+    def goal_row(diffs):
+        raw["diffs"] = {"clase": diffs}
+        bench_clase.summarize(raw)
+        doc = bench_clase.render(raw)
+        return next(r for r in table_rows(doc, "meta") if r[0].startswith("cada nota")), doc
+
+    goal, doc = goal_row(diffs)
+    assert goal[2] == "**no**" and "1 diferencia(s) en las notas y 0 en las observaciones" in goal[1]
+    assert "**Diferencia** (2 trabajadores, clase completa): alumno 200002, columna `total`" in doc
+
+    # A note that differs (e.g. a cell out of time in one run only) is listed, and is no grade change.
+    note = dict(student="200001", column="observaciones", reference="", other="celda interrumpida")
+    goal, doc = goal_row([note])
+    assert goal[2] == "sí" and "0 diferencia(s) en las notas y 1 en las observaciones" in goal[1]
+    assert "alumno 200001, columna `observaciones`" in doc

@@ -1,0 +1,564 @@
+"""Benchmark of grading a whole class end to end (issue 8): ``make bench``.
+
+Run ``python -m tarea2_grader.bench_clase [--alumnos 300] [--muestra 42]``.
+
+1. A synthetic class: ``--alumnos`` students in Moodle folders (distinct ids, one zip), cycling
+   through the mix of :data:`KINDS`, built from the example submissions of
+   :mod:`tarea2_grader.examples` (two styles of correct answers, one of them saved by Colab and
+   renamed, typical mistakes, an untouched release, an infinite loop, a kernel killer).
+2. Each run grades a fresh scratch course (``__main__.prepare_demo_course``) with the same
+   ``semillas.json``, hence the same hidden inputs, as the instructor does, in its own process:
+
+   * ``1 trabajador`` and ``2 trabajadores`` on the first ``--muestra`` students (the same
+     mix): ``python -m tarea2_grader grade --workers N``, i.e. ``make grade``;
+   * ``nbgrader tal como viene`` on the same sample: the course config without the trusted
+     runner (:func:`bench.stock_config`), ``generate_assignment``, ``zip_collect``,
+     ``autograde``, ``generate_feedback`` and ``export`` (its grades.csv);
+   * ``clase completa``: ``make grade --workers 2`` on the whole class.
+
+   Wall time is measured end to end (from starting the command to grades.csv) and per phase
+   (the timestamps of the pipeline's ``== ... ==`` headers as they are printed); the cost of
+   each student comes from the verdict cache (``veredictos/*.json``: ``alumno`` and
+   ``resultado.segundos``).
+3. Every grades.csv row of the 2-worker runs is compared with the 1-worker run's, column by
+   column; every difference is reported (one in the ``observaciones`` notes alone, e.g. a cell
+   that ran out of time under load in one run only, is listed but does not change a grade).
+4. The report (Spanish) goes to stdout and to its own section of ``docs/benchmark.md``
+   (:func:`bench.write_section`), saying which goals were met, with the numbers.
+
+Nothing here changes how grading works: it only runs the real commands and reads their files.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime
+import json
+import os
+import random
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import nbformat
+
+from tarea2_grader import bench, examples, nbplugin, pipeline
+from tarea2_grader import workers as parallel
+from tarea2_grader.__main__ import prepare_demo_course
+
+ROOT = bench.ROOT
+SECTION = "clase"
+
+# The class mix, in the order the students cycle through it: (kind, example id or None, what it is).
+# "alternativa" is the alternative correct answers in a plain notebook (no example has it alone).
+KINDS = (
+    ("referencia", "1001", "solución de referencia"),
+    ("bucle", "1005", "bucle infinito en la celda de MNIST, advertencias y una trampa; «tarea2 (1).ipynb»"),
+    ("colab", "1004", "otra solución correcta guardada por Colab como «Copia de tarea2.ipynb»"),
+    ("errores", "1003", "errores típicos en varias partes"),
+    ("mata_kernel", "1006", "`os._exit` en la celda de CELoss"),
+    ("sin_tocar", "1002", "el enunciado sin tocar"),
+    ("alternativa", None, "otra solución correcta (estilo distinto), notebook normal"),
+)
+FIRST_NAMES = ("Ana", "Bruno", "Carla", "Diego", "Elena", "Felipe", "Gabriela", "Hugo", "Irene",
+               "Javier", "Karen", "Luis", "Marta", "Nicolas", "Olga", "Pablo", "Rocio")
+LAST_NAMES = ("Torres", "Rojas", "Munoz", "Fuentes", "Vidal", "Soto", "Pinto", "Reyes", "Lagos",
+              "Castro", "Vera", "Silva", "Nunez", "Araya")
+FIRST_ID = 200001
+
+GOAL_CLASS = 300          # students ...
+GOAL_CLASS_S = 600.0      # ... graded end to end within 10 minutes (2 workers)
+GOAL_SPEEDUP = 1.8        # 2 workers vs 1, same students
+GOAL_LOOP_S = 30.0        # seconds a looping student may cost
+
+# The pipeline's headers (pipeline.grade prints them as each phase starts), in order.
+PHASES = (("preparacion", None), ("pregrade", r"^== corrigiendo"), ("autograde", r"^== gradebook"),
+          ("feedback", r"^== retroalimentaci"), ("notas", r"^== notas"))
+PHASE_LABELS = {"preparacion": "preparación", "pregrade": "corrección en paralelo",
+                "autograde": "pasada de nbgrader", "feedback": "retroalimentación", "notas": "notas"}
+
+
+# --------------------------------------------------------------------------- the class
+
+@dataclasses.dataclass
+class Student:
+    """One synthetic student: id, Moodle folder, file name and kind of submission."""
+
+    sid: str
+    folder: str
+    filename: str
+    kind: str
+
+
+def mix_texts() -> Dict[str, tuple]:
+    """{kind: (file name, file text)} for every kind of :data:`KINDS`."""
+    shipped = examples.submissions()
+    alternative = examples.fill(examples.alternative_answers(examples.reference_answers()))
+    texts = {}
+    for kind, example_id, _what in KINDS:
+        if example_id is None:
+            texts[kind] = ("tarea2.ipynb", nbformat.writes(alternative) + "\n")
+        else:
+            _folder, name, text = shipped[example_id]
+            texts[kind] = (name, text)
+    return texts
+
+
+def roster(n: int) -> List[Student]:
+    """``n`` students with distinct ids (same number of digits: sorted = created order)."""
+    students = []
+    for i in range(n):
+        sid = str(FIRST_ID + i)
+        name = "{} {}".format(FIRST_NAMES[i % len(FIRST_NAMES)], LAST_NAMES[(i // len(FIRST_NAMES)) % len(LAST_NAMES)])
+        kind = KINDS[i % len(KINDS)][0]
+        students.append(Student(sid, examples.folder(name, sid), "", kind))
+    return students
+
+
+def write_class(out_dir: Path, students: Sequence[Student], texts: Dict[str, tuple]) -> None:
+    """The class as an LMS bulk download unpacked in ``out_dir`` (one Moodle folder each)."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    for st in students:
+        name, text = texts[st.kind]
+        st.filename = name
+        examples.write(str(out_dir / st.folder / name), text)
+
+
+def write_seeds(course: pipeline.Course, seeds: Dict[str, int]) -> None:
+    """The same recorded seeds (hidden inputs) in every course of the benchmark."""
+    with open(course.path(nbplugin.SEEDS_FILE), "w", encoding="utf-8") as fh:
+        json.dump({course.assignment: seeds}, fh, indent=1, sort_keys=True)
+
+
+def new_course(root: Path, class_dir: Path, seeds: Dict[str, int], stock: bool = False) -> pipeline.Course:
+    """A scratch course with the class's zip and seeds; ``stock``: without the trusted runner."""
+    course = prepare_demo_course(str(root), str(class_dir))
+    write_seeds(course, seeds)
+    if stock:
+        config = Path(course.path("nbgrader_config.py"))
+        config.write_text(bench.stock_config(config.read_text(encoding="utf-8")), encoding="utf-8")
+    return course
+
+
+# --------------------------------------------------------------------------- runs
+
+def load1() -> Optional[float]:
+    """The 1-minute load average (None where the system has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def run_timed(cmd: Sequence[str], cwd: str, log_path: Path, timeout: float,
+              markers: Sequence[tuple] = ()) -> dict:
+    """Run ``cmd`` (stdout and stderr to ``log_path``); wall seconds, return code and the time at
+    which each ``markers`` regex first matched a line of stdout (seconds since the start)."""
+    seen: Dict[str, float] = {}
+    compiled = [(name, re.compile(rx, re.M)) for name, rx in markers if rx]
+    start = time.perf_counter()
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=pipeline.nbgrader_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+        def follow():
+            for raw in iter(proc.stdout.readline, b""):
+                line = raw.decode("utf-8", "replace")
+                log.write(line)
+                for name, rx in compiled:
+                    if name not in seen and rx.search(line):
+                        seen[name] = time.perf_counter() - start
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pipeline.kill_tree(proc.pid)
+            proc.wait()
+        reader.join(timeout=30)
+    return {"wall_s": time.perf_counter() - start, "returncode": proc.returncode, "marks": seen}
+
+
+def phase_seconds(marks: Dict[str, float], wall: float) -> Dict[str, Optional[float]]:
+    """Seconds of each phase of :data:`PHASES` from the header times (None: header not seen)."""
+    times = [0.0] + [marks.get(name) for name, _rx in PHASES[1:]] + [wall]
+    out = {}
+    for k, (name, _rx) in enumerate(PHASES):
+        t0, t1 = times[k], times[k + 1]
+        out[name] = None if t0 is None or t1 is None else t1 - t0
+    return out
+
+
+def verdict_costs(course: pipeline.Course) -> Dict[str, float]:
+    """{student: seconds the grader spent on them} from the course's verdict cache."""
+    folder = Path(course.path(parallel.CACHE_DIRNAME))
+    costs = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        costs[str(data["alumno"])] = float(data["resultado"]["segundos"])
+    return costs
+
+
+def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, cell_timeout: Optional[float],
+                students: int) -> dict:
+    """``python -m tarea2_grader grade --workers N`` (``make grade``) on ``course``, timed."""
+    cmd = [sys.executable, "-m", "tarea2_grader", "grade", "--course", course.root, "--workers", str(workers)]
+    if cell_timeout:
+        cmd += ["--timeout-celda", "{:g}".format(cell_timeout)]
+    load_start = load1()
+    run = run_timed(cmd, str(ROOT), work / (name + ".log"), timeout=900 + 120 * students, markers=PHASES)
+    return dict(name=name, kind="trusted", workers=workers, students=students, root=course.root,
+                command=shlex.join(["python", *cmd[1:3], "grade", "--workers", str(workers)]),
+                wall_s=run["wall_s"], returncode=run["returncode"],
+                phases=phase_seconds(run["marks"], run["wall_s"]), load_start=load_start, load_end=load1(),
+                grades=str(Path(course.path("grades.csv"))), costs=verdict_costs(course),
+                log=str(work / (name + ".log")))
+
+
+STOCK_STEPS = (("preparacion", ["generate_assignment", "--force"]), ("preparacion", ["zip_collect", "--force"]),
+               ("autograde", ["autograde", "--force"]), ("feedback", ["generate_feedback", "--force"]),
+               ("notas", ["export"]))
+
+
+def run_stock(name: str, course: pipeline.Course, work: Path, cell_timeout: Optional[float], students: int) -> dict:
+    """Plain nbgrader commands on ``course`` (whose config has no trusted runner), timed."""
+    phases = {p: 0.0 for p, _rx in PHASES}
+    phases["pregrade"] = None
+    load_start = load1()
+    total, codes = 0.0, {}
+    log = work / (name + ".log")
+    log.write_text("", encoding="utf-8")
+    for phase, args in STOCK_STEPS:
+        args = [*args, course.assignment_arg] if args[0] != "export" else list(args)
+        if args[0] == "autograde" and cell_timeout:
+            args.append("--Execute.timeout={:d}".format(int(cell_timeout)))
+        step_log = work / "{}-{}.log".format(name, args[0])
+        run = run_timed([sys.executable, "-m", "nbgrader", *args], course.root, step_log,
+                        timeout=600 + 120 * students)
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(step_log.read_text(encoding="utf-8"))
+        phases[phase] += run["wall_s"]
+        total += run["wall_s"]
+        codes[args[0]] = run["returncode"]
+    text = log.read_text(encoding="utf-8")
+    failed = sorted(set(re.findall(r"There was an error processing assignment '[^']*' for student '([^']+)'", text)))
+    return dict(name=name, kind="stock", workers=1, students=students, root=course.root,
+                command="nbgrader generate_assignment, zip_collect, autograde, generate_feedback, export",
+                wall_s=total, returncode=max(codes.values()), returncodes=codes, phases=phases,
+                load_start=load_start, load_end=load1(), grades=course.path("grades.csv"), costs={},
+                failed=failed, log=str(log))
+
+
+# --------------------------------------------------------------------------- comparing grades
+
+def read_grades(path) -> Dict[str, Dict[str, str]]:
+    """grades.csv as {student_id: {column: text}} ({} when the run wrote none)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {row["student_id"]: row for row in csv.DictReader(fh)}
+
+
+NOTES_COLUMN = "observaciones"  # notes, not points: a difference there is reported, not a grade change
+
+
+def grade_diffs(diffs: Sequence[dict]) -> List[dict]:
+    """The differences that change a grade (every column but the notes)."""
+    return [d for d in diffs if d["column"] != NOTES_COLUMN]
+
+
+def compare_grades(reference_csv, other_csv, students: Sequence[str]) -> List[dict]:
+    """Every difference between two grades.csv for ``students``: one dict per (student, column),
+    column "(fila)" when the student has no row in one of them."""
+    ref, other = read_grades(reference_csv), read_grades(other_csv)
+    diffs = []
+    for sid in students:
+        a, b = ref.get(sid), other.get(sid)
+        if a is None or b is None:
+            diffs.append(dict(student=sid, column="(fila)", reference="falta" if a is None else "está",
+                              other="falta" if b is None else "está"))
+            continue
+        for column in a:
+            if a[column] != b.get(column):
+                diffs.append(dict(student=sid, column=column, reference=a[column], other=b.get(column)))
+    return diffs
+
+
+# --------------------------------------------------------------------------- summary
+
+def per_student(run: dict) -> float:
+    """Wall seconds per student of one run."""
+    return run["wall_s"] / max(1, run["students"])
+
+
+def summarize(results: dict) -> dict:
+    """Speedups, goals and per-kind costs from the runs (added to ``results``)."""
+    runs = {r["name"]: r for r in results["runs"]}
+    one, two, full = runs["uno"], runs.get("dos", runs["clase"]), runs["clase"]
+    kinds = {s["sid"]: s["kind"] for s in results["class"]}
+    costs = full["costs"]
+    by_kind = {}
+    for kind, _id, _what in KINDS:
+        values = [c for sid, c in costs.items() if kinds.get(sid) == kind]
+        if values:
+            by_kind[kind] = dict(n=len(values), median=statistics.median(values), max=max(values))
+    slowest = max(costs.items(), key=lambda kv: kv[1]) if costs else None
+    loops = [c for sid, c in costs.items() if kinds.get(sid) == "bucle"]
+    for run in (one, runs.get("dos")) if "dos" in runs else (one,):
+        loops += [c for sid, c in run["costs"].items() if kinds.get(sid) == "bucle"]
+    ungraded = sorted(set(kinds) - set(costs))
+    pre_one, pre_two = one["phases"].get("pregrade"), two["phases"].get("pregrade")
+    summary = dict(
+        speedup=one["wall_s"] / two["wall_s"],
+        speedup_pregrade=(pre_one / pre_two) if pre_one and pre_two else None,
+        per_student_full=per_student(full), rate_full=60.0 * full["students"] / full["wall_s"],
+        projected_300=per_student(full) * GOAL_CLASS,
+        by_kind=by_kind, slowest=slowest, loop_max=max(loops) if loops else None,
+        not_in_cache=ungraded,
+    )
+    diffs = results["diffs"]
+    summary["goals"] = dict(
+        clase=summary["per_student_full"] * GOAL_CLASS <= GOAL_CLASS_S,
+        aceleracion=summary["speedup"] >= GOAL_SPEEDUP,
+        iguales=not any(grade_diffs(d) for d in diffs.values()),
+        bucle=None if summary["loop_max"] is None else summary["loop_max"] <= GOAL_LOOP_S,
+    )
+    results["summary"] = summary
+    return summary
+
+
+# --------------------------------------------------------------------------- report
+
+def _s(x: Optional[float], digits: int = 1) -> str:
+    """A number for the tables ("—" when unknown)."""
+    return "—" if x is None else "{:.{}f}".format(x, digits)
+
+
+def _yes(flag: Optional[bool]) -> str:
+    """A goal's verdict for the tables."""
+    return "—" if flag is None else ("sí" if flag else "**no**")
+
+
+def loop_text(summary: dict, args: dict) -> str:
+    """The measured cost of the looping students, next to a correct one's and the cell limit."""
+    if summary["loop_max"] is None:
+        return "ninguno en la clase"
+    text = "el peor: {:.1f} s (límite por celda: {:g} s".format(summary["loop_max"], args["cell_limit"])
+    ref = summary["by_kind"].get("referencia")
+    if ref:
+        text += "; la solución de referencia: mediana {:.1f} s".format(ref["median"])
+    return text + ")"
+
+
+RUN_LABELS = {"uno": "1 trabajador", "dos": "2 trabajadores", "stock": "nbgrader tal como viene",
+              "clase": "2 trabajadores, clase completa"}
+
+
+def render(results: dict) -> str:
+    """The Spanish markdown section of one benchmark run."""
+    m, s, args = results["machine"], results["summary"], results["args"]
+    n, sample = args["alumnos"], args["muestra"]
+    lines = ["## Corrección de un curso completo (`make bench`)", ""]
+    lines.append("- Fecha: {}".format(m["date"]))
+    lines.append("- Máquina: CPU {}, {} núcleos; carga media 1 min {} al empezar, {} al terminar. La máquina "
+                 "es compartida con otras tareas: las cifras son ruidosas (ver la carga de cada corrida)."
+                 .format(m["cpu"], m["cores"], _s(m["load_start"]), _s(m["load_end"])))
+    lines.append("- Comando: `{}` ({:.0f} s en total)".format(results["command"], results["elapsed_s"]))
+    mix = ", ".join("{} ({})".format(kind, sum(1 for st in results["class"] if st["kind"] == kind))
+                    for kind, _id, _what in KINDS)
+    lines.append("- Curso sintético: {} alumnos en carpetas de Moodle dentro de un zip, en ciclo por: {}. "
+                 "Todas las corridas usan el mismo `semillas.json` (las mismas entradas ocultas).".format(n, mix))
+    lines.append("- Límites: los de `nbgrader_config.py`{}; nbgrader tal como viene: `Execute.timeout` {} s por celda."
+                 .format("" if not args["timeout_celda"] else ", con `--timeout-celda {:g}`".format(args["timeout_celda"]),
+                         "{:g}".format(args["timeout_celda"]) if args["timeout_celda"] else "30 (su valor por defecto)"))
+    if sample < n:
+        lines.append("- **Muestra**: las corridas con 1 trabajador, con 2 trabajadores (para la aceleración) y la de "
+                     "nbgrader tal como viene corrigen sólo los primeros {} alumnos (la misma mezcla) y se "
+                     "informan por alumno; la clase completa de {} se corrige con 2 trabajadores.".format(sample, n))
+    lines.append("")
+    lines.append("### Corridas (segundos de pared, de punta a punta: recoger el zip → retroalimentación → grades.csv)")
+    lines.append("")
+    head = ["corrida", "alumnos", "total s", "s por alumno", "alumnos/min"] + [PHASE_LABELS[p] for p, _ in PHASES] + [
+        "carga al empezar → terminar"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|---|" + "---:|" * (len(head) - 2) + "---|")
+    for run in results["runs"]:
+        cells = [RUN_LABELS[run["name"]], str(run["students"]), _s(run["wall_s"]), _s(per_student(run), 2),
+                 _s(60.0 * run["students"] / run["wall_s"])]
+        cells += [_s(run["phases"].get(p)) for p, _ in PHASES]
+        cells.append("{} → {}".format(_s(run["load_start"]), _s(run["load_end"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Fases: preparación = arrancar, sincronizar el gradebook, `zip_collect` y reparar; corrección en "
+                 "paralelo = el código de cada alumno en su sandbox (los trabajadores); pasada de nbgrader = "
+                 "`nbgrader autograde` con los veredictos ya calculados; notas = grades.csv (`nbgrader export` "
+                 "en la corrida de nbgrader tal como viene, que no tiene corrección en paralelo).")
+    stock = next((r for r in results["runs"] if r["name"] == "stock"), None)
+    one = next(r for r in results["runs"] if r["name"] == "uno")
+    if stock:
+        extra = "; no pudo corregir a {} alumno(s): {}".format(len(stock["failed"]), ", ".join(stock["failed"])) \
+            if stock["failed"] else ""
+        lines.append("")
+        lines.append("nbgrader tal como viene (el notebook entero en el kernel del estudiante, sin aislamiento ni "
+                     "reparación): {:.2f} s por alumno, {:.2f} veces lo de 1 trabajador con el corrector confiable{}. "
+                     "Sus notas no se comparan: los tests ocultos de este curso sólo se califican con el corrector "
+                     "confiable y en nbgrader tal como viene dan 0 a propósito; su tiempo es el de ejecutar cada "
+                     "notebook, generar la retroalimentación y exportar las notas.".format(
+                         per_student(stock), per_student(stock) / per_student(one), extra))
+    lines.append("")
+    lines.append("### Metas")
+    lines.append("")
+    lines.append("| meta | medido | ¿cumplida? |")
+    lines.append("|---|---|:---:|")
+    full = next(r for r in results["runs"] if r["name"] == "clase")
+    measured = "{} alumnos en {:.0f} s ({:.2f} s por alumno, {:.1f} alumnos/min)".format(
+        full["students"], full["wall_s"], s["per_student_full"], s["rate_full"])
+    if full["students"] != GOAL_CLASS:
+        measured += "; proyección a {}: {:.0f} s".format(GOAL_CLASS, s["projected_300"])
+    lines.append("| {} alumnos en ≤ 10 min con 2 trabajadores (≤ 2 s por alumno) | {} | {} |".format(
+        GOAL_CLASS, measured, _yes(s["goals"]["clase"])))
+    speed = "{:.2f}× de punta a punta en los mismos {} alumnos".format(s["speedup"], sample)
+    if s["speedup_pregrade"]:
+        speed += " ({:.2f}× en la corrección en paralelo)".format(s["speedup_pregrade"])
+    lines.append("| 2 trabajadores al menos {:g}× más rápido que 1 | {} | {} |".format(
+        GOAL_SPEEDUP, speed, _yes(s["goals"]["aceleracion"])))
+    compared = ", ".join("{}: {} alumnos, {} diferencia(s) en las notas y {} en las observaciones".format(
+        RUN_LABELS[k], results["compared"][k], len(grade_diffs(v)), len(v) - len(grade_diffs(v)))
+        for k, v in results["diffs"].items())
+    lines.append("| cada nota igual a la de la corrida secuencial (grades.csv, columna por columna; las "
+                 "observaciones se informan aparte) | {} | {} |".format(
+        compared, _yes(s["goals"]["iguales"])))
+    lines.append("| ningún alumno con un bucle cuesta más de {:g} s | {} | {} |".format(
+        GOAL_LOOP_S, loop_text(s, results["args"]), 
+        _yes(s["goals"]["bucle"])))
+    for key, diffs in results["diffs"].items():
+        for d in diffs:
+            lines.append("")
+            lines.append("- **Diferencia** ({}): alumno {}, columna `{}`: secuencial «{}», {} «{}»".format(
+                RUN_LABELS[key], d["student"], d["column"], d["reference"], RUN_LABELS[key], d["other"]))
+    lines.append("")
+    lines.append("### Costo por alumno según el tipo de entrega (clase completa, `veredictos/*.json`)")
+    lines.append("")
+    lines.append("| tipo | qué es | alumnos | mediana s | máximo s |")
+    lines.append("|---|---|---:|---:|---:|")
+    for kind, _id, what in KINDS:
+        k = s["by_kind"].get(kind)
+        if k:
+            lines.append("| {} | {} | {} | {} | {} |".format(kind, what, k["n"], _s(k["median"]), _s(k["max"])))
+    lines.append("")
+    if s["slowest"]:
+        sid, secs = s["slowest"]
+        kind = next(st["kind"] for st in results["class"] if st["sid"] == sid)
+        lines.append("El alumno más lento: {} ({}), {:.1f} s.".format(sid, kind, secs))
+    if s["not_in_cache"]:
+        lines.append("Sin veredicto en `veredictos/` (corregidos aparte o no corregidos): {}.".format(
+            ", ".join(s["not_in_cache"])))
+    lines.append("")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+def cell_limit(timeout_celda: Optional[float]) -> float:
+    """Seconds per cell that ``make grade`` applies: the command line's, else the course config's."""
+    from tarea2_grader.__main__ import autograde_args
+    return pipeline.trusted_settings(pipeline.Course(str(ROOT)), autograde_args(timeout_celda)).cell_timeout
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tarea2_grader.bench_clase",
+                                description="Corrige un curso sintético de punta a punta (make bench) con 1 y 2 "
+                                            "trabajadores y con nbgrader tal como viene, y escribe el informe.")
+    p.add_argument("--alumnos", type=int, default=GOAL_CLASS, help="alumnos de la clase (por defecto %(default)s)")
+    p.add_argument("--muestra", type=int, default=42,
+                   help="alumnos de la muestra para 1 trabajador, 2 trabajadores y nbgrader tal como viene "
+                        "(por defecto %(default)s; como mucho --alumnos)")
+    p.add_argument("--timeout-celda", type=float, default=None,
+                   help="segundos por celda (por defecto los de nbgrader_config.py; nbgrader tal como viene: 30)")
+    p.add_argument("--semilla", type=int, default=2026, help="semilla de las semillas de los alumnos")
+    p.add_argument("--trabajo", type=Path, default=None,
+                   help="carpeta donde quedan los cursos y registros (por defecto una temporal que se borra)")
+    p.add_argument("--salida", type=Path, default=bench.DOC_PATH,
+                   help="markdown donde se escribe la sección (por defecto docs/benchmark.md)")
+    p.add_argument("--json", type=Path, default=None, help="también los resultados en bruto, en JSON")
+    return p
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    if args.alumnos < 1 or not 1 <= args.muestra:
+        print("--alumnos y --muestra deben ser al menos 1", file=sys.stderr)
+        return 2
+    sample = min(args.muestra, args.alumnos)
+    started = time.perf_counter()
+    keep = args.trabajo is not None
+    work = args.trabajo.resolve() if keep else Path(tempfile.mkdtemp(prefix="tarea2_bench_clase_"))
+    if work.exists() and keep:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    def progress(msg):
+        print("[bench {:5.0f} s] {}".format(time.perf_counter() - started, msg), file=sys.stderr, flush=True)
+
+    results = dict(command=shlex.join(["python", "-m", "tarea2_grader.bench_clase", *argv]),
+                   args=dict(alumnos=args.alumnos, muestra=sample, timeout_celda=args.timeout_celda,
+                             cell_limit=cell_limit(args.timeout_celda)),
+                   machine=dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                                cpu=bench.cpu_model(), cores=os.cpu_count(), load_start=load1()),
+                   runs=[], diffs={}, compared={}, work=str(work))
+    try:
+        students = roster(args.alumnos)
+        texts = mix_texts()
+        write_class(work / "clase", students, texts)
+        write_class(work / "muestra", students[:sample], texts)
+        results["class"] = [dataclasses.asdict(st) for st in students]
+        rng = random.Random(args.semilla)
+        seeds = {st.sid: rng.getrandbits(62) for st in students}
+        sample_ids = [st.sid for st in students[:sample]]
+
+        plan = [("uno", "muestra", 1), ("dos", "muestra", 2), ("stock", "muestra", None), ("clase", "clase", 2)]
+        if sample == args.alumnos:
+            plan = [p for p in plan if p[0] != "dos"]  # the whole class is the sample
+        for name, which, workers in plan:
+            n = sample if which == "muestra" else args.alumnos
+            course = new_course(work / ("curso_" + name), work / which, seeds, stock=workers is None)
+            progress("{}: {} alumnos".format(RUN_LABELS[name], n))
+            if workers is None:
+                run = run_stock(name, course, work, args.timeout_celda, n)
+            else:
+                run = run_trusted(name, course, workers, work, args.timeout_celda, n)
+            progress("{}: {:.0f} s ({:.2f} s por alumno), código {}".format(
+                RUN_LABELS[name], run["wall_s"], per_student(run), run["returncode"]))
+            results["runs"].append(run)
+        runs = {r["name"]: r for r in results["runs"]}
+        for name in ("dos", "clase"):
+            if name in runs:
+                results["diffs"][name] = compare_grades(runs["uno"]["grades"], runs[name]["grades"], sample_ids)
+                results["compared"][name] = len(sample_ids)
+        summarize(results)
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    results["machine"]["load_end"] = load1()
+    results["elapsed_s"] = time.perf_counter() - started
+    text = render(results)
+    print(text)
+    if args.salida:
+        bench.write_section(args.salida, SECTION, text)
+        print("escrito: {}".format(args.salida), file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    return 1 if any(grade_diffs(d) for d in results["diffs"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
