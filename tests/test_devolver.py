@@ -1,4 +1,5 @@
-"""``python -m tarea2_grader devolver`` on a class graded from a Moodle-style bulk download.
+"""``python -m tarea2_grader devolver`` on a class graded from a Moodle-style bulk download
+(conftest's ``graded_class``, the same grading run test_resumen.py reads).
 
 The zip is checked against the rule Moodle's "upload multiple feedback files in a zip" applies
 to each path (mod/assign/feedback/file/importziplib.php): a path part split on "_" into at most
@@ -14,9 +15,9 @@ import sys
 import zipfile
 from datetime import datetime
 
-from conftest import REPO
+import pytest
 
-from test_resumen import graded_class  # noqa: F401  (one grading run for both modules)
+from conftest import REPO
 
 STUDENTS = {"1001": ("Ana Pérez", "5"), "1003": ("Carla Soto", "2"), "1004": ("Diego Mora", "5"),
             "1005": ("Eva Ruiz", "5"), "1006": ("Fabián Gil", "0")}
@@ -39,8 +40,14 @@ def run_devolver(course):
     return run.stdout
 
 
-def test_feedback_zip_has_one_moodle_folder_per_student(graded_class):
-    out = run_devolver(graded_class)
+@pytest.fixture(scope="module")
+def devolver_output(graded_class):
+    """One run of the command on the graded class: both tests read what it wrote."""
+    return run_devolver(graded_class)
+
+
+def test_feedback_zip_has_one_moodle_folder_per_student(graded_class, devolver_output):
+    out = devolver_output
     path = os.path.join(graded_class.root, "devolucion", "retroalimentacion_moodle.zip")
     assert os.path.relpath(path) in out or path in out
     with zipfile.ZipFile(path) as zf:
@@ -64,8 +71,7 @@ def test_feedback_zip_has_one_moodle_folder_per_student(graded_class):
     assert "sin corregir" in out and "1006" in out
 
 
-def test_grading_worksheet_in_moodle_import_format(graded_class):
-    run_devolver(graded_class)
+def test_grading_worksheet_in_moodle_import_format(graded_class, devolver_output):
     path = os.path.join(graded_class.root, "devolucion", "calificaciones_moodle.csv")
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
