@@ -197,18 +197,5 @@ def grade_many(cases, workers=GRADING_WORKERS, **kwargs):
         return dict(pool.map(one, cases.items()))
 
 
-# Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``) each file runs whole on one worker,
-# so its module fixtures are built once; files that share a session fixture run on the same worker.
-SAME_WORKER = {"test_devolver.py": "test_resumen.py"}  # conftest's graded_class
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Group every test with the rest of its file (and of the files it shares fixtures with)."""
-    for item in items:
-        name = os.path.basename(str(item.fspath))
-        item.add_marker(pytest.mark.xdist_group(SAME_WORKER.get(name, name)))
-
-
 # A real browser (headless system Chromium) for the formgrader and feedback page tests.
 from browser import chromium, page  # noqa: E402,F401

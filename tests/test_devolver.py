@@ -8,7 +8,9 @@ numeric.  The worksheet is checked against the offline grading import
 (mod/assign/feedback/offline/importgradeslib.php): the columns ``Identifier``, ``Grade`` and
 ``Last modified (grade)``, the id after ``Participant ``.
 """
+import contextlib
 import csv
+import io
 import os
 import subprocess
 import sys
@@ -18,6 +20,8 @@ from datetime import datetime
 import pytest
 
 from conftest import REPO
+
+from tarea2_grader import __main__ as cli
 
 STUDENTS = {"1001": ("Ana Pérez", "5"), "1003": ("Carla Soto", "2"), "1004": ("Diego Mora", "5"),
             "1005": ("Eva Ruiz", "5"), "1006": ("Fabián Gil", "0")}
@@ -87,6 +91,8 @@ def test_grading_worksheet_in_moodle_import_format(graded_class, devolver_output
 
 
 def test_devolver_without_grades_says_what_to_run(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "tarea2_grader", "devolver", "--course", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and "make grade" in run.stderr
+    """The same command through the CLI's entry point in this process (the run above is the subprocess)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = cli.main(["devolver", "--course", str(tmp_path)])
+    assert status == 2 and "make grade" in err.getvalue()
