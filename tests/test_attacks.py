@@ -31,7 +31,7 @@ import psutil
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
 
-from tarea2_grader import examples, pipeline, sandbox
+from tarea2_grader import examples, pipeline, sandbox, workers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HONEST, EMPTY = "z_correcto", "z_vacio"
@@ -42,7 +42,7 @@ WATCHED = ("/tmp", "/work", "/root")
 REPO_WATCHED = ("tarea2_grader", "source", "release", "nbgrader_config.py")
 # What grading may write in the course folder (everything else must stay byte-identical).
 GRADING_WRITES = ("autograded", "feedback", "downloaded", "submitted", "gradebook.db", "grades.csv",
-                  "semillas.json")
+                  "semillas.json", workers.CACHE_DIRNAME)
 CONFIG_EXTRA = """
 # test_attacks.py: a small memory cap, so that memory attacks stay far from this machine's RAM.
 c.TrustedExecute.memory_mb = 512

@@ -1,4 +1,5 @@
-"""``python -m tarea2_grader devolver`` on a class graded from a Moodle-style bulk download.
+"""``python -m tarea2_grader devolver`` on a class graded from a Moodle-style bulk download
+(conftest's ``graded_class``, the same grading run test_resumen.py reads).
 
 The zip is checked against the rule Moodle's "upload multiple feedback files in a zip" applies
 to each path (mod/assign/feedback/file/importziplib.php): a path part split on "_" into at most
@@ -7,16 +8,20 @@ numeric.  The worksheet is checked against the offline grading import
 (mod/assign/feedback/offline/importgradeslib.php): the columns ``Identifier``, ``Grade`` and
 ``Last modified (grade)``, the id after ``Participant ``.
 """
+import contextlib
 import csv
+import io
 import os
 import subprocess
 import sys
 import zipfile
 from datetime import datetime
 
+import pytest
+
 from conftest import REPO
 
-from test_resumen import graded_class  # noqa: F401  (one grading run for both modules)
+from tarea2_grader import __main__ as cli
 
 STUDENTS = {"1001": ("Ana Pérez", "5"), "1003": ("Carla Soto", "2"), "1004": ("Diego Mora", "5"),
             "1005": ("Eva Ruiz", "5"), "1006": ("Fabián Gil", "0")}
@@ -39,8 +44,14 @@ def run_devolver(course):
     return run.stdout
 
 
-def test_feedback_zip_has_one_moodle_folder_per_student(graded_class):
-    out = run_devolver(graded_class)
+@pytest.fixture(scope="module")
+def devolver_output(graded_class):
+    """One run of the command on the graded class: both tests read what it wrote."""
+    return run_devolver(graded_class)
+
+
+def test_feedback_zip_has_one_moodle_folder_per_student(graded_class, devolver_output):
+    out = devolver_output
     path = os.path.join(graded_class.root, "devolucion", "retroalimentacion_moodle.zip")
     assert os.path.relpath(path) in out or path in out
     with zipfile.ZipFile(path) as zf:
@@ -64,8 +75,7 @@ def test_feedback_zip_has_one_moodle_folder_per_student(graded_class):
     assert "sin corregir" in out and "1006" in out
 
 
-def test_grading_worksheet_in_moodle_import_format(graded_class):
-    run_devolver(graded_class)
+def test_grading_worksheet_in_moodle_import_format(graded_class, devolver_output):
     path = os.path.join(graded_class.root, "devolucion", "calificaciones_moodle.csv")
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -81,6 +91,8 @@ def test_grading_worksheet_in_moodle_import_format(graded_class):
 
 
 def test_devolver_without_grades_says_what_to_run(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "tarea2_grader", "devolver", "--course", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and "make grade" in run.stderr
+    """The same command through the CLI's entry point in this process (the run above is the subprocess)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = cli.main(["devolver", "--course", str(tmp_path)])
+    assert status == 2 and "make grade" in err.getvalue()

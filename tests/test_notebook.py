@@ -171,6 +171,8 @@ def optional_runs(tmp_path_factory):
     same in every run, trains one epoch): the full-length run is test_release_with_answers_runs_like_in_colab.
     """
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
     from tarea2_grader.examples import edit_cells
 
     tmp = tmp_path_factory.mktemp("opcionales")
@@ -196,7 +198,10 @@ def optional_runs(tmp_path_factory):
         await asyncio.gather(*(client.async_execute() for _, client in runs.values()))
 
     try:
-        asyncio.run(run_all())
+        # In a thread of its own: Playwright's sync API (the session's browser, test_navegador.py and
+        # test_resumen.py) keeps an event loop running in this one, where asyncio.run refuses to start.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, run_all()).result()
     finally:
         mp.undo()
     return {name: nb for name, (nb, _) in runs.items()}

@@ -1,9 +1,14 @@
 """``python -m tarea2_grader publicar`` (``make publicar``): the student folder, and leaks refused.
 
 Every test works on a throw-away copy of the course (source/, release/, nbgrader_config.py) and
-runs the command as the instructor does, in a subprocess; leaks are planted in the copy's
-release/ the way a careless instructor would, never in the repository's.
+runs the command as the instructor does: in a subprocess for the exports and the stale release
+(each runs nbgrader), and through the same entry point in this process (``tarea2_grader.__main__
+.main``: same arguments, exit status, stdout and stderr) for the refusals that never reach
+nbgrader, which would otherwise pay a new interpreter's imports each.  Leaks are planted in the
+copy's release/ the way a careless instructor would, never in the repository's.
 """
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -12,6 +17,7 @@ import sys
 import nbformat
 import pytest
 
+from tarea2_grader import __main__ as cli
 from tarea2_grader import cells, pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,6 +40,14 @@ def publicar(root, *args):
     proc = subprocess.run([sys.executable, "-m", "tarea2_grader", "publicar", "--course", root, *args],
                           cwd=REPO, env=pipeline.nbgrader_env(), capture_output=True, text=True, timeout=600)
     return proc.returncode, proc.stdout, proc.stderr
+
+
+def publicar_in_process(root, *args):
+    """The same command through the CLI's entry point in this process; (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(["publicar", "--course", root, *args])
+    return status, out.getvalue(), err.getvalue()
 
 
 def files_under(folder):
@@ -170,7 +184,7 @@ def test_a_planted_leak_is_refused_and_nothing_is_exported(tmp_path, leak):
     root = course_copy(str(tmp_path / "curso"))
     plant(root)
     before = sorted(os.listdir(root))
-    status, out, err = publicar(root, "--repo", "profe/tarea2-publica")
+    status, out, err = publicar_in_process(root, "--repo", "profe/tarea2-publica")
     assert status == 1, out + err
     assert "no se publicó nada" in err
     lines = [line for line in err.split("\n") if line.strip().startswith("- " + where)]
@@ -205,7 +219,7 @@ def test_a_destination_with_other_files_is_refused_and_left_alone(tmp_path):
     dest = tmp_path / "mis_documentos"
     dest.mkdir()
     (dest / "notas.txt").write_text("no borrar")
-    status, out, err = publicar(root, "--destino", str(dest))
+    status, out, err = publicar_in_process(root, "--destino", str(dest))
     assert status == 1, out + err
     assert "tiene otros archivos (notas.txt)" in err
     assert sorted(os.listdir(dest)) == ["notas.txt"]

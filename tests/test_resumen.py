@@ -58,11 +58,9 @@ def moodle_download(rel):
     }
 
 
-@pytest.fixture(scope="session")
-def graded_class(fake_course_factory):
-    """A class graded once by pipeline.grade: perfect (file renamed), a subtraction mistake, two
-    perfect ones in other Moodle layouts, and a file that is not a notebook."""
-    course = fake_course_factory("resumen")
+def grade_class(course):
+    """The class graded once by pipeline.grade (conftest's ``graded_class``): perfect (file renamed),
+    a subtraction mistake, two perfect ones in other Moodle layouts, and a file that is not a notebook."""
     use_real_feedback_config(course)
     add_hint_to_fake_tests(course)
     rel = course.path("release", "tarea2", "tarea2.ipynb")
