@@ -181,3 +181,22 @@ def test_nbgrader_finds_the_key_the_coordinator_computed(sequential):
     """The coordinator's copy of nbgrader's sanitizing gives the very key TrustedExecute computes."""
     assert set(cache_entries(sequential)) == set(EXPECTED)
     assert from_cache_in_nbgrader(sequential) == set(EXPECTED)
+
+
+def test_the_key_covers_every_module_that_grading_imports():
+    """A module the grading code imports but the key leaves out could change a verdict unseen."""
+    import ast
+    package = os.path.dirname(parallel.__file__)
+    imported = set()
+    for name in parallel.GRADING_MODULES:
+        with open(os.path.join(package, name + ".py"), encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "tarea2_grader":
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tarea2_grader."):
+                imported.add(node.module.split(".")[1])
+            elif isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+    assert imported, "no import of the package found: the check would prove nothing"
+    assert imported <= set(parallel.GRADING_MODULES), imported - set(parallel.GRADING_MODULES)
