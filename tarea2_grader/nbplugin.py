@@ -146,18 +146,17 @@ class TrustedExecute(NbGraderPreprocessor):
 
     def graded(self, nb, seed, aislar, student, root) -> "runner.Resultado":
         """The verdicts for ``nb``: from the cache when this exact job was graded, else graded now."""
-        import importlib
 
         from tarea2_grader import workers
         cache = workers.VerdictCache(os.path.join(root, workers.CACHE_DIRNAME))
-        key = workers.job_key(nb, seed, self.limits(), self.tests_module, self.rerun_after_last_test)
+        key = workers.job_key(nb, seed, self.limits(), self.tests_module, self.rerun_after_last_test, [root])
         if self.use_cache:
             cached = cache.get(key)
             if cached is not None and cached.aislado == aislar:
                 self.log.info("Veredictos de %s ya calculados (corrección en paralelo)", student)
                 return cached
         runner.TALLERES.precalentar(self.limits(), aislar)  # its imports overlap the next line's
-        pruebas = importlib.import_module(self.tests_module)
+        pruebas = workers.load_tests(self.tests_module, [root])
         self.log.info("Calificando %s en %s (semilla %d)", student,
                       "bubblewrap" if aislar else "un proceso aparte, sin aislar archivos", seed)
         result = runner.calificar(nb, seed, self.limits(), pruebas, aislar,

@@ -50,13 +50,46 @@ GRADING_MODULES = ("agent", "ayudas", "ayudas_red", "cells", "hidden", "inert", 
                    "sandbox", "selfcheck", "wire", "workers")
 
 
-def code_fingerprint(tests_module: str) -> str:
-    """A hash of the grading code and of the hidden tests' module: a fixed test is a new job."""
+def tests_file(tests_module: str, search: Iterable[str] = ()) -> Optional[str]:
+    """The file of the hidden tests' module: ``<dir>/<name>.py`` in a course folder of ``search``
+    first (a course's own module), else wherever Python finds it (found, not imported)."""
     import importlib.util
+    for folder in search:
+        candidate = os.path.join(folder, tests_module.replace(".", os.sep) + ".py")
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    spec = importlib.util.find_spec(tests_module)
+    return os.path.abspath(spec.origin) if spec is not None and spec.origin else None
+
+
+def load_tests(tests_module: str, search: Iterable[str] = ()):
+    """The hidden tests' module, from the same file :func:`tests_file` names.
+
+    A course's own module is loaded from its file under a name unique to its content, so one
+    process (a Dask worker, the test suite) grading two courses never mixes their tests.
+    """
+    import importlib
+    import importlib.util
+    path = tests_file(tests_module, search)
+    inside = path is not None and any(os.path.dirname(path) == os.path.abspath(f) for f in search)
+    if not inside:
+        return importlib.import_module(tests_module)
+    with open(path, "rb") as fh:
+        name = "{}_{}".format(tests_module.replace(".", "_"), hashlib.sha256(fh.read()).hexdigest()[:16])
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def code_fingerprint(tests_module: str, search: Iterable[str] = ()) -> str:
+    """A hash of the grading code and of the hidden tests' module: a fixed test is a new job."""
     paths = [os.path.join(PACKAGE_DIR, name + ".py") for name in GRADING_MODULES]
-    spec = importlib.util.find_spec(tests_module)  # found, not imported: a cache hit needs no torch
-    if spec is not None and spec.origin and os.path.abspath(spec.origin) not in paths:
-        paths.append(os.path.abspath(spec.origin))
+    module_file = tests_file(tests_module, search)
+    if module_file and module_file not in paths:
+        paths.append(module_file)
     return _files_digest(tuple((p, os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in paths))
 
 
@@ -76,10 +109,11 @@ def notebook_view(nb) -> list:
             for c in nb.cells]
 
 
-def job_key(nb, seed: int, limits: sandbox.Limites, tests_module: str, run_all: bool = True) -> str:
+def job_key(nb, seed: int, limits: sandbox.Limites, tests_module: str, run_all: bool = True,
+            search: Iterable[str] = ()) -> str:
     """The cache key of grading ``nb`` with ``seed`` under ``limits``."""
     data = {"cells": notebook_view(nb), "seed": int(seed), "limits": dataclasses.asdict(limits),
-            "tests": tests_module, "run_all": bool(run_all), "code": code_fingerprint(tests_module)}
+            "tests": tests_module, "run_all": bool(run_all), "code": code_fingerprint(tests_module, search)}
     text = json.dumps(data, sort_keys=True, ensure_ascii=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -104,23 +138,9 @@ def make_job(student: str, nb, seed: int, limits: sandbox.Limites, tests_module:
              run_all: bool = True, import_paths: Iterable[str] = ()) -> GradingJob:
     """A job for ``student`` (its key computed here, by the coordinator)."""
     paths = list(import_paths)
-    with _extra_paths(paths):
-        key = job_key(nb, seed, limits, tests_module, run_all)
+    key = job_key(nb, seed, limits, tests_module, run_all, paths)
     return GradingJob(student, nbformat.writes(nb), int(seed), dataclasses.asdict(limits),
                       tests_module, key, run_all, paths)
-
-
-class _extra_paths:
-    """Make modules under ``paths`` importable (e.g. a course's own hidden-tests module)."""
-
-    def __init__(self, paths):
-        self.paths = [p for p in paths if p and os.path.isdir(p) and p not in sys.path]
-
-    def __enter__(self):
-        sys.path.extend(self.paths)
-
-    def __exit__(self, *exc):
-        return False
 
 
 def worker_id() -> str:
@@ -135,10 +155,8 @@ def grade_job(job: GradingJob) -> dict:
     ``{"student", "key", "resultado"}`` on success; ``{"student", "key", "error"}`` when the
     grader itself failed (the coordinator then leaves that student to nbgrader's own run).
     """
-    import importlib
     try:
-        with _extra_paths(job.import_paths):
-            pruebas = importlib.import_module(job.tests_module)
+        pruebas = load_tests(job.tests_module, job.import_paths)
         nb = nbformat.reads(job.notebook, as_version=4)
         limits = sandbox.Limites(**job.limits)
         result = runner.calificar(nb, job.seed, limits, pruebas, hasta_ultimo_test=not job.run_all)

@@ -163,16 +163,19 @@ def test_a_worker_failure_costs_time_not_points(sequential, fake_course_factory,
 def test_the_key_changes_with_everything_that_can_change_a_verdict(sequential):
     nb = pipeline.sanitized_notebook(sequential, "1001")
     limits = sandbox.Limites(cell_timeout=4, test_timeout=4)
-    key = parallel.job_key(nb, 7, limits, "pruebas_curso")
-    assert parallel.job_key(pipeline.sanitized_notebook(sequential, "1001"), 7, limits, "pruebas_curso") == key
+    here = [sequential.root]
+    key = parallel.job_key(nb, 7, limits, "pruebas_curso", search=here)
+    assert parallel.job_key(pipeline.sanitized_notebook(sequential, "1001"), 7, limits, "pruebas_curso",
+                            search=here) == key
     other_cell = pipeline.sanitized_notebook(sequential, "1001")
     answer = next(c for c in other_cell.cells if "def suma" in c.source)
     answer.source = answer.source.replace("b + a", "a + b")
     changed = {
-        "a cell": parallel.job_key(other_cell, 7, limits, "pruebas_curso"),
-        "the seed": parallel.job_key(nb, 8, limits, "pruebas_curso"),
-        "a limit": parallel.job_key(nb, 7, sandbox.Limites(cell_timeout=5, test_timeout=4), "pruebas_curso"),
-        "the tests": parallel.job_key(nb, 7, limits, "tarea2_grader.hidden"),
+        "a cell": parallel.job_key(other_cell, 7, limits, "pruebas_curso", search=here),
+        "the seed": parallel.job_key(nb, 8, limits, "pruebas_curso", search=here),
+        "a limit": parallel.job_key(nb, 7, sandbox.Limites(cell_timeout=5, test_timeout=4), "pruebas_curso",
+                                    search=here),
+        "the tests": parallel.job_key(nb, 7, limits, "tarea2_grader.hidden", search=here),
     }
     assert key not in changed.values() and len(set(changed.values())) == len(changed)
 
@@ -200,3 +203,14 @@ def test_the_key_covers_every_module_that_grading_imports():
                 imported.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
     assert imported, "no import of the package found: the check would prove nothing"
     assert imported <= set(parallel.GRADING_MODULES), imported - set(parallel.GRADING_MODULES)
+
+
+def test_two_courses_in_one_process_keep_their_own_hidden_tests(tmp_path):
+    """A Dask worker (or this test process) grading two courses never mixes their tests modules."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, value in ((a, 1), (b, 2)):
+        folder.mkdir()
+        (folder / "pruebas_x.py").write_text("VALOR = {}\n".format(value))
+    assert parallel.load_tests("pruebas_x", [str(a)]).VALOR == 1
+    assert parallel.load_tests("pruebas_x", [str(b)]).VALOR == 2
+    assert parallel.code_fingerprint("pruebas_x", [str(a)]) != parallel.code_fingerprint("pruebas_x", [str(b)])
