@@ -203,8 +203,17 @@ def verdict_costs(course: pipeline.Course) -> Dict[str, float]:
     costs = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
         data = json.loads(path.read_text(encoding="utf-8"))
-        costs[str(data["alumno"])] = float(data["resultado"]["segundos"])
+        student = str(data["alumno"])  # twice when nbgrader's pass graded them again: the worse
+        costs[student] = max(costs.get(student, 0.0), float(data["resultado"]["segundos"]))
     return costs
+
+
+def pass_from_cache(course: pipeline.Course) -> List[str]:
+    """Students whose verdicts nbgrader's pass took from the cache (its log says so); the others
+    were graded a second time inside the pass, one after the other."""
+    path = Path(course.logs_dir) / "autograde.log"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return sorted(set(re.findall(r"Veredictos de (\S+) ya calculados", text)))
 
 
 def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, cell_timeout: Optional[float],
@@ -220,6 +229,7 @@ def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, ce
                 wall_s=run["wall_s"], returncode=run["returncode"],
                 phases=phase_seconds(run["marks"], run["wall_s"]), load_start=load_start, load_end=load1(),
                 grades=str(Path(course.path("grades.csv"))), costs=verdict_costs(course),
+                from_cache=pass_from_cache(course),
                 log=str(work / (name + ".log")))
 
 
@@ -351,7 +361,7 @@ def loop_text(summary: dict, args: dict) -> str:
     """The measured cost of the looping students, next to a correct one's and the cell limit."""
     if summary["loop_max"] is None:
         return "ninguno en la clase"
-    text = "el peor: {:.1f} s (límite por celda: {:g} s".format(summary["loop_max"], args["cell_limit"])
+    text = "el peor, en todas las corridas: {:.1f} s (límite por celda: {:g} s".format(summary["loop_max"], args["cell_limit"])
     ref = summary["by_kind"].get("referencia")
     if ref:
         text += "; la solución de referencia: mediana {:.1f} s".format(ref["median"])
@@ -376,9 +386,10 @@ def render(results: dict) -> str:
                     for kind, _id, _what in KINDS)
     lines.append("- Curso sintético: {} alumnos en carpetas de Moodle dentro de un zip, en ciclo por: {}. "
                  "Todas las corridas usan el mismo `semillas.json` (las mismas entradas ocultas).".format(n, mix))
-    lines.append("- Límites: los de `nbgrader_config.py`{}; nbgrader tal como viene: `Execute.timeout` {} s por celda."
+    lines.append("- Límites: los de `nbgrader_config.py`{}; nbgrader tal como viene: `Execute.timeout` de {}."
                  .format("" if not args["timeout_celda"] else ", con `--timeout-celda {:g}`".format(args["timeout_celda"]),
-                         "{:g}".format(args["timeout_celda"]) if args["timeout_celda"] else "30 (su valor por defecto)"))
+                         "{:g} s por celda".format(args["timeout_celda"]) if args["timeout_celda"]
+                         else "30 s por celda (su valor por defecto)"))
     if sample < n:
         lines.append("- **Muestra**: las corridas con 1 trabajador, con 2 trabajadores (para la aceleración) y la de "
                      "nbgrader tal como viene corrigen sólo los primeros {} alumnos (la misma mezcla) y se "
@@ -401,6 +412,13 @@ def render(results: dict) -> str:
                  "paralelo = el código de cada alumno en su sandbox (los trabajadores); pasada de nbgrader = "
                  "`nbgrader autograde` con los veredictos ya calculados; notas = grades.csv (`nbgrader export` "
                  "en la corrida de nbgrader tal como viene, que no tiene corrección en paralelo).")
+    for run in results["runs"]:
+        again = sorted(set(run["costs"]) - set(run.get("from_cache", run["costs"])))
+        if again:
+            lines.append("")
+            lines.append("**{}: la pasada de nbgrader volvió a corregir a {} alumno(s)** (no encontró sus veredictos "
+                         "en `veredictos/`; ¿cambió el código de `tarea2_grader/` durante la corrida?): {}.".format(
+                             RUN_LABELS[run["name"]], len(again), ", ".join(again)))
     stock = next((r for r in results["runs"] if r["name"] == "stock"), None)
     one = next(r for r in results["runs"] if r["name"] == "uno")
     if stock:

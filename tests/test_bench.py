@@ -137,6 +137,7 @@ def test_grades_are_real_and_compared(class_run):
     for run in raw["runs"]:
         if run["name"] != "stock":
             assert run["costs"]["200002"] >= 20, run["costs"]
+            assert run["from_cache"] == ["200001", "200002"]  # nbgrader's pass used the workers' verdicts
 
 
 def test_goals_follow_the_numbers(class_run):
