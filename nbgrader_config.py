@@ -28,7 +28,7 @@ c.Autograde.autograde_preprocessors = [
 # Per-student limits (a 2-core, 24 GiB machine grading one or two students at a time).
 c.TrustedExecute.cell_timeout = 20       # s per notebook cell (the reference's slowest graded one: < 1 s)
 c.TrustedExecute.test_timeout = 10       # s per hidden test: a loop fails within seconds
-c.TrustedExecute.timeout_after_loop = 5  # s per cell and test once one ran out of time (one loop, one limit)
+c.TrustedExecute.timeout_after_loop = 3  # s per cell and test once one ran out of time (one loop, one limit)
 # The cells after the last hidden test (plots, MNIST) cannot change an autograded point: they are
 # not run again; formgrader and the feedback show the outputs the student submitted, made inert.
 # c.TrustedExecute.rerun_after_last_test = True

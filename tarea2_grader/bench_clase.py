@@ -62,7 +62,7 @@ SECTION = "clase"
 # "alternativa" is the alternative correct answers in a plain notebook (no example has it alone).
 KINDS = (
     ("referencia", "1001", "solución de referencia"),
-    ("bucle", "1005", "bucle infinito en la celda de MNIST, advertencias y una trampa; «tarea2 (1).ipynb»"),
+    ("bucle", None, "`SGD.step` con un bucle infinito (la solución de referencia en lo demás)"),
     ("colab", "1004", "otra solución correcta guardada por Colab como «Copia de tarea2.ipynb»"),
     ("errores", "1003", "errores típicos en varias partes"),
     ("mata_kernel", "1006", "`os._exit` en la celda de CELoss"),
@@ -99,14 +99,21 @@ class Student:
     kind: str
 
 
+def looping_step(sgd_source: str) -> str:
+    """The SGD cell with a ``step`` that never returns: it is called by a check cell and by tests."""
+    return sgd_source.replace("def step(self):", "def step(self):\n        while True:\n            pass", 1)
+
+
 def mix_texts() -> Dict[str, tuple]:
     """{kind: (file name, file text)} for every kind of :data:`KINDS`."""
     shipped = examples.submissions()
-    alternative = examples.fill(examples.alternative_answers(examples.reference_answers()))
+    reference = examples.reference_answers()
+    built = {"alternativa": examples.fill(examples.alternative_answers(reference)),
+             "bucle": examples.fill(dict(reference, sgd=looping_step(reference["sgd"])))}
     texts = {}
     for kind, example_id, _what in KINDS:
         if example_id is None:
-            texts[kind] = ("tarea2.ipynb", nbformat.writes(alternative) + "\n")
+            texts[kind] = ("tarea2.ipynb", nbformat.writes(built[kind]) + "\n")
         else:
             _folder, name, text = shipped[example_id]
             texts[kind] = (name, text)

@@ -39,7 +39,7 @@ class Limites:
     memory_mb: int = 3072          # address space each student process may add to what imports use
     cpu_seconds: int = 600         # CPU seconds per process (a cell, a test)
     student_timeout: float = 900.0  # wall seconds for the whole notebook
-    timeout_after_loop: float = 5.0  # wall seconds per cell and per test once one has run out of time
+    timeout_after_loop: float = 3.0  # wall seconds per cell and per test once one has run out of time
 
 
 def bwrap_path():

@@ -62,6 +62,9 @@ def tests_file(tests_module: str, search: Iterable[str] = ()) -> Optional[str]:
     return os.path.abspath(spec.origin) if spec is not None and spec.origin else None
 
 
+_LOADING = threading.Lock()
+
+
 def load_tests(tests_module: str, search: Iterable[str] = ()):
     """The hidden tests' module, from the same file :func:`tests_file` names.
 
@@ -76,11 +79,12 @@ def load_tests(tests_module: str, search: Iterable[str] = ()):
         return importlib.import_module(tests_module)
     with open(path, "rb") as fh:
         name = "{}_{}".format(tests_module.replace(".", "_"), hashlib.sha256(fh.read()).hexdigest()[:16])
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+    with _LOADING:  # worker threads load it once; none sees a half-run module
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules[name] = module
     return sys.modules[name]
 
 

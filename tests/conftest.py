@@ -52,9 +52,12 @@ def llamar(ns, datos, ayudas):
 """
 
 
+NONZERO = [v for v in range(-9, 10) if v]  # with b = 0, a - b would pass as a + b
+
+
 def _plan(funcion, esperado):
     def plan(g, ctx):
-        args = [g.randint(-9, 9) for _ in range(esperado.__code__.co_argcount)]
+        args = [g.choice(NONZERO) for _ in range(esperado.__code__.co_argcount)]
         return {"funcion": funcion, "args": args, "__esperado": esperado(*args)}
     return plan
 

@@ -131,7 +131,7 @@ def test_grades_are_real_and_compared(class_run):
     two = bench_clase.read_grades(work / "curso_clase" / "grades.csv")
     assert set(one) == set(two) == {"200001", "200002"}
     assert float(one["200001"]["total"]) > 0  # the reference solution earned its points
-    assert "bucle" in one["200002"]["observaciones"] and "mnist" in one["200002"]["observaciones"]
+    assert "bucle" in one["200002"]["observaciones"] and "chequeo_sgd" in one["200002"]["observaciones"]
     assert one == two
     # The looping student ran into the 20 s cell limit, in both runs.
     for run in raw["runs"]:
