@@ -11,26 +11,25 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 venv: $(STAMP)
 
-# Student code runs inside bubblewrap: install it where we can (root on Debian/Ubuntu);
-# elsewhere grading still runs, without file isolation, and says so.
-sandbox:
-	@command -v bwrap >/dev/null 2>&1 || { \
+# $(call apt_tool,command,package,why): install a system package where we can (root on
+# Debian/Ubuntu); elsewhere say how, and go on.
+define apt_tool
+	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "instalando bubblewrap (aislamiento del código de los estudiantes)..."; \
-	    apt-get install -y -qq bubblewrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; \
+	    echo "instalando $(2) ($(3))..."; \
+	    apt-get install -y -qq $(2) >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $(2); }; \
 	  else \
-	    echo "aviso: falta bubblewrap (bwrap); instálalo con: sudo apt-get install bubblewrap"; \
+	    echo "aviso: falta $(2) ($(1)); instálalo con: sudo apt-get install $(2)"; \
 	  fi; }
+endef
+
+# Student code runs inside bubblewrap; without it grading still runs, without file isolation, and says so.
+sandbox:
+	$(call apt_tool,bwrap,bubblewrap,aislamiento del código de los estudiantes)
 
 # The browser tests (formgrader and feedback pages) drive the system Chromium through Playwright.
 navegador:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "instalando chromium (pruebas en un navegador real)..."; \
-	    apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }; \
-	  else \
-	    echo "aviso: falta chromium; instálalo con: sudo apt-get install chromium"; \
-	  fi; }
+	$(call apt_tool,chromium,chromium,pruebas en un navegador real)
 
 $(STAMP): requirements.txt
 	python3 -m venv $(VENV)
