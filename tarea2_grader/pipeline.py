@@ -170,7 +170,7 @@ def run_nbgrader(course: Course, args: Sequence[str], timeout: Optional[float] =
     """
     import threading
 
-    cmd = [sys.executable, "-m", "nbgrader", *args]
+    cmd = [sys.executable, "-m", "tarea2_grader.nbgrader_cli", *args]  # nbgrader, started faster
     lines: List[str] = []
     proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

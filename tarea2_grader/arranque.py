@@ -1,0 +1,58 @@
+"""Faster start for every process of the grading pipeline, and nbgrader's command line with it.
+
+``import nbformat`` pulls in ``jsonschema``, whose format checker imports ``rfc3987_syntax``
+when it is installed (here through ``jupyter-events``' ``jsonschema[format-nongpl]``); that
+module builds 38 Lark grammars at import, about 3 s of CPU on a 2-core machine, in every
+coordinator, worker and nbgrader process, for an ``iri`` format check that no notebook or
+nbgrader schema uses.  :func:`lazy_rfc3987` puts a stand-in in ``sys.modules`` that imports the
+real module the first time anything is called on it, so validation is unchanged and only its
+cost moves to the (never reached) first use.
+
+The package installs it on import (``tarea2_grader/__init__.py``); nbgrader's command line with it
+in place is :mod:`tarea2_grader.nbgrader_cli`.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+
+SLOW_OPTIONAL = "rfc3987_syntax"
+
+
+def lazy_rfc3987() -> None:
+    """Install the stand-in for ``rfc3987_syntax`` (nothing to do if it is absent or imported)."""
+    if SLOW_OPTIONAL in sys.modules:
+        return
+    try:
+        if importlib.util.find_spec(SLOW_OPTIONAL) is None:
+            return
+    except (ImportError, ValueError):
+        return
+    stand_in = types.ModuleType(SLOW_OPTIONAL)
+    stand_in.__doc__ = "Loaded on first use (tarea2_grader.arranque)."
+
+    def real():
+        module = sys.modules.get(SLOW_OPTIONAL)
+        if module is stand_in:
+            del sys.modules[SLOW_OPTIONAL]
+            try:
+                module = importlib.import_module(SLOW_OPTIONAL)
+            except BaseException:
+                sys.modules[SLOW_OPTIONAL] = stand_in
+                raise
+        return module
+
+    def is_valid_syntax(*args, **kwargs):
+        return real().is_valid_syntax(*args, **kwargs)
+
+    def attribute(name):
+        if name.startswith("__"):  # import machinery probing (__path__, __spec__...): not a use
+            raise AttributeError(name)
+        return getattr(real(), name)
+
+    stand_in.is_valid_syntax = is_valid_syntax
+    stand_in.__getattr__ = attribute
+    sys.modules[SLOW_OPTIONAL] = stand_in
+
