@@ -26,7 +26,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # Per-student limits (a 2-core, 24 GiB machine grading one or two students at a time).
-c.TrustedExecute.cell_timeout = 20       # s per notebook cell (the reference's slowest graded one: < 1 s)
+c.TrustedExecute.cell_timeout = 15       # s per notebook cell (the reference's slowest: 0.5 s on an idle 2-core machine)
 c.TrustedExecute.test_timeout = 10       # s per hidden test: a loop fails within seconds
 c.TrustedExecute.timeout_after_loop = 3  # s per cell and test once one ran out of time (one loop, one limit)
 # The cells after the last hidden test (plots, MNIST) cannot change an autograded point: they are

@@ -38,7 +38,9 @@ from tarea2_grader import agent, cells, sandbox
 # while this process imports torch: see _Talleres.precalentar.
 
 DECLARACION = re.compile(r"""\bevaluar\(\s*["'](test_\w+)["']\s*\)""")
-MARGIN = 10.0  # seconds the supervisor waits beyond the agent's own limit before giving up on it
+MARGIN = 10.0  # seconds the supervisor waits beyond the agent's own limit (a test) before giving up on it
+CELL_SLACK = 0.5  # a cell runs in the holder itself: the supervisor ends it this long past its limit
+MAX_REPOSICIONES = 12  # holders rebuilt for one student (cells past their limit, or that end the process)
 READY_TIMEOUT = 180.0
 
 MSG_TIMEOUT_CELDA = "la celda superó el límite de {:g} s y se interrumpió"
@@ -48,6 +50,14 @@ MSG_PERDIDO = "no se ejecutó: el proceso del estudiante ya no responde ({})"
 
 class Perdido(Exception):
     """The sandbox stopped answering (dead, out of time, or talking nonsense)."""
+
+
+class Vencido(Perdido):
+    """No answer before the deadline (the process may still be running)."""
+
+
+class Caido(Perdido):
+    """The student's process ended, or its channel carried something other than the answer."""
 
 
 @dataclasses.dataclass
@@ -124,6 +134,8 @@ def _descripcion_muerte(reply) -> str:
             return "señal {} ({})".format(sig, signal.Signals(sig).name)
         except ValueError:
             return "señal {}".format(sig)
+    if reply.get("exit") is None:
+        return "el proceso terminó"
     return "salió con código {}".format(reply.get("exit"))
 
 
@@ -137,25 +149,25 @@ def _leer_frame(sock, deadline):
         while len(buf) < n:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise Perdido("sin respuesta a tiempo")
+                raise Vencido("sin respuesta a tiempo")
             sock.settimeout(left)
             try:
                 chunk = sock.recv(min(n - len(buf), 1 << 20))
             except socket.timeout:
-                raise Perdido("sin respuesta a tiempo") from None
+                raise Vencido("sin respuesta a tiempo") from None
             except OSError as exc:
-                raise Perdido(str(exc)) from None
+                raise Caido(str(exc)) from None
             if not chunk:
-                raise Perdido("el proceso terminó")
+                raise Caido("el proceso terminó")
             buf += chunk
         return buf
     (n,) = struct.unpack(">I", exact(4))
     if n > agent.MAX_FRAME:
-        raise Perdido("respuesta demasiado grande")
+        raise Caido("respuesta demasiado grande")
     try:
         return json.loads(exact(n).decode("utf-8"))
     except (ValueError, RecursionError):
-        raise Perdido("respuesta ilegible") from None
+        raise Caido("respuesta ilegible") from None
 
 
 def _frame(msg) -> bytes:
@@ -272,6 +284,11 @@ class Taller:
         self.alumnos += 1
         return Sesion(mine, self)
 
+    def terminar(self) -> dict:
+        """End the current student's holder and its processes (its files stay); how it ended."""
+        reply = self._control_pedir({"op": "terminar"}, limite=30.0)
+        return {k: reply[k] for k in ("signal", "exit") if k in reply}
+
     def limpiar(self):
         """After a student: end everything it left in the sandbox, empty the scratch folder."""
         self._control_pedir({"op": "limpiar"}, limite=60.0)
@@ -302,20 +319,27 @@ class Sesion:
         if not (isinstance(ready, dict) and ready.get("id") == "ready"):
             self.vivo, self.motivo = False, "el proceso del estudiante no arrancó"
 
-    def pedir(self, msg: dict, limite: float) -> dict:
-        """Send one request; return the reply that carries its id."""
+    def pedir(self, msg: dict, limite: float, margen: float = MARGIN) -> dict:
+        """Send one request; return the reply that carries its id.
+
+        Raises :class:`Vencido` when no reply came within ``limite + margen`` seconds and
+        :class:`Caido` when the process ended or the channel carried anything else.
+        """
         if not self.vivo:
-            raise Perdido(self.motivo)
+            raise Caido(self.motivo)
         msg = dict(msg, id=secrets.token_hex(8), timeout=limite)
         try:
             self._sock.sendall(_frame(msg))
-            reply = _leer_frame(self._sock, time.monotonic() + limite + MARGIN)
-        except (Perdido, OSError) as exc:
+            reply = _leer_frame(self._sock, time.monotonic() + limite + margen)
+        except OSError as exc:
             self.vivo, self.motivo = False, str(exc)
-            raise Perdido(self.motivo) from None
+            raise Caido(self.motivo) from None
+        except Perdido as exc:
+            self.vivo, self.motivo = False, str(exc)
+            raise
         if not isinstance(reply, dict) or reply.get("id") != msg["id"]:
             self.vivo, self.motivo = False, "la comunicación con el corrector fue alterada"
-            raise Perdido(self.motivo)
+            raise Caido(self.motivo)
         return reply
 
     def cerrar(self):
@@ -496,6 +520,8 @@ class _Calificacion:
         self.taller: Optional[Taller] = None
         self.perdido = ""
         self.tras_bucle = False  # once a cell or test ran out of time, the rest get timeout_after_loop
+        self.estado: List[list] = []  # [source, seconds] of the cells that succeeded: what a new holder replays
+        self.reposiciones = 0
 
     # -- the session
 
@@ -503,7 +529,8 @@ class _Calificacion:
         if self.sesion is None and not self.perdido:
             for intento in range(2):  # a warm sandbox that died meanwhile is replaced once
                 try:
-                    self.taller = TALLERES.tomar(self.limites, self.aislar)
+                    if self.taller is None:
+                        self.taller = TALLERES.tomar(self.limites, self.aislar)
                     self.sesion = self.taller.sesion()
                     break
                 except Perdido as exc:
@@ -525,44 +552,79 @@ class _Calificacion:
     def _restante(self) -> float:
         return self.limites.student_timeout - (time.monotonic() - self.inicio)
 
-    def _pedir(self, msg, limite):
+    def _pedir(self, msg, limite, margen=MARGIN):
+        """One request to the student's holder.  Raises :class:`Vencido` or :class:`Caido` when this
+        request failed (the holder can be rebuilt: :meth:`_reponer`), plain :class:`Perdido` when
+        the student cannot be graded any further."""
         sesion = self._sesion()
         if sesion is None:
             raise Perdido(self.perdido)
         if self._restante() <= 0:
             self.perdido = "se superó el tiempo máximo por alumno ({:g} s)".format(self.limites.student_timeout)
             raise Perdido(self.perdido)
-        try:
-            return sesion.pedir(msg, min(limite, max(self._restante(), 1.0)))
-        except Perdido as exc:
-            self.perdido = str(exc)
-            raise
+        return sesion.pedir(msg, min(limite, max(self._restante(), 1.0)), margen)
+
+    def _reponer(self) -> dict:
+        """End the holder (a request ran past its limit, or the process ended) and start a new one
+        in the state before that request: a fresh holder from the anchor runs again every cell
+        that had succeeded.  Returns how the old holder ended ({} when unknown)."""
+        muerte: dict = {}
+        if self.sesion is not None:
+            self.sesion.cerrar()
+            self.sesion = None
+        if self.taller is not None:
+            try:
+                muerte = self.taller.terminar()
+            except Perdido:  # the whole sandbox went with it: the next request takes another one
+                self.taller.cerrar()
+                self.taller = None
+        self.reposiciones += 1
+        if self.reposiciones > MAX_REPOSICIONES:
+            self.perdido = "su código terminó o excedió el tiempo {} veces".format(MAX_REPOSICIONES)
+            return muerte
+        for paso in list(self.estado):
+            fuente, segundos = paso
+            try:
+                self._pedir({"op": "cell", "source": fuente, "replay": True},
+                            min(self.limites.cell_timeout, 2 * segundos + 2.0), CELL_SLACK)
+            except (Vencido, Caido):  # it succeeded before, not now: it is left out of the state
+                self.estado.remove(paso)
+                self.notas.append("una celda que había terminado no terminó al ejecutarse de nuevo "
+                                  "(para rehacer el estado): se siguió sin ella")
+                self._reponer()
+                return muerte
+            except Perdido:
+                return muerte
+        return muerte
 
     # -- cells
 
     def celda(self, i, cell):
-        try:
-            limite = self._limite(self.limites.cell_timeout)
-            reply = self._pedir({"op": "cell", "source": cell.source}, limite)
-        except Perdido as exc:
-            self.outputs[i] = [_error("NoEjecutada", MSG_PERDIDO.format(exc))]
-            return
-        status = reply.get("status")
+        limite = self._limite(self.limites.cell_timeout)
         gid = cell.metadata.get("nbgrader", {}).get("grade_id") or "celda {}".format(i + 1)
-        if status == "ok":
-            outs = reply.get("outputs") if isinstance(reply.get("outputs"), list) else []
-            self.outputs[i] = [s for s in (saneada(o) for o in outs[:500]) if s]
-            self.fuentes.append(cell.source)
-            if reply.get("memory"):
-                self.notas.append("memoria excedida en {}".format(gid))
-        elif status == "timeout":
+        inicio = time.monotonic()
+        try:
+            reply = self._pedir({"op": "cell", "source": cell.source}, limite, CELL_SLACK)
+        except Vencido:
+            self._reponer()
             self.outputs[i] = [_error("TiempoExcedido", MSG_TIMEOUT_CELDA.format(limite))]
             self.notas.append("celda interrumpida por tiempo (¿bucle infinito?): {}".format(gid))
             self._agotado(gid, limite)
-        else:
-            desc = _descripcion_muerte(reply)
+            return
+        except Caido:
+            desc = _descripcion_muerte(self._reponer())
             self.outputs[i] = [_error("ProcesoTerminado", MSG_CRASH_CELDA.format(desc))]
             self.notas.append("la celda {} hizo terminar el proceso ({}): se corrigió el resto".format(gid, desc))
+            return
+        except Perdido as exc:
+            self.outputs[i] = [_error("NoEjecutada", MSG_PERDIDO.format(exc))]
+            return
+        outs = reply.get("outputs") if isinstance(reply.get("outputs"), list) else []
+        self.outputs[i] = [s for s in (saneada(o) for o in outs[:500]) if s]
+        self.fuentes.append(cell.source)
+        self.estado.append([cell.source, time.monotonic() - inicio])
+        if reply.get("memory"):
+            self.notas.append("memoria excedida en {}".format(gid))
 
     # -- tests
 
@@ -578,9 +640,13 @@ class _Calificacion:
                "helpers_source": self.pruebas.fuente_ayudas(nombre) if spec.ayudas else "",
                "inputs": agent.encode(self.pruebas.para_la_sonda(datos))}
         corto = nombre[5:] if nombre.startswith("test_") else nombre
+        limite = self._limite(self.limites.test_timeout)
         try:
-            limite = self._limite(self.limites.test_timeout)
             reply = self._pedir(msg, limite)
+        except (Vencido, Caido) as exc:  # the holder itself (not the probe) stopped: a new one for what follows
+            self._reponer()
+            return Veredicto(nombre, False, "No se pudo evaluar {}: el proceso del estudiante dejó de responder "
+                                            "({}).".format(corto, exc))
         except Perdido as exc:
             return Veredicto(nombre, False, "No se pudo evaluar {}: el proceso del estudiante ya no responde ({}).".format(corto, exc))
         status = reply.get("status")

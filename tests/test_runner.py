@@ -225,3 +225,38 @@ def test_without_a_loop_every_cell_keeps_the_full_limit():
                           cell_timeout=6, timeout_after_loop=1)
     assert text_of(outputs[0]) == "lenta pero termina\n"
     assert not result.notas
+
+
+def test_cells_share_one_process_until_one_fails_and_the_state_is_rebuilt():
+    """No fork per cell: the cells run in one process; after a cell ends it, a new process runs
+    the cells that had succeeded again, so definitions, imports and values are all back."""
+    outs, result = run("import os, math as m\npid0 = os.getpid()\nprint(pid0)",
+                       "def doble(x):\n    return 2 * x\nprint(os.getpid())",
+                       "os._exit(5)",
+                       "print(os.getpid())\nprint(doble(m.floor(2.5)))")
+    assert text_of(outs[0]) == text_of(outs[1])  # same process for both cells
+    assert errors_of(outs[2]) == ["ProcesoTerminado"] and "código 5" in outs[2][0]["evalue"]
+    new_pid, value = text_of(outs[3]).split()
+    assert new_pid != text_of(outs[0]).strip() and value == "4"
+
+
+def test_a_cell_that_behaves_differently_when_run_again_is_left_out_with_a_note():
+    first = ("import os\nif os.path.exists('ya_corri'):\n    while True:\n        pass\n"
+             "open('ya_corri', 'w').write('x')\nb = 5")
+    t0 = time.monotonic()
+    outs, result = run("a = 1", first, "import os\nos._exit(1)", "print(a, 'b' in dir())", cell_timeout=8)
+    assert time.monotonic() - t0 < 25
+    assert text_of(outs[3]) == "1 False\n"
+    assert any("no terminó al ejecutarse de nuevo" in n for n in result.notas)
+
+
+def test_a_notebook_that_keeps_ending_its_process_is_bounded_and_the_next_student_is_fine():
+    t0 = time.monotonic()
+    outs, result = run(*(["x = 1"] + ["import os\nos._exit(1)"] * 20 + ["print(x)"]))
+    assert time.monotonic() - t0 < 60
+    kinds = [errors_of(o) for o in outs[1:21]]
+    assert kinds[:runner.MAX_REPOSICIONES] == [["ProcesoTerminado"]] * runner.MAX_REPOSICIONES
+    assert errors_of(outs[21]) == ["NoEjecutada"]
+    assert any("veces" in n for n in result.notas)
+    outs, _ = run("print('siguiente')")
+    assert text_of(outs[0]) == "siguiente\n"
