@@ -19,8 +19,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import nbformat
 import psutil
@@ -163,10 +164,11 @@ class Run:
 
 
 def run_nbgrader(course: Course, args: Sequence[str], timeout: Optional[float] = None,
-                 log_path: Optional[str] = None, on_line=None) -> Run:
+                 log_path: Optional[str] = None, on_line=None, append_log: bool = False) -> Run:
     """Run ``nbgrader <args>`` in the course root, killing the whole tree on timeout.
 
-    ``on_line`` is called with each line of output as it comes.
+    ``on_line`` is called with each line of output as it comes; the output is written to
+    ``log_path`` (after what is there with ``append_log``).
     """
     import threading
 
@@ -198,7 +200,7 @@ def run_nbgrader(course: Course, args: Sequence[str], timeout: Optional[float] =
     text = "".join(lines)
     if log_path:
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        with open(log_path, "w", encoding="utf-8") as fh:
+        with open(log_path, "a" if append_log else "w", encoding="utf-8") as fh:
             fh.write(text)
     return Run(proc.returncode if not timed_out else -9, text, timed_out)
 
@@ -432,36 +434,45 @@ def sanitized_notebook(course: Course, student: str, cfg=None) -> nbformat.Noteb
 
 
 def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, scheduler: str = "",
-             recompute: bool = False, say=lambda *a: None, progress: bool = True) -> Dict[str, str]:
+             recompute: bool = False, say=lambda *a: None, progress: bool = True,
+             on_ready: Callable[[str], None] = lambda student: None) -> Dict[str, str]:
     """Grade ``students`` in parallel into the verdict cache, before nbgrader's own run.
 
     Local threads (``workers``, 0: one per core) or the Dask cluster at ``scheduler``.  Students
     whose exact job is already cached are not graded again (an interrupted run resumes), unless
-    ``recompute``.  Returns {student: why the parallel grading skipped them}: nbgrader's run
-    then grades those itself, so nothing here can change a grade, only its cost.
+    ``recompute``.  ``on_ready(student)`` is called as each student's verdicts are in the cache.
+    Returns {student: why the parallel grading skipped them}: nbgrader's run then grades those
+    itself, so nothing here can change a grade, only its cost.
     """
     from .nbplugin import seed_for
     cfg = load_config(course)
     cache = parallel.VerdictCache(course.path(parallel.CACHE_DIRNAME))
-    jobs, skipped = [], {}
-    for student in students:
-        try:
-            nb = sanitized_notebook(course, student, cfg)
-        except Exception as exc:  # nbgrader's run meets the same problem and reports it
-            skipped[student] = "{}: {}".format(type(exc).__name__, exc)
-            continue
-        seed = seed_for(course.root, course.assignment, student, te.fresh_seeds)
-        job = parallel.make_job(student, nb, seed, te.limits(), te.tests_module, te.rerun_after_last_test,
-                                import_paths=[course.root])
-        if recompute and os.path.exists(cache.path(job.key)):
-            os.remove(cache.path(job.key))
-        jobs.append(job)
+    skipped: Dict[str, str] = {}
+
+    def jobs():
+        """Each student's job, built (nbgrader's sanitizing, here) while earlier ones are graded."""
+        for student in students:
+            try:
+                nb = sanitized_notebook(course, student, cfg)
+            except Exception as exc:  # nbgrader's run meets the same problem and reports it
+                skipped[student] = "{}: {}".format(type(exc).__name__, exc)
+                continue
+            seed = seed_for(course.root, course.assignment, student, te.fresh_seeds)
+            job = parallel.make_job(student, nb, seed, te.limits(), te.tests_module, te.rerun_after_last_test,
+                                    import_paths=[course.root])
+            if recompute and os.path.exists(cache.path(job.key)):
+                os.remove(cache.path(job.key))
+            yield job
+
     where = "el clúster Dask en " + scheduler if scheduler else "{} trabajador(es) locales".format(
         workers or parallel.default_workers())
-    say("   {} alumno(s) en {}".format(len(jobs), where))
-    bar = parallel.Progress(len(jobs)) if jobs and progress else None
+    say("   {} alumno(s) en {}".format(len(students), where))
+    bar = parallel.Progress(len(students)) if students and progress else None
     resumed: List[str] = []
-    skipped.update(parallel.grade_jobs(jobs, cache, workers, scheduler, bar, resumed))
+    errors = parallel.grade_jobs(jobs(), cache, workers, scheduler, bar, resumed, on_ready)
+    if bar is not None and skipped:
+        bar.step(len(skipped))
+    skipped.update(errors)
     if resumed:
         say("   {} alumno(s) ya tenían veredictos de esta misma entrega y versión de los tests "
             "(veredictos/): no se corrigieron de nuevo".format(len(resumed)))
@@ -472,7 +483,7 @@ def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, sche
 
 def autograde_all(course: Course, students: Sequence[str], student_timeout: Optional[float] = None,
                   extra_args: Sequence[str] = (), say=lambda *a: None,
-                  show_progress: bool = False) -> Dict[str, StudentResult]:
+                  show_progress: bool = False, append_log: bool = False) -> Dict[str, StudentResult]:
     """Autograde the students in one nbgrader run (one warm sandbox reused, student after student).
 
     The runner bounds each student (``TrustedExecute.student_timeout``); the whole run is bounded
@@ -507,8 +518,8 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
             errors.add(m.group(1))
 
     limit = per_student * len(students) + 300
-    run = run_nbgrader(course, args, timeout=limit, log_path=os.path.join(course.logs_dir, "autograde.log"),
-                       on_line=follow)
+    run = run_nbgrader(course, args, timeout=limit, log_path=autograde_log(course), on_line=follow,
+                       append_log=append_log)
     for student, result in results.items():
         done = os.path.exists(course.autograded_nb(student))
         if student in errors or not done:
@@ -518,6 +529,87 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
         else:
             result.notes.extend(grading_notes(course, student))
     return results
+
+
+def autograde_log(course: Course) -> str:
+    """nbgrader autograde's output for the last grading run."""
+    return os.path.join(course.logs_dir, "autograde.log")
+
+
+class GradebookPasses:
+    """nbgrader's autograde pass on the students whose verdicts are ready, while the workers grade
+    the others.
+
+    One nbgrader process at a time (the gradebook has one writer), in a background thread: each
+    pass takes every student that became ready since the previous one started, at least
+    ``batch`` of them while grading goes on.  :meth:`finish` runs the last pass on the students
+    left (those the workers skipped included: nbgrader grades them itself).  A student's pass
+    is the same whichever batch it is in; only the idle core at the end of grading is saved.
+    """
+
+    def __init__(self, course: Course, student_timeout: float, args: Sequence[str], batch: int = 20):
+        self.course, self.student_timeout, self.args, self.batch = course, student_timeout, list(args), batch
+        self.results: Dict[str, StudentResult] = {}
+        self.waiting: List[str] = []
+        self.closed = False
+        self.passes = 0
+        self.error: Optional[BaseException] = None
+        self._cv = threading.Condition()
+        if os.path.exists(autograde_log(course)):
+            os.remove(autograde_log(course))  # every pass of this run appends to it
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="tarea2-pasadas")
+        self._thread.start()
+
+    def add(self, student: str) -> None:
+        """``student``'s verdicts are in the cache."""
+        with self._cv:
+            if student not in self.results and student not in self.waiting:
+                self.waiting.append(student)
+                self._cv.notify()
+
+    def _take(self) -> List[str]:
+        with self._cv:
+            while not self.closed and (self.batch <= 0 or len(self.waiting) < self.batch):
+                self._cv.wait()
+            if self.closed:
+                return []
+            taken, self.waiting = self.waiting, []
+            return taken
+
+    def _run(self, students: Sequence[str], say=lambda *a: None, show_progress: bool = False) -> None:
+        self.passes += 1
+        self.results.update(autograde_all(self.course, students, self.student_timeout, self.args, say,
+                                          show_progress, append_log=True))
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                students = self._take()
+                if not students:
+                    return
+                self._run(students)
+        except BaseException as exc:  # reported by finish(); the last pass grades whoever is left
+            self.error = exc
+
+    def stop(self) -> None:
+        """No more passes; wait for the one under way (grading was interrupted: the gradebook is
+        left consistent, and the next run passes whoever is missing)."""
+        with self._cv:
+            self.closed = True
+            self._cv.notify_all()
+        self._thread.join()
+
+    def finish(self, students: Sequence[str], say=lambda *a: None,
+               show_progress: bool = False) -> Dict[str, StudentResult]:
+        """Wait for the pass under way, then pass every student of ``students`` not passed yet."""
+        self.stop()
+        left = [s for s in students if s not in self.results]
+        if self.passes:
+            say("   {} alumno(s) ya pasaron por nbgrader mientras se corregía ({} pasada(s)); quedan {}".format(
+                len(self.results), self.passes, len(left)))
+        if left:
+            self._run(left, say, show_progress)
+        return {s: self.results[s] for s in students}
 
 
 def autograde_student(course: Course, student: str, timeout: float,
@@ -758,11 +850,15 @@ def grade(course: Course, student_timeout: Optional[float] = None,
         say("== corrigiendo {} alumno(s) (código del estudiante aislado; veredictos fuera de él) ==".format(len(ready)))
         te = trusted_settings(course, autograde_args, student_timeout)
         settings = parallel_settings(course, workers, scheduler)
-        pregrade(course, ready, te, settings.workers, settings.scheduler, recompute, say, not quiet)
-        say("== gradebook (nbgrader autograde con los veredictos calculados) ==")
         others = [a for a in autograde_args if not a.startswith("--TrustedExecute.")]
-        graded = autograde_all(course, ready, te.student_timeout, [*others, *trusted_args(te)], say,
-                               not quiet)
+        passes = GradebookPasses(course, te.student_timeout, [*others, *trusted_args(te)], settings.pass_batch)
+        try:
+            pregrade(course, ready, te, settings.workers, settings.scheduler, recompute, say, not quiet, passes.add)
+        except BaseException:
+            passes.stop()
+            raise
+        say("== gradebook (nbgrader autograde con los veredictos calculados) ==")
+        graded = passes.finish(ready, say, not quiet)
         for student, res in graded.items():
             results[student].failure = res.failure
             results[student].notes += res.notes

@@ -210,6 +210,9 @@ class ParallelGrading(Configurable):
     workers = Integer(0, help="Students graded at once on this machine (0: one per core).").tag(config=True)
     scheduler = Unicode("", help="Address of a dask.distributed scheduler (tcp://host:8786) whose workers "
                                  "grade the students; empty: local workers.").tag(config=True)
+    pass_batch = Integer(20, help="nbgrader's autograde pass starts on the students already graded once this "
+                                  "many are waiting, while the workers grade the rest (0: one pass at the "
+                                  "end).").tag(config=True)
 
 
 # ---------------------------------------------------------------- running the jobs
@@ -219,13 +222,30 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def run_local(jobs: List[GradingJob], workers: int, on_result: Callable[[dict], None]) -> None:
-    """Grade ``jobs`` on ``workers`` threads of this process (each thread, its own warm sandbox)."""
-    if jobs:  # start a sandbox while the threads start (the others start with their first job)
-        runner.TALLERES.precalentar(sandbox.Limites(**jobs[0].limits), runner.aislamiento_disponible())
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="corrector") as pool:
-        for future in as_completed([pool.submit(grade_job, job) for job in jobs]):
+def run_local(jobs: Iterable[GradingJob], workers: int, on_result: Callable[[dict], None]) -> None:
+    """Grade ``jobs`` on ``workers`` threads of this process (each thread, its own warm sandbox).
+
+    ``jobs`` may be a generator: each job is handed to a thread as soon as it is built, and
+    results are handled as they come, while the next jobs are built.
+    """
+    warmed = False
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="corrector")
+    try:
+        running = set()
+        for job in jobs:
+            if not warmed:  # one sandbox starts while the threads start (the others with their first job)
+                runner.TALLERES.precalentar(sandbox.Limites(**job.limits), runner.aislamiento_disponible())
+                warmed = True
+            running.add(pool.submit(grade_job, job))
+            for future in [f for f in running if f.done()]:
+                running.discard(future)
+                on_result(future.result())
+        for future in as_completed(running):
             on_result(future.result())
+    except BaseException:  # Ctrl-C: the students not started yet are left for the next run
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def run_dask(jobs: List[GradingJob], scheduler: str, on_result: Callable[[dict], None]) -> None:
@@ -235,6 +255,8 @@ def run_dask(jobs: List[GradingJob], scheduler: str, on_result: Callable[[dict],
     virtual environment, and bubblewrap); the notebooks travel with the jobs and the results
     come back here.  A job whose worker dies is retried by Dask on another worker.
     """
+    if not jobs:
+        return
     from distributed import Client, as_completed as dask_completed
     with Client(scheduler, timeout="30s") as client:
         futures = [client.submit(grade_job, job, key="tarea2-{}-{}".format(job.student, job.key[:12]),
@@ -292,32 +314,39 @@ def _duration(seconds: float) -> str:
     return "{} min {:02d} s".format(seconds // 60, seconds % 60) if seconds >= 60 else "{} s".format(seconds)
 
 
-def grade_jobs(jobs: List[GradingJob], cache: VerdictCache, workers: int = 0, scheduler: str = "",
-               progress: Optional[Progress] = None, resumed: Optional[list] = None) -> Dict[str, str]:
+def grade_jobs(jobs: Iterable[GradingJob], cache: VerdictCache, workers: int = 0, scheduler: str = "",
+               progress: Optional[Progress] = None, resumed: Optional[list] = None,
+               on_ready: Callable[[str], None] = lambda student: None) -> Dict[str, str]:
     """Grade the jobs not yet in ``cache`` and store their results; {student: grader error}.
 
-    ``resumed`` (a list) receives the students whose job was already in the cache.
+    ``resumed`` (a list) receives the students whose job was already in the cache;
+    ``on_ready(student)`` is called for them first, then for each student as its result is stored.
     """
     resumed = resumed if resumed is not None else []
     errors: Dict[str, str] = {}
-    pending = [j for j in jobs if j.key not in cache]
-    resumed[:] = [j.student for j in jobs if j not in pending]
-    if progress is not None and len(pending) < len(jobs):
-        progress.step(len(jobs) - len(pending))
+
+    def pending():
+        for job in jobs:
+            if job.key in cache:
+                resumed.append(job.student)
+                on_ready(job.student)
+                if progress is not None:
+                    progress.step()
+            else:
+                yield job
 
     def on_result(reply: dict) -> None:
         if "resultado" in reply:
             cache.put(reply["key"], reply["student"], runner.Resultado.desde_datos(reply["resultado"]),
                       reply.get("worker", ""))
+            on_ready(reply["student"])
         else:
             errors[reply.get("student", "?")] = reply.get("error", "")
         if progress is not None:
             progress.step()
 
-    if not pending:
-        return errors
     if scheduler:
-        run_dask(pending, scheduler, on_result)
+        run_dask(list(pending()), scheduler, on_result)
     else:
-        run_local(pending, workers or default_workers(), on_result)
+        run_local(pending(), workers or default_workers(), on_result)
     return errors

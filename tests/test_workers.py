@@ -102,6 +102,32 @@ def test_two_workers_give_the_same_grades_and_fill_the_cache(sequential, fake_co
     assert set(cache_entries(course)) == set(EXPECTED)
 
 
+def test_gradebook_passes_during_grading_give_the_same_grades(sequential, fake_course_factory):
+    """nbgrader's pass runs on the students already graded while the workers grade the rest (in
+    batches of 2 here): the gradebook and grades.csv are those of the single pass at the end."""
+    course = new_class(fake_course_factory, "pasadas", seeds_from=sequential)
+    with open(course.path("nbgrader_config.py"), "a", encoding="utf-8") as fh:
+        fh.write("\nc.ParallelGrading.pass_batch = 2\n")
+    runs = []
+    real = pipeline.autograde_all
+
+    def spy(course_, students, *args, **kwargs):
+        runs.append(list(students))
+        return real(course_, students, *args, **kwargs)
+
+    pipeline.autograde_all = spy
+    try:
+        pipeline.grade(course, student_timeout=120, quiet=True, workers=1)
+    finally:
+        pipeline.autograde_all = real
+    assert len(runs) >= 2 and all(runs), runs  # passes while grading, then the rest
+    assert sorted(s for run in runs for s in run) == sorted(EXPECTED)  # each student passed once
+    assert grades_csv(course) == grades_csv(sequential)
+    for student in EXPECTED:
+        assert auto_points(course, student) == auto_points(sequential, student)
+    assert from_cache_in_nbgrader(course) == set(EXPECTED)
+
+
 def test_a_dask_cluster_gives_the_same_grades(sequential, fake_course_factory):
     from distributed import LocalCluster
     course = new_class(fake_course_factory, "dask", seeds_from=sequential)
@@ -119,8 +145,10 @@ def test_interrupted_grading_resumes_without_regrading(sequential, fake_course_f
     course = new_class(fake_course_factory, "reanudar", seeds_from=sequential)
     cmd = [sys.executable, "-m", "tarea2_grader", "grade", "--course", course.root, "--workers", "1",
            "--timeout-alumno", "120"]
+    # SIGINT as in a terminal, even when this suite runs in the background (which ignores it)
     proc = subprocess.Popen(cmd, cwd=course.root, env=pipeline.nbgrader_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while len(cache_entries(course)) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
