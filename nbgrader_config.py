@@ -50,6 +50,10 @@ c.OverwriteCells.add_missing_cells = True
 # the feedback HTML (nbconvert's sanitizer).
 c.HTMLExporter.sanitize_html = True
 
+# The feedback page as nbconvert's HTMLExporter renders it (c.HTMLExporter.* applies), without
+# re-parsing the whole page only to add alt/tabindex attributes it would not change.
+c.GenerateFeedback.exporter_class = "tarea2_grader.retro_html.FeedbackHTMLExporter"
+
 # Students never need the hidden tests in their feedback.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
