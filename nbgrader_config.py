@@ -23,7 +23,16 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
+    "tarea2_grader.cellmeta.CachedCheckCellMetadata",
+]
+# nbgrader's default sanitizing list; CachedCheckCellMetadata is nbgrader's CheckCellMetadata
+# (same checks, same errors) with the JSON schema's validator built once, not once per cell.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "tarea2_grader.cellmeta.CachedCheckCellMetadata",
 ]
 # Per-student limits (a 2-core, 24 GiB machine grading one or two students at a time).
 c.TrustedExecute.cell_timeout = 20       # s per notebook cell (the reference's slowest graded one: < 1 s)
