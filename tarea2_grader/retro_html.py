@@ -51,6 +51,7 @@ _CLASS_WITH_REFERENCE = re.compile(
     r"""(?<=['"\s/])class\s*=+\s*(?:'[^']*&|"[^"]*&|(?!['"])[^>\s]*&)""", re.IGNORECASE)
 
 _stock_known = []
+_warned = []
 
 
 def stock_method_known() -> bool:
@@ -166,7 +167,10 @@ class FeedbackHTMLExporter(HTMLExporter):
     def from_notebook_node(self, nb, resources=None, **kw):
         """Convert from notebook node (as HTMLExporter does, see the module docstring)."""
         if not stock_method_known():
-            self.log.warning("nbconvert's HTMLExporter.from_notebook_node changed; using it as is")
+            if not _warned:
+                _warned.append(True)
+                self.log.warning("HTMLExporter.from_notebook_node de nbconvert no es la versión que conoce "
+                                 "tarea2_grader.retro_html: la retroalimentación se genera con él, tal cual")
             self.used_stock_pass = True
             return super().from_notebook_node(nb, resources, **kw)
         # HTMLExporter.from_notebook_node up to its BeautifulSoup pass.

@@ -205,3 +205,12 @@ def test_the_check_finds_whatever_the_stock_pass_changes(snippet, changed, needs
     page = "<!DOCTYPE html>\n<html><body>\n{}\n</body></html>".format(snippet)
     assert (tree(FeedbackHTMLExporter.stock_pass(page)[0]) != tree(page)) == changed
     assert retro_html.page_needs_stock_pass(page) == needs
+
+
+def test_another_nbconvert_gets_the_stock_method(graded_class, monkeypatch):
+    monkeypatch.setattr(retro_html, "_stock_known", [False])
+    nb = with_image_outputs(autograded(graded_class, "1003"))
+    stock, _ = render_feedback(graded_class, "1003", STOCK, nb)
+    mine, exporter = render_feedback(graded_class, "1003", MINE, nb)
+    assert exporter.used_stock_pass is True
+    assert mine == stock
