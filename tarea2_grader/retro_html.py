@@ -4,8 +4,9 @@ nbconvert's ``HTMLExporter.from_notebook_node`` renders the template and then pa
 page with BeautifulSoup (``html.parser``), only to give ``alt="No description has been provided
 for this image"`` to ``<img>`` tags that have none and ``tabindex="0"`` to
 ``.jp-Notebook div.jp-Cell-inputWrapper`` / ``div.jp-OutputArea-output``, and serializes the tree
-again.  For a feedback page (~110k tags, mostly highlighted code) that is about half of the
-export's CPU time.
+again.  For a feedback page (~110k tags, mostly highlighted code) that was about 60% of the
+export's CPU time (``nbgrader generate_feedback`` on 14 graded students of the real course, 2 cores:
+1.31 s -> 0.53 s per student).
 
 :class:`FeedbackHTMLExporter` (``c.GenerateFeedback.exporter_class`` in nbgrader_config.py)
 renders the same page without it:
@@ -22,7 +23,7 @@ renders the same page without it:
   markdown answer with a raw ``<img src=...>`` therefore costs what it always did.
 
 Where the pass does not run, the page is the template's output as is: the bytes
-BeautifulSoup parsed before, so the same tree (``tests/test_retro_html.py``), with the
+BeautifulSoup parsed before (with the ``alt`` attributes above), so the same tree (``tests/test_retro_html.py``), with the
 sanitizing (``c.HTMLExporter.sanitize_html``, ``tarea2_grader.inert``) done where it always
 was, in the template filters and in the grader; nothing here edits HTML text.
 
