@@ -23,7 +23,16 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
+    "tarea2_grader.cellmeta.CachedCheckCellMetadata",
+]
+# nbgrader's default sanitizing list; CachedCheckCellMetadata is nbgrader's CheckCellMetadata
+# (same checks, same errors) with the JSON schema's validator built once, not once per cell.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "tarea2_grader.cellmeta.CachedCheckCellMetadata",
 ]
 # Per-student limits (a 2-core, 24 GiB machine grading one or two students at a time).
 c.TrustedExecute.cell_timeout = 15       # s per notebook cell (the reference's slowest: 0.5 s on an idle 2-core machine)
@@ -49,6 +58,10 @@ c.OverwriteCells.add_missing_cells = True
 # A student's outputs and markdown answers are rendered without scripts or event handlers in
 # the feedback HTML (nbconvert's sanitizer).
 c.HTMLExporter.sanitize_html = True
+
+# The feedback page as nbconvert's HTMLExporter renders it (c.HTMLExporter.* applies), without
+# re-parsing the whole page only to add alt/tabindex attributes it would not change.
+c.GenerateFeedback.exporter_class = "tarea2_grader.retro_html.FeedbackHTMLExporter"
 
 # Students never need the hidden tests in their feedback.
 c.GenerateFeedback.preprocessors = [

@@ -29,7 +29,11 @@ c.Autograde.autograde_preprocessors = [
     "tarea2_grader.nbplugin.TrustedExecute", "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades", "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata"]
+    "tarea2_grader.cellmeta.CachedCheckCellMetadata"]
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput", "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec", "nbgrader.preprocessors.OverwriteCells",
+    "tarea2_grader.cellmeta.CachedCheckCellMetadata"]
 c.TrustedExecute.tests_module = "pruebas_curso"
 c.TrustedExecute.cell_timeout = 4
 c.TrustedExecute.test_timeout = 4

@@ -372,6 +372,36 @@ def test_feedback_html_runs_nothing_and_shows_the_work(instructor, listener, cou
     assert plots >= 1
 
 
+def test_feedback_as_the_template_writes_it_runs_nothing(instructor, listener, course):
+    """The feedback page never re-serialized by BeautifulSoup (what the course's FeedbackHTMLExporter
+    serves when nbconvert's whole-page pass would change nothing) runs nothing either.  This page
+    needs the pass (the answer's ``<img>`` has no alt), so it is forced off here."""
+    from test_retro_html import render_feedback
+
+    from tarea2_grader.retro_html import FeedbackHTMLExporter
+
+    class TemplateOnly(FeedbackHTMLExporter):
+        def needs_stock_pass(self, html):
+            return False
+
+    html, exporter = render_feedback(course, STUDENT, TemplateOnly)
+    assert exporter.used_stock_pass is False and "<img src" in html
+    with open(os.path.join(listener.folder, "retro_plantilla.html"), "w", encoding="utf-8") as dst:
+        dst.write(html)
+    page = instructor
+    before = len(listener.hits)
+    fired, title, _ = open_and_provoke(page, listener.url + "/retro_plantilla.html")
+    assert written_files(course.root) == []
+    assert fired == set()
+    assert listener.hits[before:] == []
+    assert not title.startswith("PWNED"), title
+    assert page.evaluate(ACTIVE_JS, "#notebook-container") == []
+    assert ANSWER_TEXT in page.inner_text("body")
+    plots = page.evaluate("""() => Array.from(document.querySelectorAll('img'))
+        .filter(i => i.src.startsWith('data:image/png') && i.naturalWidth > 100).length""")
+    assert plots >= 1
+
+
 RUBRIC_BESIDE_JS = """(gid) => {
   const input = document.getElementById(gid);
   if (!input) return null;

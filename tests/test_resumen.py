@@ -28,10 +28,11 @@ EVIL_NAME = "<img src=x onerror=alert(1)>.ipynb"
 
 
 def use_real_feedback_config(course):
-    """Give the fake course the repository's GenerateFeedback preprocessors and HTML sanitizing."""
+    """Give the fake course the repository's GenerateFeedback preprocessors and exporter, and HTML sanitizing."""
     real = pipeline.load_config(pipeline.Course(REPO))
     with open(course.path("nbgrader_config.py"), "a") as fh:
         fh.write("\nc.GenerateFeedback.preprocessors = {!r}\n".format(list(real.GenerateFeedback.preprocessors)))
+        fh.write("c.GenerateFeedback.exporter_class = {!r}\n".format(real.GenerateFeedback.exporter_class))
         fh.write("c.HTMLExporter.sanitize_html = {!r}\n".format(real.HTMLExporter.sanitize_html))
 
 
