@@ -639,6 +639,19 @@ def _set_environment(workdir):
     sys.path.insert(0, workdir)
 
 
+def warm_up(torch):
+    """Pay here, once, what torch does on first use: the first ``autograd.grad`` with
+    ``grad_outputs`` imports ``torch.fx``'s symbolic shapes and sympy (about 0.6 s), the later
+    calls take microseconds.  Every holder forks from this state, so no student, and no holder
+    rebuilt after a crash or a loop, pays it again."""
+    x = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    y = torch.sigmoid(x * x)
+    torch.autograd.grad(y, (x,), grad_outputs=torch.ones_like(y))
+    (torch.tanh(x) * x).sum().backward()
+    torch.nn.functional.cross_entropy(torch.ones(2, 3), torch.tensor([0, 1]))
+    import torch.utils.data  # noqa: F401  (Part 4's Dataset and DataLoader)
+
+
 def main():
     """The anchor: import once, then fork a fresh holder for each student the supervisor sends.
 
@@ -658,6 +671,7 @@ def main():
     import torch  # noqa: F401  (paid once, before any fork)
 
     torch.set_num_threads(1)
+    warm_up(torch)
     shell = make_shell(os.path.join(os.environ.get("TMPDIR", workdir), ".ipython-agente"))
     set_limits(config.get("memory_mb"), config.get("cpu_seconds"))
     _prctl(4, 0)  # PR_SET_DUMPABLE: no ptrace, no /proc/<pid>/mem from student processes

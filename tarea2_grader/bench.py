@@ -459,15 +459,23 @@ def _nbgrader(args: list, cwd: Path, env: dict, timeout: float) -> float:
 
 
 STOCK_CONFIG_LINE = "c.Autograde.autograde_preprocessors"
+# The course's other changes to how nbgrader itself works, also left out of stock nbgrader:
+# its sanitizing list (cached cell-metadata check), the feedback exporter and preprocessors.
+STOCK_ALSO_DROPPED = ("c.Autograde.sanitize_preprocessors", "c.GenerateFeedback.exporter_class",
+                      "c.GenerateFeedback.preprocessors")
 CLASS_SIZE = 4
 
 
 def stock_config(config: str) -> str:
     """The course's nbgrader_config.py text without the trusted runner: nbgrader's own
-    ``Execute`` runs the student's code and the tests in one kernel, as plain nbgrader does."""
+    ``Execute`` runs the student's code and the tests in one kernel, as plain nbgrader does
+    (and nbgrader's own sanitizing and feedback: :data:`STOCK_ALSO_DROPPED`)."""
     if STOCK_CONFIG_LINE not in config:
         raise ValueError("nbgrader_config.py no configura " + STOCK_CONFIG_LINE)
-    return config.replace(STOCK_CONFIG_LINE, "_stock_nbgrader_keeps_its_own")
+    config = config.replace(STOCK_CONFIG_LINE, "_stock_nbgrader_keeps_its_own")
+    for i, line in enumerate(STOCK_ALSO_DROPPED):
+        config = config.replace(line, "_stock_nbgrader_keeps_its_own_{}".format(i))
+    return config
 
 
 def _bench_course(root: Path, trusted: bool) -> str:

@@ -2,8 +2,9 @@
 
 Run ``python -m tarea2_grader.bench_clase [--alumnos 300] [--muestra 42]``.
 
-1. A synthetic class: ``--alumnos`` students in Moodle folders (distinct ids, one zip), cycling
-   through the mix of :data:`KINDS`, built from the example submissions of
+1. A synthetic class: ``--alumnos`` students in Moodle folders (distinct ids, one zip): one of
+   each kind of :data:`KINDS` first, then the kinds in a real class's proportions (loops and
+   kernel killers 1 in 50 each, :func:`kind_sequence`), built from the example submissions of
    :mod:`tarea2_grader.examples` (two styles of correct answers, one of them saved by Colab and
    renamed, typical mistakes, an untouched release, an infinite loop, a kernel killer).
 2. Each run grades a fresh scratch course (``__main__.prepare_demo_course``) with the same
@@ -58,16 +59,19 @@ from tarea2_grader.__main__ import prepare_demo_course
 ROOT = bench.ROOT
 SECTION = "clase"
 
-# The class mix, in the order the students cycle through it: (kind, example id or None, what it is).
+# The class mix: (kind, example id or None, what it is, students per 50).  The first students are
+# one of each kind, in this order (so any sample of 7 or more has them all); the rest follow the
+# weights, interleaved.  Loops and kernel killers are rare in a real class: 1 in 50 each (the
+# issue's own class had 1 looping student in 42); the untouched release 2 in 50.
 # "alternativa" is the alternative correct answers in a plain notebook (no example has it alone).
 KINDS = (
-    ("referencia", "1001", "solución de referencia"),
-    ("bucle", None, "`SGD.step` con un bucle infinito (la solución de referencia en lo demás)"),
-    ("colab", "1004", "otra solución correcta guardada por Colab como «Copia de tarea2.ipynb»"),
-    ("errores", "1003", "errores típicos en varias partes"),
-    ("mata_kernel", "1006", "`os._exit` en la celda de CELoss"),
-    ("sin_tocar", "1002", "el enunciado sin tocar"),
-    ("alternativa", None, "otra solución correcta (estilo distinto), notebook normal"),
+    ("referencia", "1001", "solución de referencia", 14),
+    ("bucle", None, "`SGD.step` con un bucle infinito (la solución de referencia en lo demás)", 1),
+    ("colab", "1004", "otra solución correcta guardada por Colab como «Copia de tarea2.ipynb»", 8),
+    ("errores", "1003", "errores típicos en varias partes", 12),
+    ("mata_kernel", "1006", "`os._exit` en la celda de CELoss", 1),
+    ("sin_tocar", "1002", "el enunciado sin tocar", 2),
+    ("alternativa", None, "otra solución correcta (estilo distinto), notebook normal", 12),
 )
 FIRST_NAMES = ("Ana", "Bruno", "Carla", "Diego", "Elena", "Felipe", "Gabriela", "Hugo", "Irene",
                "Javier", "Karen", "Luis", "Marta", "Nicolas", "Olga", "Pablo", "Rocio")
@@ -111,7 +115,7 @@ def mix_texts() -> Dict[str, tuple]:
     built = {"alternativa": examples.fill(examples.alternative_answers(reference)),
              "bucle": examples.fill(dict(reference, sgd=looping_step(reference["sgd"])))}
     texts = {}
-    for kind, example_id, _what in KINDS:
+    for kind, example_id, _what, _weight in KINDS:
         if example_id is None:
             texts[kind] = ("tarea2.ipynb", nbformat.writes(built[kind]) + "\n")
         else:
@@ -120,13 +124,28 @@ def mix_texts() -> Dict[str, tuple]:
     return texts
 
 
+def kind_sequence(n: int) -> List[str]:
+    """The kind of each of ``n`` students: one of each kind first, then by weight (smooth
+    weighted round robin: every 50 students after the first ones follow the weights exactly)."""
+    kinds = [k[0] for k in KINDS][:n]
+    weights = {k[0]: k[3] for k in KINDS}
+    total = sum(weights.values())
+    current = dict.fromkeys(weights, 0)
+    while len(kinds) < n:
+        for kind in current:
+            current[kind] += weights[kind]
+        chosen = max(current, key=lambda k: current[k])  # first in KINDS order on ties
+        current[chosen] -= total
+        kinds.append(chosen)
+    return kinds
+
+
 def roster(n: int) -> List[Student]:
     """``n`` students with distinct ids (same number of digits: sorted = created order)."""
     students = []
-    for i in range(n):
+    for i, kind in enumerate(kind_sequence(n)):
         sid = str(FIRST_ID + i)
         name = "{} {}".format(FIRST_NAMES[i % len(FIRST_NAMES)], LAST_NAMES[(i // len(FIRST_NAMES)) % len(LAST_NAMES)])
-        kind = KINDS[i % len(KINDS)][0]
         students.append(Student(sid, examples.folder(name, sid), "", kind))
     return students
 
@@ -323,7 +342,7 @@ def summarize(results: dict) -> dict:
     kinds = {s["sid"]: s["kind"] for s in results["class"]}
     costs = full["costs"]
     by_kind = {}
-    for kind, _id, _what in KINDS:
+    for kind, _id, _what, _weight in KINDS:
         values = [c for sid, c in costs.items() if kinds.get(sid) == kind]
         if values:
             by_kind[kind] = dict(n=len(values), median=statistics.median(values), max=max(values))
@@ -390,9 +409,12 @@ def render(results: dict) -> str:
                  .format(m["cpu"], m["cores"], _s(m["load_start"]), _s(m["load_end"])))
     lines.append("- Comando: `{}` ({:.0f} s en total)".format(results["command"], results["elapsed_s"]))
     mix = ", ".join("{} ({})".format(kind, sum(1 for st in results["class"] if st["kind"] == kind))
-                    for kind, _id, _what in KINDS)
-    lines.append("- Curso sintético: {} alumnos en carpetas de Moodle dentro de un zip, en ciclo por: {}. "
-                 "Todas las corridas usan el mismo `semillas.json` (las mismas entradas ocultas).".format(n, mix))
+                    for kind, _id, _what, _weight in KINDS)
+    lines.append("- Curso sintético: {} alumnos en carpetas de Moodle dentro de un zip: {}. Los primeros son uno "
+                 "de cada tipo; el resto sigue la proporción de una clase real, por cada 50 alumnos: {} "
+                 "(en la clase de 42 del issue hubo 1 alumno con un bucle). Todas las corridas usan el mismo "
+                 "`semillas.json` (las mismas entradas ocultas).".format(
+                     n, mix, ", ".join("{} {}".format(k[3], k[0]) for k in KINDS)))
     lines.append("- Límites: los de `nbgrader_config.py`{}; nbgrader tal como viene: `Execute.timeout` de {}."
                  .format("" if not args["timeout_celda"] else ", con `--timeout-celda {:g}`".format(args["timeout_celda"]),
                          "{:g} s por celda".format(args["timeout_celda"]) if args["timeout_celda"]
@@ -416,8 +438,10 @@ def render(results: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Fases: preparación = arrancar, sincronizar el gradebook, `zip_collect` y reparar; corrección en "
-                 "paralelo = el código de cada alumno en su sandbox (los trabajadores); pasada de nbgrader = "
-                 "`nbgrader autograde` con los veredictos ya calculados; notas = grades.csv (`nbgrader export` "
+                 "paralelo = el código de cada alumno en su sandbox (los trabajadores), y mientras tanto "
+                 "`nbgrader autograde` sobre los alumnos ya corregidos, de a 20 o más; pasada de nbgrader = lo "
+                 "que queda de `nbgrader autograde` (con los veredictos ya calculados) cuando terminan los "
+                 "trabajadores; notas = grades.csv (`nbgrader export` "
                  "en la corrida de nbgrader tal como viene, que no tiene corrección en paralelo).")
     for run in results["runs"]:
         again = sorted(set(run["costs"]) - set(run.get("from_cache", run["costs"])))
@@ -474,7 +498,7 @@ def render(results: dict) -> str:
     lines.append("")
     lines.append("| tipo | qué es | alumnos | mediana s | máximo s |")
     lines.append("|---|---|---:|---:|---:|")
-    for kind, _id, what in KINDS:
+    for kind, _id, what, _weight in KINDS:
         k = s["by_kind"].get(kind)
         if k:
             lines.append("| {} | {} | {} | {} | {} |".format(kind, what, k["n"], _s(k["median"]), _s(k["max"])))

@@ -823,9 +823,14 @@ def grade(course: Course, student_timeout: Optional[float] = None,
     verdicts kept from an earlier or interrupted run.
     """
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
-    from . import sandbox
+    from . import runner, sandbox
     if not sandbox.bwrap_works():
         say(sandbox.aviso_sin_aislamiento() or "")
+    te = trusted_settings(course, autograde_args, student_timeout)
+    settings = parallel_settings(course, workers, scheduler)
+    if not settings.scheduler:  # the local workers' sandboxes import torch while the class is collected
+        runner.TALLERES.precalentar(te.limits(), runner.aislamiento_disponible(),
+                                    settings.workers or parallel.default_workers())
     say("== sincronizando el gradebook con source/ ==")
     scratch = tempfile.mkdtemp(prefix="tarea2-release-")
     try:
@@ -848,8 +853,6 @@ def grade(course: Course, student_timeout: Optional[float] = None,
             results[student] = pre
         ready = [s for s, r in results.items() if r.failure is None]
         say("== corrigiendo {} alumno(s) (código del estudiante aislado; veredictos fuera de él) ==".format(len(ready)))
-        te = trusted_settings(course, autograde_args, student_timeout)
-        settings = parallel_settings(course, workers, scheduler)
         others = [a for a in autograde_args if not a.startswith("--TrustedExecute.")]
         passes = GradebookPasses(course, te.student_timeout, [*others, *trusted_args(te)], settings.pass_batch)
         try:

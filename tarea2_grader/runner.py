@@ -370,12 +370,18 @@ class _Talleres:
     def _clave(limites, aislar):
         return (limites.memory_mb, limites.cpu_seconds, aislar)
 
-    def precalentar(self, limites, aislar) -> None:
-        """Start a sandbox in the background (its torch import overlaps this process's own)."""
+    def precalentar(self, limites, aislar, cuantos: int = 1) -> None:
+        """Start sandboxes in the background until ``cuantos`` are warm or warming (their torch
+        imports overlap this process's own work)."""
+        for _ in range(max(1, cuantos)):
+            if not self._uno_mas(limites, aislar, cuantos):
+                return
+
+    def _uno_mas(self, limites, aislar, cuantos) -> bool:
         key = self._clave(limites, aislar)
         with self._lock:
-            if self._idle.get(key) or self._calentando.get(key):
-                return
+            if len(self._idle.get(key, [])) + self._calentando.get(key, 0) >= max(1, cuantos):
+                return False
             self._calentando[key] = self._calentando.get(key, 0) + 1
 
         def warm():
@@ -391,6 +397,7 @@ class _Talleres:
                 self._lock.notify_all()
 
         threading.Thread(target=warm, daemon=True, name="tarea2-precalentar").start()
+        return True
 
     def tomar(self, limites, aislar) -> Taller:
         key = self._clave(limites, aislar)

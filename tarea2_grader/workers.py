@@ -233,8 +233,9 @@ def run_local(jobs: Iterable[GradingJob], workers: int, on_result: Callable[[dic
     try:
         running = set()
         for job in jobs:
-            if not warmed:  # one sandbox starts while the threads start (the others with their first job)
-                runner.TALLERES.precalentar(sandbox.Limites(**job.limits), runner.aislamiento_disponible())
+            if not warmed:  # a sandbox per thread starts while the first jobs are built
+                runner.TALLERES.precalentar(sandbox.Limites(**job.limits), runner.aislamiento_disponible(),
+                                            max(1, workers))
                 warmed = True
             running.add(pool.submit(grade_job, job))
             for future in [f for f in running if f.done()]:
