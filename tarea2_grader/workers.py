@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 from typing import Callable, Dict, Iterable, List, Optional
 
 import nbformat
@@ -225,22 +225,26 @@ def default_workers() -> int:
 def run_local(jobs: Iterable[GradingJob], workers: int, on_result: Callable[[dict], None]) -> None:
     """Grade ``jobs`` on ``workers`` threads of this process (each thread, its own warm sandbox).
 
-    ``jobs`` may be a generator: each job is handed to a thread as soon as it is built, and
-    results are handled as they come, while the next jobs are built.
+    ``jobs`` may be a generator: jobs are built (in this thread) only as threads need them, at
+    most two per thread ahead, so building them does not hold up the first students; results are
+    handled as they come.
     """
     warmed = False
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="corrector")
+    workers = max(1, workers)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="corrector")
     try:
         running = set()
         for job in jobs:
             if not warmed:  # a sandbox per thread starts while the first jobs are built
                 runner.TALLERES.precalentar(sandbox.Limites(**job.limits), runner.aislamiento_disponible(),
-                                            max(1, workers))
+                                            workers)
                 warmed = True
             running.add(pool.submit(grade_job, job))
-            for future in [f for f in running if f.done()]:
-                running.discard(future)
-                on_result(future.result())
+            while len(running) >= 2 * workers:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.discard(future)
+                    on_result(future.result())
         for future in as_completed(running):
             on_result(future.result())
     except BaseException:  # Ctrl-C: the students not started yet are left for the next run
