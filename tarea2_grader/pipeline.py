@@ -831,6 +831,8 @@ def grade(course: Course, student_timeout: Optional[float] = None,
     if not settings.scheduler:  # the local workers' sandboxes import torch while the class is collected
         runner.TALLERES.precalentar(te.limits(), runner.aislamiento_disponible(),
                                     settings.workers or parallel.default_workers())
+        threading.Thread(target=warm_coordinator, args=(te.tests_module, course.root), daemon=True,
+                         name="tarea2-calentar").start()
     say("== sincronizando el gradebook con source/ ==")
     scratch = tempfile.mkdtemp(prefix="tarea2-release-")
     try:
@@ -874,6 +876,18 @@ def grade(course: Course, student_timeout: Optional[float] = None,
     generate_feedback(course, [s for s, r in results.items() if r.failure is None],
                       settings.workers or parallel.default_workers())
     return write_grades(course, results, say)
+
+
+def warm_coordinator(tests_module: str, root: str) -> None:
+    """Import the hidden tests (torch) and pay torch's first-use costs here, in the background,
+    while the class is collected: the workers' threads then start grading at full speed."""
+    try:
+        import torch
+        from . import agent
+        parallel.load_tests(tests_module, [root])
+        agent.warm_up(torch)
+    except Exception:  # the first job meets the same problem and reports it
+        pass
 
 
 def write_grades(course: Course, results: Dict[str, StudentResult], say=print) -> List[Row]:
