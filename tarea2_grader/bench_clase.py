@@ -234,14 +234,6 @@ def verdict_costs(course: pipeline.Course) -> Dict[str, float]:
     return costs
 
 
-def pass_from_cache(course: pipeline.Course) -> List[str]:
-    """Students whose verdicts nbgrader's pass took from the cache (its log says so); the others
-    were graded a second time inside the pass, one after the other."""
-    path = Path(course.logs_dir) / "autograde.log"
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    return sorted(set(re.findall(r"Veredictos de (\S+) ya calculados", text)))
-
-
 def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, cell_timeout: Optional[float],
                 students: int) -> dict:
     """``python -m tarea2_grader grade --workers N`` (``make grade``) on ``course``, timed."""
@@ -255,7 +247,7 @@ def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, ce
                 wall_s=run["wall_s"], returncode=run["returncode"],
                 phases=phase_seconds(run["marks"], run["wall_s"]), load_start=load_start, load_end=load1(),
                 grades=str(Path(course.path("grades.csv"))), costs=verdict_costs(course),
-                from_cache=pass_from_cache(course),
+                from_cache=sorted(pipeline.passed_from_cache(course)),
                 log=str(work / (name + ".log")))
 
 

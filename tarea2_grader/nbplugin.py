@@ -114,6 +114,10 @@ def add_rubrics(nb, resources) -> int:
     return pauta.insert_rubric_cells(nb, rubrics)
 
 
+#: What nbgrader's log says for a student whose verdicts came from the workers' cache.
+FROM_CACHE_LOG = "Veredictos de %s ya calculados (corrección en paralelo)"
+
+
 class TrustedExecute(NbGraderPreprocessor):
     """Run the notebook in the sandbox and write the trusted verdicts into the test cells."""
 
@@ -153,7 +157,7 @@ class TrustedExecute(NbGraderPreprocessor):
         if self.use_cache:
             cached = cache.get(key)
             if cached is not None and cached.aislado == aislar:
-                self.log.info("Veredictos de %s ya calculados (corrección en paralelo)", student)
+                self.log.info(FROM_CACHE_LOG, student)
                 return cached
         runner.TALLERES.precalentar(self.limits(), aislar)  # its imports overlap the next line's
         pruebas = workers.load_tests(self.tests_module, [root])

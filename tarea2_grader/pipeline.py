@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
 import nbformat
 import psutil
@@ -534,6 +534,19 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
 def autograde_log(course: Course) -> str:
     """nbgrader autograde's output for the last grading run."""
     return os.path.join(course.logs_dir, "autograde.log")
+
+
+def passed_from_cache(course: Course) -> Set[str]:
+    """Students whose verdicts the last run's nbgrader passes took from the workers' cache (the
+    others were graded a second time, inside nbgrader's pass)."""
+    from .nbplugin import FROM_CACHE_LOG
+    path = autograde_log(course)
+    if not os.path.exists(path):
+        return set()
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    pattern = re.escape(FROM_CACHE_LOG).replace(re.escape("%s"), r"(\S+)")
+    return set(re.findall(pattern, text))
 
 
 class GradebookPasses:

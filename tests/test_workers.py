@@ -70,13 +70,6 @@ def cache_entries(course):
     return out
 
 
-def from_cache_in_nbgrader(course):
-    """Students whose verdicts nbgrader's run took from the cache (its log says so)."""
-    with open(os.path.join(course.logs_dir, "autograde.log"), encoding="utf-8") as fh:
-        log = fh.read()
-    return {s for s in EXPECTED if "Veredictos de {} ya calculados".format(s) in log}
-
-
 @pytest.fixture(scope="module")
 def sequential(fake_course_factory):
     """The class graded one student at a time: the reference for every other way."""
@@ -98,7 +91,7 @@ def test_two_workers_give_the_same_grades_and_fill_the_cache(sequential, fake_co
     for student in EXPECTED:
         assert auto_points(course, student) == auto_points(sequential, student)
     # nbgrader's own run graded nobody again: every verdict came from the parallel workers.
-    assert from_cache_in_nbgrader(course) == set(EXPECTED)
+    assert pipeline.passed_from_cache(course) == set(EXPECTED)
     assert set(cache_entries(course)) == set(EXPECTED)
 
 
@@ -125,7 +118,7 @@ def test_gradebook_passes_during_grading_give_the_same_grades(sequential, fake_c
     assert grades_csv(course) == grades_csv(sequential)
     for student in EXPECTED:
         assert auto_points(course, student) == auto_points(sequential, student)
-    assert from_cache_in_nbgrader(course) == set(EXPECTED)
+    assert pipeline.passed_from_cache(course) == set(EXPECTED)
 
 
 def test_a_dask_cluster_gives_the_same_grades(sequential, fake_course_factory):
@@ -135,7 +128,7 @@ def test_a_dask_cluster_gives_the_same_grades(sequential, fake_course_factory):
                       host="127.0.0.1") as cluster:
         pipeline.grade(course, student_timeout=120, quiet=True, scheduler=cluster.scheduler_address)
     assert grades_csv(course) == grades_csv(sequential)
-    assert from_cache_in_nbgrader(course) == set(EXPECTED)
+    assert pipeline.passed_from_cache(course) == set(EXPECTED)
     graded_by = {worker for _path, worker in cache_entries(course).values()}
     me = parallel.worker_id()
     assert graded_by and me not in graded_by, "the jobs ran in this process, not on the cluster's workers"
@@ -185,7 +178,7 @@ def test_a_worker_failure_costs_time_not_points(sequential, fake_course_factory,
     monkeypatch.setattr(parallel, "grade_job", flaky)
     pipeline.grade(course, student_timeout=120, quiet=True, workers=2)
     assert grades_csv(course) == grades_csv(sequential)
-    assert from_cache_in_nbgrader(course) == set(EXPECTED) - {"1001", "1003"}
+    assert pipeline.passed_from_cache(course) == set(EXPECTED) - {"1001", "1003"}
 
 
 def test_the_key_changes_with_everything_that_can_change_a_verdict(sequential):
@@ -211,7 +204,7 @@ def test_the_key_changes_with_everything_that_can_change_a_verdict(sequential):
 def test_nbgrader_finds_the_key_the_coordinator_computed(sequential):
     """The coordinator's copy of nbgrader's sanitizing gives the very key TrustedExecute computes."""
     assert set(cache_entries(sequential)) == set(EXPECTED)
-    assert from_cache_in_nbgrader(sequential) == set(EXPECTED)
+    assert pipeline.passed_from_cache(sequential) == set(EXPECTED)
 
 
 def test_the_key_covers_every_module_that_grading_imports():
