@@ -160,6 +160,7 @@ class TrustedExecute(NbGraderPreprocessor):
                 self.log.info(FROM_CACHE_LOG, student)
                 return cached
         runner.TALLERES.precalentar(self.limits(), aislar)  # its imports overlap the next line's
+        workers.one_torch_thread()
         pruebas = workers.load_tests(self.tests_module, [root])
         self.log.info("Calificando %s en %s (semilla %d)", student,
                       "bubblewrap" if aislar else "un proceso aparte, sin aislar archivos", seed)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
@@ -637,7 +638,6 @@ def generate_feedback(course: Course, students: Iterable[str], workers: int = 1)
     Each process only reads the gradebook and writes its own students' pages; a group that fails
     is retried one student at a time, so one broken page costs only that student's feedback.
     """
-    from concurrent.futures import ThreadPoolExecutor
     students = list(students)
     if not students:
         return
@@ -897,6 +897,7 @@ def warm_coordinator(tests_module: str, root: str) -> None:
     try:
         import torch
         from . import agent
+        parallel.one_torch_thread()
         parallel.load_tests(tests_module, [root])
         agent.warm_up(torch)
     except Exception:  # the first job meets the same problem and reports it

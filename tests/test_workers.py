@@ -235,3 +235,23 @@ def test_two_courses_in_one_process_keep_their_own_hidden_tests(tmp_path):
     assert parallel.load_tests("pruebas_x", [str(a)]).VALOR == 1
     assert parallel.load_tests("pruebas_x", [str(b)]).VALOR == 2
     assert parallel.code_fingerprint("pruebas_x", [str(a)]) != parallel.code_fingerprint("pruebas_x", [str(b)])
+
+
+def test_a_worker_process_grades_with_one_torch_thread():
+    """A worker process (a Dask worker, or the coordinator's threads) grades with torch on one
+    intra-op thread, as the sandbox does: a thread pool per process on shared cores costs more
+    than the hidden tests' small tensors."""
+    script = "\n".join([
+        "import nbformat, torch",
+        "from tarea2_grader import sandbox, workers",
+        "torch.set_num_threads(2)",
+        "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('x = 1')])",
+        "job = workers.make_job('1001', nb, 7, sandbox.Limites(), 'tarea2_grader.hidden')",
+        "reply = workers.grade_job(job)",
+        "assert 'resultado' in reply, reply",
+        "print('threads', torch.get_num_threads())",
+    ])
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env=pipeline.nbgrader_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["threads", "1"]
