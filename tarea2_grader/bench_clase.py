@@ -38,6 +38,7 @@ import datetime
 import json
 import os
 import random
+import resource
 import re
 import shlex
 import shutil
@@ -185,9 +186,11 @@ def load1() -> Optional[float]:
 
 def run_timed(cmd: Sequence[str], cwd: str, log_path: Path, timeout: float,
               markers: Sequence[tuple] = ()) -> dict:
-    """Run ``cmd`` (stdout and stderr to ``log_path``); wall seconds, return code and the time at
-    which each ``markers`` regex first matched a line of stdout (seconds since the start)."""
+    """Run ``cmd`` (stdout and stderr to ``log_path``); wall seconds, CPU seconds (the command and
+    every process it waited for: the sandboxes, nbgrader's), return code and the time at which
+    each ``markers`` regex first matched a line of stdout (seconds since the start)."""
     seen: Dict[str, float] = {}
+    cpu_before = children_cpu()
     compiled = [(name, re.compile(rx, re.M)) for name, rx in markers if rx]
     start = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
@@ -210,7 +213,14 @@ def run_timed(cmd: Sequence[str], cwd: str, log_path: Path, timeout: float,
             pipeline.kill_tree(proc.pid)
             proc.wait()
         reader.join(timeout=30)
-    return {"wall_s": time.perf_counter() - start, "returncode": proc.returncode, "marks": seen}
+    return {"wall_s": time.perf_counter() - start, "cpu_s": children_cpu() - cpu_before,
+            "returncode": proc.returncode, "marks": seen}
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's finished, waited-for descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def phase_seconds(marks: Dict[str, float], wall: float) -> Dict[str, Optional[float]]:
@@ -244,7 +254,7 @@ def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, ce
     run = run_timed(cmd, str(ROOT), work / (name + ".log"), timeout=900 + 120 * students, markers=PHASES)
     return dict(name=name, kind="trusted", workers=workers, students=students, root=course.root,
                 command=shlex.join(["python", *cmd[1:3], "grade", "--workers", str(workers)]),
-                wall_s=run["wall_s"], returncode=run["returncode"],
+                wall_s=run["wall_s"], cpu_s=run["cpu_s"], returncode=run["returncode"],
                 phases=phase_seconds(run["marks"], run["wall_s"]), load_start=load_start, load_end=load1(),
                 grades=str(Path(course.path("grades.csv"))), costs=verdict_costs(course),
                 from_cache=sorted(pipeline.passed_from_cache(course)),
@@ -261,7 +271,7 @@ def run_stock(name: str, course: pipeline.Course, work: Path, cell_timeout: Opti
     phases = {p: 0.0 for p, _rx in PHASES}
     phases["pregrade"] = None
     load_start = load1()
-    total, codes = 0.0, {}
+    total, cpu, codes = 0.0, 0.0, {}
     log = work / (name + ".log")
     log.write_text("", encoding="utf-8")
     for phase, args in STOCK_STEPS:
@@ -275,12 +285,13 @@ def run_stock(name: str, course: pipeline.Course, work: Path, cell_timeout: Opti
             fh.write(step_log.read_text(encoding="utf-8"))
         phases[phase] += run["wall_s"]
         total += run["wall_s"]
+        cpu += run["cpu_s"]
         codes[args[0]] = run["returncode"]
     text = log.read_text(encoding="utf-8")
     failed = sorted(set(re.findall(r"There was an error processing assignment '[^']*' for student '([^']+)'", text)))
     return dict(name=name, kind="stock", workers=1, students=students, root=course.root,
                 command="nbgrader generate_assignment, zip_collect, autograde, generate_feedback, export",
-                wall_s=total, returncode=max(codes.values()), returncodes=codes, phases=phases,
+                wall_s=total, cpu_s=cpu, returncode=max(codes.values()), returncodes=codes, phases=phases,
                 load_start=load_start, load_end=load1(), grades=course.path("grades.csv"), costs={},
                 failed=failed, log=str(log))
 
@@ -327,6 +338,11 @@ def per_student(run: dict) -> float:
     return run["wall_s"] / max(1, run["students"])
 
 
+def cores_used(run: dict) -> Optional[float]:
+    """How many cores the run kept busy on average (its CPU seconds over its wall seconds)."""
+    return run["cpu_s"] / run["wall_s"] if run.get("cpu_s") and run["wall_s"] > 0 else None
+
+
 def summarize(results: dict) -> dict:
     """Speedups, goals and per-kind costs from the runs (added to ``results``)."""
     runs = {r["name"]: r for r in results["runs"]}
@@ -344,8 +360,12 @@ def summarize(results: dict) -> dict:
         loops += [c for sid, c in run["costs"].items() if kinds.get(sid) == "bucle"]
     ungraded = sorted(set(kinds) - set(costs))
     pre_one, pre_two = one["phases"].get("pregrade"), two["phases"].get("pregrade")
+    busy_one = cores_used(one)
     summary = dict(
         speedup=one["wall_s"] / two["wall_s"],
+        # the same work on all the machine's cores, at best: 1 worker's run already keeps
+        # busy_one cores busy (nbgrader's passes and feedback beside the worker)
+        ceiling=(results["machine"]["cores"] / busy_one) if busy_one else None,
         speedup_pregrade=(pre_one / pre_two) if pre_one and pre_two else None,
         per_student_full=per_student(full), rate_full=60.0 * full["students"] / full["wall_s"],
         projected_300=per_student(full) * GOAL_CLASS,
@@ -411,23 +431,32 @@ def render(results: dict) -> str:
                  .format("" if not args["timeout_celda"] else ", con `--timeout-celda {:g}`".format(args["timeout_celda"]),
                          "{:g} s por celda".format(args["timeout_celda"]) if args["timeout_celda"]
                          else "30 s por celda (su valor por defecto)"))
-    if sample < n:
+    stock_n = args.get("muestra_nbgrader", sample)
+    if stock_n != sample:
+        lines.append("- **Muestra**: las corridas con 1 y con 2 trabajadores (para la aceleración) corrigen los "
+                     "primeros {} alumnos y la de nbgrader tal como viene, los primeros {} (la misma mezcla), y se "
+                     "informan por alumno; la clase completa de {} se corrige con 2 trabajadores.".format(
+                         sample, stock_n, n))
+    elif sample < n:
         lines.append("- **Muestra**: las corridas con 1 trabajador, con 2 trabajadores (para la aceleración) y la de "
                      "nbgrader tal como viene corrigen sólo los primeros {} alumnos (la misma mezcla) y se "
                      "informan por alumno; la clase completa de {} se corrige con 2 trabajadores.".format(sample, n))
     lines.append("")
     lines.append("### Corridas (segundos de pared, de punta a punta: recoger el zip → retroalimentación → grades.csv)")
     lines.append("")
-    head = ["corrida", "alumnos", "total s", "s por alumno", "alumnos/min"] + [PHASE_LABELS[p] for p, _ in PHASES] + [
-        "carga al empezar → terminar"]
+    head = ["corrida", "alumnos", "total s", "s por alumno", "alumnos/min", "CPU s", "núcleos en uso"] + [
+        PHASE_LABELS[p] for p, _ in PHASES] + ["carga al empezar → terminar"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|---|" + "---:|" * (len(head) - 2) + "---|")
     for run in results["runs"]:
         cells = [RUN_LABELS[run["name"]], str(run["students"]), _s(run["wall_s"]), _s(per_student(run), 2),
-                 _s(60.0 * run["students"] / run["wall_s"])]
+                 _s(60.0 * run["students"] / run["wall_s"]), _s(run.get("cpu_s"), 0), _s(cores_used(run), 2)]
         cells += [_s(run["phases"].get(p)) for p, _ in PHASES]
         cells.append("{} → {}".format(_s(run["load_start"]), _s(run["load_end"])))
         lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("CPU s = segundos de CPU del comando y de todos los procesos que esperó (sandboxes, nbgrader); "
+                 "núcleos en uso = CPU s / total s.")
     lines.append("")
     lines.append("Fases: preparación = arrancar, sincronizar el gradebook, `zip_collect` y reparar; corrección en "
                  "paralelo = el código de cada alumno en su sandbox (los trabajadores), y mientras tanto "
@@ -469,6 +498,11 @@ def render(results: dict) -> str:
     speed = "{:.2f}× de punta a punta en los mismos {} alumnos".format(s["speedup"], sample)
     if s["speedup_pregrade"]:
         speed += " ({:.2f}× en la corrección en paralelo)".format(s["speedup_pregrade"])
+    if s.get("ceiling"):
+        speed += ("; con 1 trabajador la corrida ya ocupa en promedio {:.2f} de los {} núcleos (las pasadas de "
+                  "nbgrader y la retroalimentación corren junto al trabajador), así que con el mismo trabajo "
+                  "ninguna corrida puede ser más de {:.2f}× más rápida en esta máquina").format(
+                      cores_used(one), m["cores"], s["ceiling"])
     lines.append("| 2 trabajadores al menos {:g}× más rápido que 1 | {} | {} |".format(
         GOAL_SPEEDUP, speed, _yes(s["goals"]["aceleracion"])))
     compared = ", ".join("{}: {} alumnos, {} diferencia(s) en las notas y {} en las observaciones".format(
@@ -522,6 +556,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--muestra", type=int, default=42,
                    help="alumnos de la muestra para 1 trabajador, 2 trabajadores y nbgrader tal como viene "
                         "(por defecto %(default)s; como mucho --alumnos)")
+    p.add_argument("--muestra-nbgrader", type=int, default=None,
+                   help="alumnos de la corrida de nbgrader tal como viene (por defecto, los de --muestra); "
+                        "es la más lenta: con menos, el benchmark termina antes")
     p.add_argument("--timeout-celda", type=float, default=None,
                    help="segundos por celda (por defecto los de nbgrader_config.py; nbgrader tal como viene: 30)")
     p.add_argument("--semilla", type=int, default=2026, help="semilla de las semillas de los alumnos")
@@ -536,10 +573,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
-    if args.alumnos < 1 or not 1 <= args.muestra:
-        print("--alumnos y --muestra deben ser al menos 1", file=sys.stderr)
+    if args.alumnos < 1 or not 1 <= args.muestra or (args.muestra_nbgrader is not None and args.muestra_nbgrader < 1):
+        print("--alumnos, --muestra y --muestra-nbgrader deben ser al menos 1", file=sys.stderr)
         return 2
     sample = min(args.muestra, args.alumnos)
+    stock_sample = min(args.muestra_nbgrader or sample, args.alumnos)
     started = time.perf_counter()
     keep = args.trabajo is not None
     work = args.trabajo.resolve() if keep else Path(tempfile.mkdtemp(prefix="tarea2_bench_clase_"))
@@ -551,7 +589,8 @@ def main(argv=None) -> int:
         print("[bench {:5.0f} s] {}".format(time.perf_counter() - started, msg), file=sys.stderr, flush=True)
 
     results = dict(command=shlex.join(["python", "-m", "tarea2_grader.bench_clase", *argv]),
-                   args=dict(alumnos=args.alumnos, muestra=sample, timeout_celda=args.timeout_celda,
+                   args=dict(alumnos=args.alumnos, muestra=sample, muestra_nbgrader=stock_sample,
+                             timeout_celda=args.timeout_celda,
                              cell_limit=cell_limit(args.timeout_celda)),
                    machine=dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                                 cpu=bench.cpu_model(), cores=os.cpu_count(), load_start=load1()),
@@ -561,16 +600,19 @@ def main(argv=None) -> int:
         texts = mix_texts()
         write_class(work / "clase", students, texts)
         write_class(work / "muestra", students[:sample], texts)
+        if stock_sample != sample:
+            write_class(work / "muestra_nbgrader", students[:stock_sample], texts)
         results["class"] = [dataclasses.asdict(st) for st in students]
         rng = random.Random(args.semilla)
         seeds = {st.sid: rng.getrandbits(62) for st in students}
         sample_ids = [st.sid for st in students[:sample]]
 
-        plan = [("uno", "muestra", 1), ("dos", "muestra", 2), ("stock", "muestra", None), ("clase", "clase", 2)]
+        stock_class = "muestra" if stock_sample == sample else "muestra_nbgrader"
+        plan = [("uno", "muestra", 1), ("dos", "muestra", 2), ("stock", stock_class, None), ("clase", "clase", 2)]
         if sample == args.alumnos:
             plan = [p for p in plan if p[0] != "dos"]  # the whole class is the sample
         for name, which, workers in plan:
-            n = sample if which == "muestra" else args.alumnos
+            n = {"muestra": sample, "muestra_nbgrader": stock_sample}.get(which, args.alumnos)
             course = new_course(work / ("curso_" + name), work / which, seeds, stock=workers is None)
             progress("{}: {} alumnos".format(RUN_LABELS[name], n))
             if workers is None:
