@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 import nbformat
 from nbformat.notebooknode import NotebookNode
@@ -186,6 +188,21 @@ def load_reference(release_path: str, source_path: Optional[str] = None) -> List
             ref.names = defined_names(solutions.get(gid, "")) or defined_names(cell.source)
         refs.append(ref)
     return refs
+
+
+def reference(release_path: str, source_path: Optional[str] = None) -> Tuple[Tuple[RefCell, ...], dict]:
+    """:func:`load_reference` and the release's notebook metadata, read once per version of the
+    two files for a whole class (repairing never changes them: it copies what it takes)."""
+    def version(path):
+        st = os.stat(path)
+        return path, st.st_mtime_ns, st.st_size
+    return _reference(version(release_path), version(source_path) if source_path else None)
+
+
+@functools.lru_cache(maxsize=4)
+def _reference(release: tuple, source: Optional[tuple]) -> Tuple[Tuple[RefCell, ...], dict]:
+    refs = tuple(load_reference(release[0], source[0] if source else None))
+    return refs, nbformat.read(release[0], as_version=4).metadata
 
 
 # ---------------------------------------------------------------- normalizing
@@ -444,8 +461,7 @@ def repair_notebook(path: str, release_path: str, source_path: Optional[str] = N
     Raises NotebookUnreadable (with a Spanish message) when it is not a notebook.
     """
     nb = read_lenient(path)
-    refs = load_reference(release_path, source_path)
-    ref_meta = nbformat.read(release_path, as_version=4).metadata
-    report = repair_nb(nb, refs, ref_meta)
+    refs, ref_meta = reference(release_path, source_path)
+    report = repair_nb(nb, list(refs), ref_meta)
     nbformat.write(nb, out_path or path)
     return report

@@ -3,6 +3,7 @@
 One ``pipeline.grade`` run grades every scenario at once (one kernel per
 student is the cost); the tests then read the gradebook and grades.csv.
 """
+import copy
 import csv
 import json
 import os
@@ -227,6 +228,29 @@ def test_repair_is_idempotent(fake_course_factory, tmp_path):
     assert again.messages() == []
     with open(path) as fh:
         assert json.load(fh)["nbformat_minor"] == 5
+
+
+def test_a_class_is_repaired_against_one_reading_of_the_release(fake_course_factory, tmp_path):
+    """The release and source are read once for the whole class; no student's repair changes
+    that reading, and a new release is read again."""
+    course = fake_course_factory("repair-ref")
+    rel = os.path.join(course.root, "release", "tarea2", "tarea2.ipynb")
+    refs, meta = repair.reference(rel, course.source_nb)
+    before = copy.deepcopy([(r.cell, r.names) for r in refs]), copy.deepcopy(meta)
+    cases = [dict(delete=("test_suma", "dado")), dict(drop_meta=("cuadrado",), duplicate=("suma",)), {}]
+    for n, edits in enumerate(cases):  # cells put back, metadata restored, duplicates: each from the reading
+        path = str(tmp_path / "nb{}.ipynb".format(n))
+        with open(path, "w") as fh:
+            fh.write(as_colab(student_notebook(rel, GOOD, **edits)))
+        repair.repair_notebook(path, rel, course.source_nb)
+        again, meta_again = repair.reference(rel, course.source_nb)
+        assert again is refs and meta_again is meta
+    assert ([(r.cell, r.names) for r in refs], meta) == before
+    nb = nbformat.read(rel, as_version=4)
+    nb.cells[0].source += "\n\nNueva versión del enunciado."
+    nbformat.write(nb, rel)
+    new_refs, _meta = repair.reference(rel, course.source_nb)
+    assert new_refs is not refs and new_refs[0].cell.source.endswith("Nueva versión del enunciado.")
 
 
 def test_tampering_is_reported_for_manual_review():
