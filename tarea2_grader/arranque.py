@@ -10,6 +10,11 @@ cost moves to the (never reached) first use.
 
 The package installs it on import (``tarea2_grader/__init__.py``); nbgrader's command line with it
 in place is :mod:`tarea2_grader.nbgrader_cli`.
+
+:func:`alembic_in_process` is the other one: nbgrader creates a new gradebook (the first
+``generate_assignment`` of a course, every benchmark course) after asking a new ``alembic heads``
+process for the schema's revision, a process that imports nbgrader again (measured 16.7 s
+against 0.6 s in process on a loaded 2-core machine).  The same revision, read in process.
 """
 from __future__ import annotations
 
@@ -56,3 +61,18 @@ def lazy_rfc3987() -> None:
     stand_in.__getattr__ = attribute
     sys.modules[SLOW_OPTIONAL] = stand_in
 
+
+
+def alembic_head() -> str:
+    """The gradebook schema's revision, read as ``alembic heads`` reads it: its first head."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import _temp_alembic_ini
+    with _temp_alembic_ini("sqlite:////tmp/gradebook.db") as ini:  # nbgrader's own arguments
+        return ScriptDirectory.from_config(Config(ini)).get_revisions("heads")[0].revision
+
+
+def alembic_in_process() -> None:
+    """nbgrader's new gradebooks get their schema revision from :func:`alembic_head`."""
+    import nbgrader.api
+    nbgrader.api.get_alembic_version = alembic_head

@@ -39,3 +39,38 @@ def test_nbgrader_command_line_through_the_launcher(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0
     assert "nbgrader version" in proc.stdout + proc.stderr
+
+
+def test_a_new_gradebook_gets_the_revision_alembic_reports(tmp_path):
+    """The in-process revision is the one nbgrader's `alembic heads` process prints, and a
+    gradebook created through the launcher records it, as plain nbgrader's does."""
+    import os
+    import sqlite3
+
+    from nbgrader import api
+
+    from tarea2_grader import arranque, pipeline
+
+    env = pipeline.nbgrader_env()
+    old_path = os.environ["PATH"]
+    os.environ["PATH"] = env["PATH"]  # nbgrader's own function starts `alembic` from PATH
+    try:
+        expected = api.get_alembic_version()
+    finally:
+        os.environ["PATH"] = old_path
+    assert len(expected) >= 6 and arranque.alembic_head() == expected
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "alembic").write_text("#!/bin/sh\necho 'alembic started' >&2\nexit 3\n")
+    (shim / "alembic").chmod(0o755)
+    no_alembic = dict(env, PATH=str(shim) + os.pathsep + env["PATH"])  # the launcher never starts it
+    versions = {}
+    for launcher, launcher_env in ((["-m", "tarea2_grader.nbgrader_cli"], no_alembic), (["-m", "nbgrader"], env)):
+        folder = tmp_path / launcher[-1]
+        folder.mkdir()
+        proc = subprocess.run([sys.executable, *launcher, "db", "student", "add", "1001"], cwd=folder,
+                              capture_output=True, text=True, env=launcher_env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        with sqlite3.connect(str(folder / "gradebook.db")) as db:
+            versions[launcher[-1]] = db.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert versions["tarea2_grader.nbgrader_cli"] == versions["nbgrader"] == [(expected,)]
