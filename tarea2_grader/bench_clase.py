@@ -458,8 +458,9 @@ def render(results: dict) -> str:
     lines.append("CPU s = segundos de CPU del comando y de todos los procesos que esperó (sandboxes, nbgrader); "
                  "núcleos en uso = CPU s / total s.")
     lines.append("")
-    lines.append("Fases: preparación = arrancar, sincronizar el gradebook, `zip_collect` y reparar; corrección en "
-                 "paralelo = el código de cada alumno en su sandbox (los trabajadores), y mientras tanto "
+    lines.append("Fases: preparación = arrancar, sincronizar el gradebook y `zip_collect`; corrección en "
+                 "paralelo = reparar cada notebook justo antes de corregirlo, el código de cada alumno en su "
+                 "sandbox (los trabajadores), y mientras tanto "
                  "`nbgrader autograde` sobre los alumnos ya corregidos, de a 20 o más; pasada de nbgrader = lo "
                  "que queda de `nbgrader autograde` (con los veredictos ya calculados) cuando terminan los "
                  "trabajadores; notas = grades.csv (`nbgrader export` "

@@ -436,12 +436,14 @@ def sanitized_notebook(course: Course, student: str, cfg=None) -> nbformat.Noteb
 
 def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, scheduler: str = "",
              recompute: bool = False, say=lambda *a: None, progress: bool = True,
-             on_ready: Callable[[str], None] = lambda student: None) -> Dict[str, str]:
+             on_ready: Callable[[str], None] = lambda student: None,
+             prepare: Callable[[str], bool] = lambda student: True) -> Dict[str, str]:
     """Grade ``students`` in parallel into the verdict cache, before nbgrader's own run.
 
     Local threads (``workers``, 0: one per core) or the Dask cluster at ``scheduler``.  Students
     whose exact job is already cached are not graded again (an interrupted run resumes), unless
-    ``recompute``.  ``on_ready(student)`` is called as each student's verdicts are in the cache.
+    ``recompute``.  ``prepare(student)`` runs just before the student's job is built (False: the
+    student is not graded at all); ``on_ready(student)`` as each student's verdicts are in the cache.
     Returns {student: why the parallel grading skipped them}: nbgrader's run then grades those
     itself, so nothing here can change a grade, only its cost.
     """
@@ -449,10 +451,14 @@ def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, sche
     cfg = load_config(course)
     cache = parallel.VerdictCache(course.path(parallel.CACHE_DIRNAME))
     skipped: Dict[str, str] = {}
+    refused: List[str] = []
 
     def jobs():
         """Each student's job, built (nbgrader's sanitizing, here) while earlier ones are graded."""
         for student in students:
+            if not prepare(student):
+                refused.append(student)
+                continue
             try:
                 nb = sanitized_notebook(course, student, cfg)
             except Exception as exc:  # nbgrader's run meets the same problem and reports it
@@ -471,8 +477,8 @@ def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, sche
     bar = parallel.Progress(len(students)) if students and progress else None
     resumed: List[str] = []
     errors = parallel.grade_jobs(jobs(), cache, workers, scheduler, bar, resumed, on_ready)
-    if bar is not None and skipped:
-        bar.step(len(skipped))
+    if bar is not None and (skipped or refused):
+        bar.step(len(skipped) + len(refused))
     skipped.update(errors)
     if resumed:
         say("   {} alumno(s) ya tenían veredictos de esta misma entrega y versión de los tests "
@@ -859,22 +865,26 @@ def grade(course: Course, student_timeout: Optional[float] = None,
             return []
         shown = ", ".join(students[:12]) + (", ..." if len(students) > 12 else "")
         say("   {} alumno(s): {}".format(len(students), shown))
-        results: Dict[str, StudentResult] = {}
-        say("== reparando notebooks ==")
-        for student in students:
-            pre = StudentResult(student, list(collected.get(student, [])))
-            if not repair_student(course, student, release_nb, pre):
-                say("   {}: no se corrige: {}".format(student, pre.failure or ""))
-            results[student] = pre
-        ready = [s for s, r in results.items() if r.failure is None]
-        say("== corrigiendo {} alumno(s) (código del estudiante aislado; veredictos fuera de él) ==".format(len(ready)))
+        results = {s: StudentResult(s, list(collected.get(s, []))) for s in students}
+
+        def repaired(student: str) -> bool:
+            """Repair the notebook just before its job is built (False: it cannot be graded)."""
+            return repair_student(course, student, release_nb, results[student])
+
+        say("== corrigiendo {} alumno(s) (cada notebook se repara justo antes; código del estudiante aislado; "
+            "veredictos fuera de él) ==".format(len(students)))
         others = [a for a in autograde_args if not a.startswith("--TrustedExecute.")]
         passes = GradebookPasses(course, te.student_timeout, [*others, *trusted_args(te)], settings.pass_batch)
         try:
-            pregrade(course, ready, te, settings.workers, settings.scheduler, recompute, say, not quiet, passes.add)
+            pregrade(course, students, te, settings.workers, settings.scheduler, recompute, say, not quiet,
+                     passes.add, repaired)
         except BaseException:
             passes.stop()
             raise
+        for student, res in results.items():
+            if res.failure:
+                say("   {}: no se corrige: {}".format(student, res.failure))
+        ready = [s for s, r in results.items() if r.failure is None]
         say("== gradebook (nbgrader autograde con los veredictos calculados) ==")
         graded = passes.finish(ready, say, not quiet)
         for student, res in graded.items():
