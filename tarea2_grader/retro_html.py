@@ -54,6 +54,7 @@ from jinja2 import pass_context
 from nbconvert.exporters import HTMLExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.metadata import get_metadata
+from traitlets import Bool
 
 MISSING_ALT = "No description has been provided for this image"
 # sha256 of the source of HTMLExporter.from_notebook_node (nbconvert 7.17.2) that the fast path
@@ -243,6 +244,8 @@ class FeedbackHTMLExporter(HTMLExporter):
     whether the last page needed nbconvert's pass.
     """
 
+    memoize = Bool(True, help="Give again the highlighted code and rendered markdown of an input "
+                   "already rendered by this exporter (see RenderMemo).").tag(config=True)
     used_stock_pass = None
     _memo = None
 
@@ -273,6 +276,8 @@ class FeedbackHTMLExporter(HTMLExporter):
     @pass_context
     def markdown2html(self, context, source):
         """``HTMLExporter.markdown2html``, remembered by :meth:`markdown_key`."""
+        if not self.memoize:
+            return HTMLExporter.markdown2html(self, context, source)
         return self.memo.get(self.markdown_key(context, source),
                              lambda: HTMLExporter.markdown2html(self, context, source))
 
@@ -296,8 +301,10 @@ class FeedbackHTMLExporter(HTMLExporter):
         langinfo = nb.metadata.get("language_info", {})
         lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
         highlight_code = self.filters.get("highlight_code")  # a configured filter is used as is
-        if highlight_code is None:
+        if highlight_code is None and self.memoize:
             highlight_code = MemoHighlight2HTML(self.memo, pygments_lexer=lexer, parent=self)
+        elif highlight_code is None:
+            highlight_code = Highlight2HTML(pygments_lexer=lexer, parent=self)
         resources = self._init_resources(resources)
         filter_data_type = WidgetsDataTypeFilter(
             notebook_metadata=self._nb_metadata, parent=self, resources=resources
