@@ -14,7 +14,9 @@ ul, li, b, code) and Bootstrap 3 classes from nbgrader's feedback template.
 """
 from __future__ import annotations
 
+import copy
 import functools
+import hashlib
 import html
 import os
 from dataclasses import dataclass, field
@@ -135,10 +137,29 @@ def student_result(course: pipeline.Course, student: str, nb=None) -> pipeline.S
     return pipeline.StudentResult(student, [str(n) for n in notes if isinstance(n, str)])
 
 
+_source_cells: Dict[tuple, List[pipeline.CellInfo]] = {}
+
+
+def source_cells(path: str) -> List[pipeline.CellInfo]:
+    """``pipeline.grade_cells(path)``, parsed once per process for each content of the file.
+
+    The summary of every student needs the source notebook's grade cells; the file is read each
+    time and only parsed again when its bytes changed (a copy of the cells is returned).
+    """
+    with open(path, "rb") as fh:
+        data = fh.read()
+    key = (os.path.abspath(path), hashlib.sha256(data).hexdigest())
+    cells = _source_cells.get(key)
+    if cells is None:
+        cells = pipeline.grade_cells(nbformat.reads(data.decode("utf-8"), as_version=4))
+        _source_cells[key] = cells
+    return copy.deepcopy(cells)
+
+
 def course_cells(course: pipeline.Course, nb=None) -> List[pipeline.CellInfo]:
     """Grade cells from the course's source notebook (else from ``nb``)."""
     if os.path.exists(course.source_nb) or nb is None:
-        return pipeline.grade_cells(course.source_nb)
+        return source_cells(course.source_nb)
     return pipeline.grade_cells(nb)
 
 

@@ -11,6 +11,7 @@ bytes, and the sanitizer must run as many times.  A memo keyed on less than its 
 the same comparison (the last tests show it does).
 """
 import copy
+import os
 
 import nbformat
 import pytest
@@ -293,3 +294,58 @@ def test_batched_grades_raise_what_get_grades_raises(graded_class):
             run_get_grades(graded_class, "9999", cls, nbformat.read(graded_class.autograded_nb("1003"), as_version=4))
         errors.append(str(err.value))
     assert errors[:2] == errors[2:]
+
+
+def test_batched_grades_follow_nbgraders_own_where_its_code_is_unknown(graded_class, monkeypatch):
+    from nbgrader.preprocessors import GetGrades
+    stock = run_get_grades(graded_class, "1003", GetGrades)
+    monkeypatch.setattr(resumen, "get_grades_known", lambda: False)
+    assert run_get_grades(graded_class, "1003", resumen.BatchedGetGrades) == stock
+
+
+def test_the_process_gradebook_reads_each_student_afresh(graded_class):
+    """A score changed in the gradebook (formgrader) between two pages shows on the second one:
+    the process keeps one gradebook, not what it read for the earlier students."""
+    from nbgrader.api import Gradebook
+    from nbgrader.coursedir import CourseDirectory
+    coursedir = CourseDirectory(config=pipeline.load_config(graded_class))
+    coursedir.root = graded_class.root
+    first, _ = run_get_grades(graded_class, "1003", resumen.BatchedGetGrades)
+    cell = next(c for c in first.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "explica_md")
+    with Gradebook(coursedir.db_url) as gb:
+        grade = gb.find_grade("explica_md", "tarea2", "tarea2", "1003")
+        before = grade.manual_score
+        grade.manual_score = 0.5
+        gb.db.commit()
+    try:
+        again, _ = run_get_grades(graded_class, "1003", resumen.BatchedGetGrades)
+        changed = next(c for c in again.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "explica_md")
+        summary = resumen.summary_html(resumen.student_summary(graded_class, "1003"))
+        nb = nbformat.read(graded_class.autograded_nb("1003"), as_version=4)
+        resources = {"nbgrader": {"student": "1003", "assignment": "tarea2", "notebook": "tarea2",
+                                  "db_url": coursedir.db_url}, "metadata": {"path": os.path.dirname(
+                                      graded_class.autograded_nb("1003"))}}
+        with_summary, _ = resumen.ResumenCorreccion()(nb, resources)
+    finally:
+        with Gradebook(coursedir.db_url) as gb:
+            grade = gb.find_grade("explica_md", "tarea2", "tarea2", "1003")
+            grade.manual_score = before
+            gb.db.commit()
+    assert cell.metadata.nbgrader["score"] != 0.5 and changed.metadata.nbgrader["score"] == 0.5
+    assert with_summary.cells[0].source == summary
+
+
+def test_source_cells_are_parsed_again_when_the_file_changes(graded_class, tmp_path):
+    import shutil
+    path = str(tmp_path / "fuente.ipynb")
+    shutil.copy(graded_class.source_nb, path)
+    assert resumen.source_cells(path) == pipeline.grade_cells(path)
+    cells = resumen.source_cells(path)
+    cells[0].points = 99  # a caller changing its copy changes nothing kept
+    assert resumen.source_cells(path) == pipeline.grade_cells(path)
+    nb = nbformat.read(path, as_version=4)
+    graded = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    graded.metadata.nbgrader["points"] = 42
+    nbformat.write(nb, path)
+    assert resumen.source_cells(path) == pipeline.grade_cells(path)
+    assert 42.0 in [c.points for c in resumen.source_cells(path)]
