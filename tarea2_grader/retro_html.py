@@ -42,6 +42,11 @@ attachments, or with ``embed_images`` (which reads files), is always rendered an
 reused is exactly the text the filter returned before, so the page is the same bytes
 (``tests/test_retro_memo.py``); the sanitizer (``clean_html``) is not memoized and still runs on
 every output it ran on.
+
+nbconvert validates the notebook (and repairs missing or repeated cell ids) after every
+preprocessor; after the two that cannot make a valid notebook invalid (nbconvert's CSS header
+one, which does not touch it, and ``pauta.RemoveRubricCells``, which only drops cells) it is
+skipped when the validation just before passed (:meth:`FeedbackHTMLExporter.keeps_valid`).
 """
 import hashlib
 import inspect
@@ -247,6 +252,8 @@ class FeedbackHTMLExporter(HTMLExporter):
     memoize = Bool(True, help="Give again the highlighted code and rendered markdown of an input "
                    "already rendered by this exporter (see RenderMemo).").tag(config=True)
     used_stock_pass = None
+    validations_skipped = 0
+    _validated = False
     _memo = None
 
     @property
@@ -281,8 +288,38 @@ class FeedbackHTMLExporter(HTMLExporter):
         return self.memo.get(self.markdown_key(context, source),
                              lambda: HTMLExporter.markdown2html(self, context, source))
 
+    def keeps_valid(self, preprocessor) -> bool:
+        """Whether ``preprocessor`` leaves a valid notebook valid, so that nbconvert's validation
+        after it (``Exporter._validate_preprocessor``) can only pass if the one before it passed.
+
+        Only two, by exact type: nbconvert's ``CSSHTMLHeaderPreprocessor`` (it fills
+        ``resources`` and does not touch the notebook; with the nbconvert the fast path knows) and
+        ``pauta.RemoveRubricCells`` (it only drops cells: the schema has no minimum number of
+        cells, and fewer cells hold no duplicate id).
+        """
+        from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+        from .pauta import RemoveRubricCells
+        if type(preprocessor) is RemoveRubricCells:
+            return True
+        return type(preprocessor) is CSSHTMLHeaderPreprocessor and stock_method_known()
+
+    def _validate_preprocessor(self, nbc, preprocessor):
+        """nbconvert's validation after each preprocessor, skipped after one that keeps a notebook
+        valid (:meth:`keeps_valid`) when the validation before it passed in this same run."""
+        if self._validated and self.keeps_valid(preprocessor):
+            self.validations_skipped += 1
+            return
+        self._validated = False
+        super()._validate_preprocessor(nbc, preprocessor)
+        self._validated = True
+
     def _preprocess(self, nb, resources):
-        nb, resources = super()._preprocess(nb, resources)
+        self._validated = False  # no validation has passed yet in this run
+        try:
+            nb, resources = super()._preprocess(nb, resources)
+        finally:
+            self._validated = False
         if getattr(self, "_describe_images", False):
             self._images_described = describe_images(nb, self._priority)
         return nb, resources

@@ -349,3 +349,59 @@ def test_source_cells_are_parsed_again_when_the_file_changes(graded_class, tmp_p
     nbformat.write(nb, path)
     assert resumen.source_cells(path) == pipeline.grade_cells(path)
     assert 42.0 in [c.points for c in resumen.source_cells(path)]
+
+
+# ---------------------------------------------------------------- validation after preprocessors
+
+class BreakNotebook:
+    """A preprocessor that leaves the notebook invalid (a cell without its cell_type)."""
+
+    enabled = True
+
+    def __call__(self, nb, resources):
+        nb.cells[-1].pop("cell_type", None)
+        return nb, resources
+
+
+def test_validation_is_skipped_only_after_preprocessors_that_keep_a_notebook_valid(graded_class):
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+    from tarea2_grader.pauta import RemoveRubricCells
+
+    class CSSSubclass(CSSHTMLHeaderPreprocessor):
+        pass
+    coursedir, exporter = feedback_setup(graded_class)
+    nb = nbformat.read(graded_class.autograded_nb("1001"), as_version=4)
+    render(graded_class, coursedir, exporter, "1001", nb)
+    # after RemoveRubricCells and the CSS header preprocessor of nbgrader's list; the exporter's own
+    # CSS header preprocessor runs first, with no validation before it, and is validated
+    names = [type(p).__name__ for p in exporter._preprocessors]
+    assert names[0] == "CSSHTMLHeaderPreprocessor" and names[-2:] == ["RemoveRubricCells", "CSSHTMLHeaderPreprocessor"]
+    assert exporter.validations_skipped == 2
+    assert exporter.keeps_valid(RemoveRubricCells()) and exporter.keeps_valid(CSSHTMLHeaderPreprocessor())
+    assert not exporter.keeps_valid(CSSSubclass()) and not exporter.keeps_valid(resumen.ResumenCorreccion())
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_preprocessor_that_breaks_the_notebook_still_fails_the_page(graded_class, where):
+    """nbconvert's validation still runs after any other preprocessor, first or last."""
+    coursedir, exporter = feedback_setup(graded_class)
+    if where == "first":
+        exporter._preprocessors.insert(0, BreakNotebook())
+    else:
+        exporter.register_preprocessor(BreakNotebook())
+    nb = nbformat.read(graded_class.autograded_nb("1001"), as_version=4)
+    with pytest.raises(nbformat.ValidationError):
+        render(graded_class, coursedir, exporter, "1001", nb)
+
+
+def test_skipping_needs_a_validation_that_passed_in_the_same_run(graded_class):
+    """Where the validation before failed (here: never ran), the next one is not skipped."""
+    from tarea2_grader.pauta import RemoveRubricCells
+    _, exporter = feedback_setup(graded_class)
+    nb = nbformat.read(graded_class.autograded_nb("1001"), as_version=4)
+    nb.cells[0].pop("cell_type")
+    exporter._validated = False
+    with pytest.raises(nbformat.ValidationError):
+        exporter._validate_preprocessor(nb, RemoveRubricCells())
+    assert exporter.validations_skipped == 0
