@@ -298,8 +298,9 @@ def process_gradebook(db_url: str):
     ``nbgrader generate_feedback`` opened two per student (``GetGrades`` and the summary): each a
     new SQLAlchemy engine, which checks the tables and the course row and compiles every query
     again (its compiled-statement cache is per engine), about two thirds of the gradebook time.
-    Users end their reads with ``gradebook.db.remove()``, so every student is read in a new
-    session, from what the database holds then.
+    Users end their reads with :func:`end_reads`, so every student is read in a new session on a
+    new connection (the file is opened again: a gradebook replaced meanwhile is the one read),
+    from what the database holds then; the engine, and its compiled statements, stay.
     """
     import atexit
     from nbgrader.api import Gradebook
@@ -308,6 +309,12 @@ def process_gradebook(db_url: str):
         gb = _process_gradebooks[db_url] = Gradebook(db_url)
         atexit.register(gb.close)
     return gb
+
+
+def end_reads(gb) -> None:
+    """End one student's reads on a :func:`process_gradebook`: its session and its connections."""
+    gb.db.remove()
+    gb.engine.dispose()
 
 
 class ResumenCorreccion(NbGraderPreprocessor):
@@ -327,7 +334,7 @@ class ResumenCorreccion(NbGraderPreprocessor):
             sub = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
             scores = pipeline.submission_scores(sub)
         finally:
-            gb.db.remove()
+            end_reads(gb)
         result = student_result(course, info["student"], nb)
         result = pipeline.StudentResult(result.student, result.notes, None)  # it has a notebook: it was graded
         summary = build_summary(info["student"], course_cells(course, nb), scores, result, nb)
@@ -399,7 +406,7 @@ class BatchedGetGrades(GetGrades):
             resources['nbgrader']['late_penalty'] = late_penalty
         finally:
             self._batch = None
-            self.gradebook.db.remove()
+            end_reads(self.gradebook)
         return nb, resources
 
     def _rows(self):

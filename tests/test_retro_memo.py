@@ -405,3 +405,27 @@ def test_skipping_needs_a_validation_that_passed_in_the_same_run(graded_class):
     with pytest.raises(nbformat.ValidationError):
         exporter._validate_preprocessor(nb, RemoveRubricCells())
     assert exporter.validations_skipped == 0
+
+
+def test_the_process_gradebook_reads_a_replaced_file(graded_class, tmp_path):
+    """A gradebook file replaced between two students (a restored backup) is the one read next."""
+    import shutil
+    from nbgrader.api import Gradebook
+    path = tmp_path / "gradebook.db"
+    shutil.copy(graded_class.path("gradebook.db"), path)
+    url = "sqlite:///" + str(path)
+    edited = tmp_path / "editado.db"
+    shutil.copy(path, edited)
+    with Gradebook("sqlite:///" + str(edited)) as gb:
+        gb.find_grade("explica_md", "tarea2", "tarea2", "1003").manual_score = 0.25
+        gb.db.commit()
+
+    def read():
+        gb = resumen.process_gradebook(url)
+        try:
+            return gb.find_grade("explica_md", "tarea2", "tarea2", "1003").manual_score
+        finally:
+            resumen.end_reads(gb)
+    first = read()
+    os.replace(edited, path)
+    assert first != 0.25 and read() == 0.25
