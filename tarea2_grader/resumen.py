@@ -311,6 +311,17 @@ def process_gradebook(db_url: str):
     return gb
 
 
+def grade_cells_of(gb, sub) -> list:
+    """Load, in one query, the cells of a submitted notebook's grades into the gradebook's session.
+
+    ``pipeline.submission_scores`` reads ``grade.name`` for each grade, a lazy load of its cell
+    (one query per grade); with the cells already in the session those loads find them there
+    and run no query.  The same rows, so the same names.
+    """
+    from nbgrader.api import BaseCell, Grade
+    return gb.db.query(BaseCell).join(Grade, Grade.cell_id == BaseCell.id).filter(Grade.notebook_id == sub.id).all()
+
+
 def end_reads(gb) -> None:
     """End one student's reads on a :func:`process_gradebook`: its session and its connections."""
     gb.db.remove()
@@ -332,7 +343,9 @@ class ResumenCorreccion(NbGraderPreprocessor):
         gb = process_gradebook(info["db_url"])
         try:
             sub = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
+            cells = grade_cells_of(gb, sub)  # held: the session keeps loaded objects weakly
             scores = pipeline.submission_scores(sub)
+            del cells
         finally:
             end_reads(gb)
         result = student_result(course, info["student"], nb)
