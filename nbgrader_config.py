@@ -65,7 +65,7 @@ c.GenerateFeedback.exporter_class = "tarea2_grader.retro_html.FeedbackHTMLExport
 
 # Students never need the hidden tests in their feedback.
 c.GenerateFeedback.preprocessors = [
-    "nbgrader.preprocessors.GetGrades",
+    "tarea2_grader.resumen.BatchedGetGrades",  # nbgrader's GetGrades, one gradebook query per kind, not two per cell
     "tarea2_grader.resumen.ResumenCorreccion",  # summary first: points per part, failed tests, notes
     "nbgrader.preprocessors.ClearHiddenTests",
     "tarea2_grader.pauta.RemoveRubricCells",  # the grader's rubric cells stay in formgrader

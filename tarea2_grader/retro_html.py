@@ -29,14 +29,37 @@ was, in the template filters and in the grader; nothing here edits HTML text.
 
 If nbconvert's ``HTMLExporter.from_notebook_node`` is not the version this was written against
 (its source hash differs), the stock method runs instead.
+
+The same code and markdown come back in every page of a class (the statement, the given code,
+the tests, and every answer that kept the starter code), and one ``nbgrader generate_feedback``
+process renders many students.  Syntax highlighting (pygments) and markdown rendering (mistune)
+were about half of a page's CPU time (0.19 s and 0.07 s of 0.52 s per student), and both are pure
+functions of their input: :class:`FeedbackHTMLExporter` keeps, for the life of the process, the
+HTML they gave for each input and gives it again (:class:`RenderMemo`).  An input is only
+remembered where nothing else can change the result: the cell's source text, the lexer name, the
+cell's ``magics_language``, the formatter, markdown and lexer options; a markdown cell with
+attachments, or with ``embed_images`` (which reads files), is always rendered anew.  What is
+reused is exactly the text the filter returned before, so the page is the same bytes
+(``tests/test_retro_memo.py``); the sanitizer (``clean_html``) is not memoized and still runs on
+every output it ran on.
+
+nbconvert validates the notebook (and repairs missing or repeated cell ids) after every
+preprocessor; after the two that cannot make a valid notebook invalid (nbconvert's CSS header
+one, which does not touch it, and ``pauta.RemoveRubricCells``, which only drops cells) it is
+skipped when the validation just before passed (:meth:`FeedbackHTMLExporter.keeps_valid`).
 """
 import hashlib
 import inspect
+import json
 import re
+from collections.abc import Mapping
 from html.parser import HTMLParser
 
+from jinja2 import pass_context
 from nbconvert.exporters import HTMLExporter
+from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.metadata import get_metadata
+from traitlets import Bool
 
 MISSING_ALT = "No description has been provided for this image"
 # sha256 of the source of HTMLExporter.from_notebook_node (nbconvert 7.17.2) that the fast path
@@ -149,6 +172,75 @@ def describe_images(nb, priority) -> int:
     return added
 
 
+def _options_key(options):
+    """A dict of options as a key (None if it cannot be written as JSON, so never remembered)."""
+    try:
+        return json.dumps(options, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+
+
+class RenderMemo:
+    """HTML already rendered in this process, by the exact input that gave it.
+
+    Bounded: once ``max_chars`` characters of HTML are kept, new results are no longer stored
+    (they are still computed and returned).  ``hits`` and ``misses`` count lookups.
+    """
+
+    def __init__(self, max_chars: int = 64 * 1024 * 1024):
+        self.max_chars = max_chars
+        self.chars = 0
+        self.hits = 0
+        self.misses = 0
+        self._kept = {}
+
+    def get(self, key, compute):
+        """The HTML for ``key``, from ``compute()`` the first time (``key`` None: always computed)."""
+        if key is None:
+            return compute()
+        found = self._kept.get(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        html = compute()
+        if isinstance(html, str) and self.chars + len(html) <= self.max_chars:
+            self._kept[key] = html
+            self.chars += len(html)
+        return html
+
+
+class MemoHighlight2HTML(Highlight2HTML):
+    """nbconvert's ``highlight_code`` filter that gives again what it gave for the same input.
+
+    ``Highlight2HTML.__call__`` depends on the source, the language (else the notebook's lexer),
+    the cell's ``magics_language`` (for IPython lexers) and ``extra_formatter_options``: the key
+    holds all of them.
+    """
+
+    def __init__(self, memo: RenderMemo, pygments_lexer=None, **kwargs):
+        self.memo = memo
+        super().__init__(pygments_lexer=pygments_lexer, **kwargs)
+
+    def key(self, source, language=None, metadata=None):
+        """The memo key of one call (None: not remembered)."""
+        if type(source) is not str or not (language is None or type(language) is str):
+            return None
+        if metadata is not None and not isinstance(metadata, Mapping):
+            return None
+        magics = "absent"
+        if metadata and "magics_language" in metadata:
+            magics = _options_key(["present", metadata["magics_language"]])
+        options = _options_key(dict(self.extra_formatter_options))
+        if magics is None or options is None:
+            return None
+        return ("highlight", source, language or self.pygments_lexer, magics, options)
+
+    def __call__(self, source, language=None, metadata=None):
+        return self.memo.get(self.key(source, language, metadata),
+                             lambda: super(MemoHighlight2HTML, self).__call__(source, language, metadata))
+
+
 class FeedbackHTMLExporter(HTMLExporter):
     """``HTMLExporter`` that skips the whole-page BeautifulSoup pass where it would change nothing.
 
@@ -157,10 +249,77 @@ class FeedbackHTMLExporter(HTMLExporter):
     whether the last page needed nbconvert's pass.
     """
 
+    memoize = Bool(True, help="Give again the highlighted code and rendered markdown of an input "
+                   "already rendered by this exporter (see RenderMemo).").tag(config=True)
     used_stock_pass = None
+    validations_skipped = 0
+    _validated = False
+    _memo = None
+
+    @property
+    def memo(self) -> RenderMemo:
+        """Highlighted code and rendered markdown kept for the life of this exporter."""
+        if self._memo is None:
+            self._memo = RenderMemo()
+        return self._memo
+
+    def markdown_key(self, context, source):
+        """The memo key of a ``markdown2html`` call (None: rendered anew).
+
+        ``HTMLExporter.markdown2html`` depends on the source, the cell's attachments, the
+        notebook's folder (only read with ``embed_images``) and the exporter's anchor and lexer
+        options: a cell with attachments, or ``embed_images``, is never remembered.
+        """
+        if type(source) is not str or self.embed_images:
+            return None
+        cell = context.get("cell", {})
+        if not isinstance(cell, Mapping) or cell.get("attachments"):
+            return None
+        lexer = _options_key(dict(self.lexer_options))
+        if lexer is None:
+            return None
+        return ("markdown", source, self.anchor_link_text, bool(self.exclude_anchor_links), lexer)
+
+    @pass_context
+    def markdown2html(self, context, source):
+        """``HTMLExporter.markdown2html``, remembered by :meth:`markdown_key`."""
+        if not self.memoize:
+            return HTMLExporter.markdown2html(self, context, source)
+        return self.memo.get(self.markdown_key(context, source),
+                             lambda: HTMLExporter.markdown2html(self, context, source))
+
+    def keeps_valid(self, preprocessor) -> bool:
+        """Whether ``preprocessor`` leaves a valid notebook valid, so that nbconvert's validation
+        after it (``Exporter._validate_preprocessor``) can only pass if the one before it passed.
+
+        Only two, by exact type: nbconvert's ``CSSHTMLHeaderPreprocessor`` (it fills
+        ``resources`` and does not touch the notebook; with the nbconvert the fast path knows) and
+        ``pauta.RemoveRubricCells`` (it only drops cells: the schema has no minimum number of
+        cells, and fewer cells hold no duplicate id).
+        """
+        from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+        from .pauta import RemoveRubricCells
+        if type(preprocessor) is RemoveRubricCells:
+            return True
+        return type(preprocessor) is CSSHTMLHeaderPreprocessor and stock_method_known()
+
+    def _validate_preprocessor(self, nbc, preprocessor):
+        """nbconvert's validation after each preprocessor, skipped after one that keeps a notebook
+        valid (:meth:`keeps_valid`) when the validation before it passed in this same run."""
+        if self._validated and self.keeps_valid(preprocessor):
+            self.validations_skipped += 1
+            return
+        self._validated = False
+        super()._validate_preprocessor(nbc, preprocessor)
+        self._validated = True
 
     def _preprocess(self, nb, resources):
-        nb, resources = super()._preprocess(nb, resources)
+        self._validated = False  # no validation has passed yet in this run
+        try:
+            nb, resources = super()._preprocess(nb, resources)
+        finally:
+            self._validated = False
         if getattr(self, "_describe_images", False):
             self._images_described = describe_images(nb, self._priority)
         return nb, resources
@@ -175,13 +334,14 @@ class FeedbackHTMLExporter(HTMLExporter):
             self.used_stock_pass = True
             return super().from_notebook_node(nb, resources, **kw)
         # HTMLExporter.from_notebook_node up to its BeautifulSoup pass.
-        from nbconvert.filters.highlight import Highlight2HTML
         from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
         langinfo = nb.metadata.get("language_info", {})
         lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
-        highlight_code = self.filters.get(
-            "highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self)
-        )
+        highlight_code = self.filters.get("highlight_code")  # a configured filter is used as is
+        if highlight_code is None and self.memoize:
+            highlight_code = MemoHighlight2HTML(self.memo, pygments_lexer=lexer, parent=self)
+        elif highlight_code is None:
+            highlight_code = Highlight2HTML(pygments_lexer=lexer, parent=self)
         resources = self._init_resources(resources)
         filter_data_type = WidgetsDataTypeFilter(
             notebook_metadata=self._nb_metadata, parent=self, resources=resources
