@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     if not student:
         print("no hay alumnos corregidos en " + course.root, file=sys.stderr)
         return 2
-    page = course.path("feedback", student, course.assignment, course.notebook + ".html")
+    page = course.feedback_page(student)
     screenshot(page, args.salida)
     print("captura: {} ({})".format(os.path.relpath(args.salida), student))
     return 0

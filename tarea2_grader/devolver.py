@@ -91,7 +91,7 @@ def read_grades(course: pipeline.Course) -> List[dict]:
 
 def feedback_files(course: pipeline.Course, student: str) -> List[str]:
     """The files nbgrader generate_feedback wrote for a student."""
-    folder = course.path("feedback", student, course.assignment)
+    folder = course.feedback_dir(student)
     found = []
     for root, _dirs, files in os.walk(folder):
         found += [os.path.join(root, f) for f in sorted(files)]
@@ -115,7 +115,7 @@ def write_zip(course: pipeline.Course, rows: List[dict], folders: Dict[str, str]
             folder = folders.get(sid, sid)
             files = feedback_files(course, sid)
             if files:
-                base = course.path("feedback", sid, course.assignment)
+                base = course.feedback_dir(sid)
                 for f in files:
                     zf.write(f, folder + "/" + os.path.relpath(f, base).replace(os.sep, "/"))
             else:

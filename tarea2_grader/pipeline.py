@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
@@ -105,6 +106,14 @@ class Course:
     def autograded_nb(self, student: str) -> str:
         """A student's autograded notebook."""
         return self.path("autograded", student, self.assignment, self.notebook + ".ipynb")
+
+    def feedback_dir(self, student: str) -> str:
+        """Where ``nbgrader generate_feedback`` writes a student's pages."""
+        return self.path("feedback", student, self.assignment)
+
+    def feedback_page(self, student: str) -> str:
+        """A student's feedback page."""
+        return os.path.join(self.feedback_dir(student), self.notebook + ".html")
 
     def students(self) -> List[str]:
         """Students with a submitted folder for the assignment."""
@@ -641,8 +650,10 @@ def autograde_student(course: Course, student: str, timeout: float,
 def generate_feedback(course: Course, students: Iterable[str], workers: int = 1) -> None:
     """``nbgrader generate_feedback`` for ``students``, split over ``workers`` processes.
 
-    Each process only reads the gradebook and writes its own students' pages; a group that fails
-    is retried one student at a time, so one broken page costs only that student's feedback.
+    Each process only reads the gradebook and writes its own students' pages.  nbgrader goes on
+    past a page it cannot write; when a process fails, the students of its group left without a
+    new page (a broken page, or a process that ran out of time) get one more process together,
+    and whoever still has none is reported: one broken page costs only that student's feedback.
     """
     students = list(students)
     if not students:
@@ -650,18 +661,27 @@ def generate_feedback(course: Course, students: Iterable[str], workers: int = 1)
     everyone = course.students()
     groups = [students[i::workers] for i in range(max(1, min(workers, len(students))))]
 
-    def one_group(group):
+    def run(group) -> int:
         others = [s for s in everyone if s not in set(group)]
         args = ["generate_feedback", course.assignment_arg, "--force"]
         if others:
             args.append("--CourseDirectory.student_id_exclude=" + ",".join(others))
-        if run_nbgrader(course, args, timeout=300 + 30 * len(group)).returncode == 0:
+        return run_nbgrader(course, args, timeout=300 + 30 * len(group)).returncode
+
+    def without_page(group, since: float) -> List[str]:
+        page = course.feedback_page
+        return [s for s in group if not (os.path.exists(page(s)) and os.path.getmtime(page(s)) >= since)]
+
+    def one_group(group):
+        since = time.time()
+        if run(group) == 0:
             return
-        for student in group:
-            single = run_nbgrader(course, ["generate_feedback", course.assignment_arg, "--force",
-                                           "--student", student], timeout=300)
-            if single.returncode != 0:
-                print("  aviso: no se pudo generar la retroalimentación de {}".format(student))
+        missing = without_page(group, since)
+        if missing:
+            since = time.time()
+            run(missing)
+        for student in without_page(missing, since):
+            print("  aviso: no se pudo generar la retroalimentación de {}".format(student))
 
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         list(pool.map(one_group, groups))

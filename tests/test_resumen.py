@@ -6,6 +6,8 @@ produces.  One grading run serves every test; one test reads the page in headles
 """
 import os
 import re
+import shutil
+import time
 
 import pytest
 from nbgrader.api import Gradebook
@@ -149,6 +151,33 @@ def test_plain_generate_feedback_shows_hand_grading(course):
             grade.manual_score = None
             gb.db.commit()
         pipeline.generate_feedback(course, ["1003"])
+
+
+def test_a_broken_page_costs_only_that_students_feedback(graded_class, tmp_path, monkeypatch, capsys):
+    """nbgrader goes on past a page it cannot write; the students left without a page get one
+    more process together (not one each), and whoever still has none is reported."""
+    course = pipeline.Course(shutil.copytree(graded_class.root, str(tmp_path / "curso")))
+    students = [s for s in course.students() if os.path.exists(course.autograded_nb(s))]
+    assert len(students) >= 3
+    broken = students[1]
+    with open(course.autograded_nb(broken), "w", encoding="utf-8") as fh:
+        fh.write("{ esto no es un notebook")
+    calls = []
+    real = pipeline.run_nbgrader
+
+    def counting(c, args, **kwargs):
+        calls.append(list(args))
+        return real(c, args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_nbgrader", counting)
+    before = time.time()
+    pipeline.generate_feedback(course, students, workers=1)
+    assert len(calls) == 2, calls  # the class, then the one left without a page
+    assert "--CourseDirectory.student_id_exclude=" in calls[1][-1] and broken not in calls[1][-1]
+    for student in students:
+        page = course.feedback_page(student)
+        assert (os.path.exists(page) and os.path.getmtime(page) >= before) == (student != broken), student
+    assert "no se pudo generar la retroalimentación de {}".format(broken) in capsys.readouterr().out
 
 
 def test_summary_in_a_real_browser(course, page):
