@@ -14,16 +14,23 @@ statements are reused.  Each still gets its own new session, runs ``check_course
 does, and ``close`` (nbgrader's) removes the session and disposes the engine's pool, so every
 gradebook still talks to the database over a fresh connection, with the same transactions.
 
+``OverwriteCells`` and ``SaveAutoGrades`` also look up one row per nbgrader cell (source cell,
+grade cell, grade, comment), each a join query: :class:`NotebookLookupGradebook` answers them
+from one query per notebook (same rows, same objects of the session; anything else by nbgrader's
+own method).
+
 The ``Shared*`` preprocessors (in ``c.Autograde.sanitize_preprocessors`` and
-``c.Autograde.autograde_preprocessors``) are nbgrader's, with their ``preprocess`` opening a
-:class:`SharedEngineGradebook` instead; their per-cell steps are nbgrader's own (inherited).
+``c.Autograde.autograde_preprocessors``) are nbgrader's, with their ``preprocess`` opening one of
+these gradebooks instead; their per-cell steps are nbgrader's own (inherited).
 nbgrader itself is not patched: the converter's own gradebooks (``Autograde.init_assignment``)
 are unchanged.
 """
 import json
 import threading
+from collections import defaultdict
 
-from nbgrader.api import Gradebook
+from nbgrader.api import (Assignment, Comment, Grade, Gradebook, GradeCell, Notebook, SolutionCell, SourceCell,
+                          Student, SubmittedAssignment, SubmittedNotebook)
 from nbgrader.preprocessors import (AssignLatePenalties, NbGraderPreprocessor, OverwriteCells,
                                     OverwriteKernelspec, SaveAutoGrades)
 
@@ -55,6 +62,78 @@ class SharedEngineGradebook(Gradebook):
         self.authenticator = authenticator
 
 
+class NotebookLookupGradebook(SharedEngineGradebook):
+    """:class:`SharedEngineGradebook` whose per-cell lookups of one notebook come from one query.
+
+    ``find_source_cell``, ``find_graded_cell``, ``find_grade`` and ``find_comment`` are called once
+    per nbgrader cell of a student's notebook by ``OverwriteCells`` and ``SaveAutoGrades``, each a
+    join query.  Here the first call for a (notebook, assignment[, student]) runs nbgrader's join
+    once without the cell name and keeps {cell name: rows}; a name with exactly one row gets that
+    row (what nbgrader's ``.one()`` on the same join returns: the same object of this session); any
+    other name is answered by nbgrader's own method (its fallback to task cells, ``MissingEntry``,
+    ``MultipleResultsFound``).  The lookup lives as long as this gradebook, i.e. one preprocessor on
+    one notebook, during which those preprocessors add or delete no cell, grade or comment rows.
+    """
+
+    def _lookup(self, key, build):
+        tables = self.__dict__.setdefault("_lookups", {})
+        if key not in tables:
+            rows = defaultdict(list)
+            for name, row in build():
+                rows[name].append(row)
+            tables[key] = rows
+        return tables[key]
+
+    def _unique(self, key, build, name):
+        rows = self._lookup(key, build).get(name, ())
+        return rows[0] if len(rows) == 1 else None
+
+    def find_source_cell(self, name, notebook, assignment):
+        def build():
+            return self.db.query(SourceCell.name, SourceCell)\
+                .select_from(SourceCell)\
+                .join(Notebook, Notebook.id == SourceCell.notebook_id)\
+                .join(Assignment, Assignment.id == Notebook.assignment_id)\
+                .filter(Notebook.name == notebook, Assignment.name == assignment)\
+                .all()
+        found = self._unique(("source", notebook, assignment), build, name)
+        return found if found is not None else super().find_source_cell(name, notebook, assignment)
+
+    def find_graded_cell(self, name, notebook, assignment):
+        def build():
+            return self.db.query(GradeCell.name, GradeCell)\
+                .select_from(GradeCell)\
+                .join(Notebook, Notebook.id == GradeCell.notebook_id)\
+                .join(Assignment, Assignment.id == Notebook.assignment_id)\
+                .filter(Notebook.name == notebook, Assignment.name == assignment)\
+                .all()
+        found = self._unique(("graded", notebook, assignment), build, name)
+        return found if found is not None else super().find_graded_cell(name, notebook, assignment)
+
+    def _submitted(self, row, cell, notebook, assignment, student):
+        return self.db.query(cell.name, row)\
+            .select_from(row)\
+            .join(cell, cell.id == row.cell_id)\
+            .join(SubmittedNotebook, SubmittedNotebook.id == row.notebook_id)\
+            .join(Notebook, Notebook.id == SubmittedNotebook.notebook_id)\
+            .join(SubmittedAssignment, SubmittedAssignment.id == SubmittedNotebook.assignment_id)\
+            .join(Assignment, Assignment.id == SubmittedAssignment.assignment_id)\
+            .join(Student, Student.id == SubmittedAssignment.student_id)\
+            .filter(Notebook.name == notebook, Assignment.name == assignment, Student.id == student)\
+            .all()
+
+    def find_grade(self, grade_cell, notebook, assignment, student):
+        found = self._unique(("grade", notebook, assignment, student),
+                             lambda: self._submitted(Grade, GradeCell, notebook, assignment, student), grade_cell)
+        return found if found is not None else super().find_grade(grade_cell, notebook, assignment, student)
+
+    def find_comment(self, solution_cell, notebook, assignment, student):
+        found = self._unique(("comment", notebook, assignment, student),
+                             lambda: self._submitted(Comment, SolutionCell, notebook, assignment, student),
+                             solution_cell)
+        return found if found is not None else super().find_comment(solution_cell, notebook, assignment, student)
+
+
 def _ids(pp, resources, student=True) -> None:
     info = resources['nbgrader']
     pp.notebook_id = info['notebook']
@@ -82,11 +161,11 @@ class SharedOverwriteKernelspec(OverwriteKernelspec):
 
 
 class SharedOverwriteCells(OverwriteCells):
-    """nbgrader's ``OverwriteCells`` with a :class:`SharedEngineGradebook`."""
+    """nbgrader's ``OverwriteCells`` with a :class:`NotebookLookupGradebook`."""
 
     def preprocess(self, nb, resources):
         _ids(self, resources, student=False)
-        self.gradebook = SharedEngineGradebook(self.db_url)
+        self.gradebook = NotebookLookupGradebook(self.db_url)
         with self.gradebook:
             nb, resources = NbGraderPreprocessor.preprocess(self, nb, resources)
             if self.add_missing_cells:
@@ -96,11 +175,11 @@ class SharedOverwriteCells(OverwriteCells):
 
 
 class SharedSaveAutoGrades(SaveAutoGrades):
-    """nbgrader's ``SaveAutoGrades`` with a :class:`SharedEngineGradebook`."""
+    """nbgrader's ``SaveAutoGrades`` with a :class:`NotebookLookupGradebook`."""
 
     def preprocess(self, nb, resources):
         _ids(self, resources)
-        self.gradebook = SharedEngineGradebook(self.db_url)
+        self.gradebook = NotebookLookupGradebook(self.db_url)
         with self.gradebook:
             nb, resources = NbGraderPreprocessor.preprocess(self, nb, resources)
         return nb, resources
