@@ -26,6 +26,7 @@ nbgrader itself is not patched: the converter's own gradebooks (``Autograde.init
 are unchanged.
 """
 import json
+import os
 import threading
 from collections import defaultdict
 
@@ -44,15 +45,37 @@ def forget_engines() -> None:
         _engines.clear()
 
 
+def database_key(db_url: str):
+    """What identifies the database at ``db_url`` for sharing its engine, or None: not shared.
+
+    An SQLite file is identified by the file itself too (one deleted or replaced since is another
+    database, which nbgrader's ``__init__`` sets up again); a file that does not exist yet and an
+    in-memory database (a new empty one for each nbgrader gradebook) are never shared.
+    """
+    if not db_url.startswith("sqlite"):
+        return db_url
+    if not db_url.startswith("sqlite:///") or db_url[len("sqlite:///"):] in ("", ":memory:"):
+        return None
+    try:
+        st = os.stat(db_url[len("sqlite:///"):])
+    except OSError:
+        return None
+    return db_url, st.st_dev, st.st_ino
+
+
 class SharedEngineGradebook(Gradebook):
-    """nbgrader's ``Gradebook`` on the engine of the first one opened on ``db_url`` in this process."""
+    """nbgrader's ``Gradebook`` on the engine of the first one opened on ``db_url``'s database in this
+    process (:func:`database_key`)."""
 
     def __init__(self, db_url: str, course_id: str = "default_course", authenticator=None):
-        engine = _engines.get(db_url)
+        key = database_key(db_url)
+        engine = _engines.get(key) if key is not None else None
         if engine is None:
             super().__init__(db_url, course_id, authenticator)  # nbgrader's set-up of the database
-            with _lock:
-                _engines.setdefault(db_url, self.engine)
+            key = database_key(db_url)  # the file exists now
+            if key is not None:
+                with _lock:
+                    _engines.setdefault(key, self.engine)
             return
         from sqlalchemy.orm import scoped_session, sessionmaker
         self.engine = engine

@@ -282,6 +282,33 @@ def test_shared_engine_is_built_by_nbgrader_once_per_database(tmp_path):
     sharedgb.forget_engines()
 
 
+def test_a_new_database_file_is_set_up_by_nbgrader_again(tmp_path):
+    sharedgb.forget_engines()
+    path = tmp_path / "libro.db"
+    url = "sqlite:///" + str(path)
+    with SharedEngineGradebook(url) as gb:
+        gb.update_or_create_student("e1")
+        engine = gb.engine
+    path.unlink()  # a new course at the same place, in the same process
+    with SharedEngineGradebook(url) as gb:
+        assert gb.engine is not engine
+        assert gb.students == []
+        gb.update_or_create_student("e2")
+    with SharedEngineGradebook(url) as gb:
+        assert [s.id for s in gb.students] == ["e2"]
+    sharedgb.forget_engines()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_in_memory_databases_are_never_shared(url):
+    with SharedEngineGradebook(url) as first:
+        first.update_or_create_student("e1")
+        engine = first.engine
+    with SharedEngineGradebook(url) as second:  # nbgrader: a new, empty database each time
+        assert second.engine is not engine
+        assert second.students == []
+
+
 def run_preprocessor(cls, course, student, nb, caplog):
     """(error or None, the notebook it returns, its log lines) of ``cls`` on a copy of ``nb``."""
     pp = cls(config=pipeline.load_config(course))
