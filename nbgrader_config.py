@@ -21,17 +21,19 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
+    "tarea2_grader.sharedgb.SharedSaveAutoGrades",
+    "tarea2_grader.sharedgb.SharedAssignLatePenalties",
     "tarea2_grader.cellmeta.CachedCheckCellMetadata",
 ]
+# The Shared* preprocessors are nbgrader's, each opening its gradebook on one SQLAlchemy engine per
+# process (tables checked and queries compiled once, not once per student): tarea2_grader/sharedgb.py.
 # nbgrader's default sanitizing list; CachedCheckCellMetadata is nbgrader's CheckCellMetadata
 # (same checks, same errors) with the JSON schema's validator built once, not once per cell.
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
-    "nbgrader.preprocessors.OverwriteKernelspec",
-    "nbgrader.preprocessors.OverwriteCells",
+    "tarea2_grader.sharedgb.SharedOverwriteKernelspec",
+    "tarea2_grader.sharedgb.SharedOverwriteCells",
     "tarea2_grader.cellmeta.CachedCheckCellMetadata",
 ]
 # Per-student limits (a 2-core, 24 GiB machine grading one or two students at a time).
