@@ -289,26 +289,19 @@ def standalone_page(s: Summary, title: str) -> str:
 
 # ---------------------------------------------------------------- nbgrader
 
-_process_gradebooks: Dict[str, object] = {}
-
-
 def process_gradebook(db_url: str):
-    """One nbgrader ``Gradebook`` per database for the life of this process (closed at exit).
+    """A gradebook for one student's reads, on the engine this process already opened on the
+    database (:class:`tarea2_grader.sharedgb.SharedEngineGradebook`).
 
     ``nbgrader generate_feedback`` opened two per student (``GetGrades`` and the summary): each a
     new SQLAlchemy engine, which checks the tables and the course row and compiles every query
     again (its compiled-statement cache is per engine), about two thirds of the gradebook time.
-    Users end their reads with :func:`end_reads`, so every student is read in a new session on a
-    new connection (the file is opened again: a gradebook replaced meanwhile is the one read),
-    from what the database holds then; the engine, and its compiled statements, stay.
+    Users close it when the student's reads end, so every student is read in a new session on a
+    new connection (a gradebook file replaced meanwhile is the one read), from what the database
+    holds then; the engine, and its compiled statements, stay.
     """
-    import atexit
-    from nbgrader.api import Gradebook
-    gb = _process_gradebooks.get(db_url)
-    if gb is None:
-        gb = _process_gradebooks[db_url] = Gradebook(db_url)
-        atexit.register(gb.close)
-    return gb
+    from .sharedgb import SharedEngineGradebook
+    return SharedEngineGradebook(db_url)
 
 
 def grade_cells_of(gb, sub) -> list:
@@ -320,12 +313,6 @@ def grade_cells_of(gb, sub) -> list:
     """
     from nbgrader.api import BaseCell, Grade
     return gb.db.query(BaseCell).join(Grade, Grade.cell_id == BaseCell.id).filter(Grade.notebook_id == sub.id).all()
-
-
-def end_reads(gb) -> None:
-    """End one student's reads on a :func:`process_gradebook`: its session and its connections."""
-    gb.db.remove()
-    gb.engine.dispose()
 
 
 class ResumenCorreccion(NbGraderPreprocessor):
@@ -340,14 +327,11 @@ class ResumenCorreccion(NbGraderPreprocessor):
 
         info = resources["nbgrader"]
         course = pipeline.Course(course_root(resources), info["assignment"], info["notebook"])
-        gb = process_gradebook(info["db_url"])
-        try:
+        with process_gradebook(info["db_url"]) as gb:
             sub = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
             cells = grade_cells_of(gb, sub)  # held: the session keeps loaded objects weakly
             scores = pipeline.submission_scores(sub)
             del cells
-        finally:
-            end_reads(gb)
         result = student_result(course, info["student"], nb)
         result = pipeline.StudentResult(result.student, result.notes, None)  # it has a notebook: it was graded
         summary = build_summary(info["student"], course_cells(course, nb), scores, result, nb)
@@ -399,7 +383,7 @@ class BatchedGetGrades(GetGrades):
                 return super().preprocess(nb, resources)
             finally:
                 self._batch = None
-        # GetGrades.preprocess (nbgrader 0.9), with the gradebook's session ended, not its engine.
+        # GetGrades.preprocess (nbgrader 0.9), on the process's shared engine (process_gradebook).
         self.notebook_id = resources['nbgrader']['notebook']
         self.assignment_id = resources['nbgrader']['assignment']
         self.student_id = resources['nbgrader']['student']
@@ -419,7 +403,7 @@ class BatchedGetGrades(GetGrades):
             resources['nbgrader']['late_penalty'] = late_penalty
         finally:
             self._batch = None
-            end_reads(self.gradebook)
+            self.gradebook.close()
         return nb, resources
 
     def _rows(self):

@@ -421,11 +421,8 @@ def test_the_process_gradebook_reads_a_replaced_file(graded_class, tmp_path):
         gb.db.commit()
 
     def read():
-        gb = resumen.process_gradebook(url)
-        try:
+        with resumen.process_gradebook(url) as gb:
             return gb.find_grade("explica_md", "tarea2", "tarea2", "1003").manual_score
-        finally:
-            resumen.end_reads(gb)
     first = read()
     os.replace(edited, path)
     assert first != 0.25 and read() == 0.25
