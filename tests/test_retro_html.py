@@ -7,6 +7,7 @@ gradebook); both pages, parsed by BeautifulSoup, must be the same tree.  Some au
 notebooks get, in memory only, images without ``alt`` (outputs and raw markdown ``<img>``) and
 ``jp-Notebook`` markup, the things nbconvert's pass changes.
 """
+import copy
 import os
 
 import nbformat
@@ -26,31 +27,46 @@ GRADED = ("1001", "1003", "1004", "1005")
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
 
 
-def render_feedback(course, student, exporter_class, nb=None):
-    """One student's feedback page rendered here as ``nbgrader generate_feedback`` renders it.
-
-    ``nb`` replaces the autograded notebook read from disk.  Returns (page, exporter).
-    """
+def feedback_setup(course, preprocessors=None, memoize=True, exporter_class=None):
+    """(coursedir, exporter) configured as ``nbgrader generate_feedback`` configures them (with
+    other preprocessors or exporter class, and the render memo on or off)."""
     from nbgrader.converters import GenerateFeedback
     from nbgrader.coursedir import CourseDirectory
     cfg = pipeline.load_config(course)
-    cfg.GenerateFeedback.exporter_class = exporter_class
+    if preprocessors is not None:
+        cfg.GenerateFeedback.preprocessors = preprocessors
+    if exporter_class is not None:
+        cfg.GenerateFeedback.exporter_class = exporter_class
+    cfg.FeedbackHTMLExporter.memoize = memoize
     coursedir = CourseDirectory(config=cfg)
     coursedir.root = course.root
     converter = GenerateFeedback(coursedir=coursedir, config=cfg)
     exporter = converter.exporter_class(parent=converter, config=converter.config)
     for pp in converter.preprocessors:
         exporter.register_preprocessor(pp)
+    return coursedir, exporter
+
+
+def render(course, coursedir, exporter, student, nb):
+    """One student's page from ``nb`` (a copy is rendered), as nbgrader's converter renders it."""
     folder = coursedir.format_path(coursedir.autograded_directory, student, course.assignment)
-    path = os.path.join(folder, course.notebook + ".ipynb")
     resources = {"unique_key": course.notebook, "output_files_dir": course.notebook + "_files",
                  "nbgrader": {"student": student, "assignment": course.assignment,
                               "notebook": course.notebook, "db_url": coursedir.db_url},
                  "metadata": {"name": course.notebook, "path": folder}}
+    page, _ = exporter.from_notebook_node(copy.deepcopy(nb), resources)
+    return page
+
+
+def render_feedback(course, student, exporter_class, nb=None):
+    """One student's feedback page rendered here as ``nbgrader generate_feedback`` renders it.
+
+    ``nb`` replaces the autograded notebook read from disk.  Returns (page, exporter).
+    """
+    coursedir, exporter = feedback_setup(course, exporter_class=exporter_class)
     if nb is None:
-        nb = nbformat.read(path, as_version=4)
-    page, _ = exporter.from_notebook_node(nb, resources)
-    return page, exporter
+        nb = nbformat.read(course.autograded_nb(student), as_version=4)
+    return render(course, coursedir, exporter, student, nb), exporter
 
 
 def tree(page: str) -> str:

@@ -18,6 +18,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from tarea2_grader import pipeline, resumen, retro_html
+from test_retro_html import feedback_setup, render
 from tarea2_grader.retro_html import FeedbackHTMLExporter, MemoHighlight2HTML, RenderMemo
 
 GRADED = ("1001", "1003", "1004", "1005")
@@ -25,34 +26,6 @@ STOCK_GET_GRADES = "nbgrader.preprocessors.GetGrades"
 BATCHED = "tarea2_grader.resumen.BatchedGetGrades"
 PNG_A = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 PNG_B = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
-
-
-def feedback_setup(course, preprocessors=None, memoize=True):
-    """(coursedir, exporter) configured as ``nbgrader generate_feedback`` configures them."""
-    from nbgrader.converters import GenerateFeedback
-    from nbgrader.coursedir import CourseDirectory
-    cfg = pipeline.load_config(course)
-    if preprocessors is not None:
-        cfg.GenerateFeedback.preprocessors = preprocessors
-    cfg.FeedbackHTMLExporter.memoize = memoize
-    coursedir = CourseDirectory(config=cfg)
-    coursedir.root = course.root
-    converter = GenerateFeedback(coursedir=coursedir, config=cfg)
-    exporter = converter.exporter_class(parent=converter, config=converter.config)
-    for pp in converter.preprocessors:
-        exporter.register_preprocessor(pp)
-    return coursedir, exporter
-
-
-def render(course, coursedir, exporter, student, nb):
-    """One student's page from ``nb`` (a copy is rendered), as nbgrader's converter renders it."""
-    folder = coursedir.format_path(coursedir.autograded_directory, student, course.assignment)
-    resources = {"unique_key": course.notebook, "output_files_dir": course.notebook + "_files",
-                 "nbgrader": {"student": student, "assignment": course.assignment,
-                              "notebook": course.notebook, "db_url": coursedir.db_url},
-                 "metadata": {"name": course.notebook, "path": folder}}
-    page, _ = exporter.from_notebook_node(copy.deepcopy(nb), resources)
-    return page
 
 
 def hostile_cells(i):
