@@ -38,7 +38,6 @@ import datetime
 import json
 import os
 import random
-import resource
 import re
 import shlex
 import shutil
@@ -186,11 +185,9 @@ def load1() -> Optional[float]:
 
 def run_timed(cmd: Sequence[str], cwd: str, log_path: Path, timeout: float,
               markers: Sequence[tuple] = ()) -> dict:
-    """Run ``cmd`` (stdout and stderr to ``log_path``); wall seconds, CPU seconds (the command and
-    every process it waited for: the sandboxes, nbgrader's), return code and the time at which
-    each ``markers`` regex first matched a line of stdout (seconds since the start)."""
+    """Run ``cmd`` (stdout and stderr to ``log_path``); wall seconds, return code and the time at
+    which each ``markers`` regex first matched a line of stdout (seconds since the start)."""
     seen: Dict[str, float] = {}
-    cpu_before = children_cpu()
     compiled = [(name, re.compile(rx, re.M)) for name, rx in markers if rx]
     start = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
@@ -213,14 +210,7 @@ def run_timed(cmd: Sequence[str], cwd: str, log_path: Path, timeout: float,
             pipeline.kill_tree(proc.pid)
             proc.wait()
         reader.join(timeout=30)
-    return {"wall_s": time.perf_counter() - start, "cpu_s": children_cpu() - cpu_before,
-            "returncode": proc.returncode, "marks": seen}
-
-
-def children_cpu() -> float:
-    """User + system CPU seconds of this process's finished, waited-for descendants."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return {"wall_s": time.perf_counter() - start, "returncode": proc.returncode, "marks": seen}
 
 
 def phase_seconds(marks: Dict[str, float], wall: float) -> Dict[str, Optional[float]]:
@@ -254,7 +244,7 @@ def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, ce
     run = run_timed(cmd, str(ROOT), work / (name + ".log"), timeout=900 + 120 * students, markers=PHASES)
     return dict(name=name, kind="trusted", workers=workers, students=students, root=course.root,
                 command=shlex.join(["python", *cmd[1:3], "grade", "--workers", str(workers)]),
-                wall_s=run["wall_s"], cpu_s=run["cpu_s"], returncode=run["returncode"],
+                wall_s=run["wall_s"], returncode=run["returncode"],
                 phases=phase_seconds(run["marks"], run["wall_s"]), load_start=load_start, load_end=load1(),
                 grades=str(Path(course.path("grades.csv"))), costs=verdict_costs(course),
                 from_cache=sorted(pipeline.passed_from_cache(course)),
@@ -271,7 +261,7 @@ def run_stock(name: str, course: pipeline.Course, work: Path, cell_timeout: Opti
     phases = {p: 0.0 for p, _rx in PHASES}
     phases["pregrade"] = None
     load_start = load1()
-    total, cpu, codes = 0.0, 0.0, {}
+    total, codes = 0.0, {}
     log = work / (name + ".log")
     log.write_text("", encoding="utf-8")
     for phase, args in STOCK_STEPS:
@@ -285,13 +275,12 @@ def run_stock(name: str, course: pipeline.Course, work: Path, cell_timeout: Opti
             fh.write(step_log.read_text(encoding="utf-8"))
         phases[phase] += run["wall_s"]
         total += run["wall_s"]
-        cpu += run["cpu_s"]
         codes[args[0]] = run["returncode"]
     text = log.read_text(encoding="utf-8")
     failed = sorted(set(re.findall(r"There was an error processing assignment '[^']*' for student '([^']+)'", text)))
     return dict(name=name, kind="stock", workers=1, students=students, root=course.root,
                 command="nbgrader generate_assignment, zip_collect, autograde, generate_feedback, export",
-                wall_s=total, cpu_s=cpu, returncode=max(codes.values()), returncodes=codes, phases=phases,
+                wall_s=total, returncode=max(codes.values()), returncodes=codes, phases=phases,
                 load_start=load_start, load_end=load1(), grades=course.path("grades.csv"), costs={},
                 failed=failed, log=str(log))
 
@@ -338,11 +327,6 @@ def per_student(run: dict) -> float:
     return run["wall_s"] / max(1, run["students"])
 
 
-def cores_used(run: dict) -> Optional[float]:
-    """How many cores the run kept busy on average (its CPU seconds over its wall seconds)."""
-    return run["cpu_s"] / run["wall_s"] if run.get("cpu_s") and run["wall_s"] > 0 else None
-
-
 def summarize(results: dict) -> dict:
     """Speedups, goals and per-kind costs from the runs (added to ``results``)."""
     runs = {r["name"]: r for r in results["runs"]}
@@ -360,12 +344,8 @@ def summarize(results: dict) -> dict:
         loops += [c for sid, c in run["costs"].items() if kinds.get(sid) == "bucle"]
     ungraded = sorted(set(kinds) - set(costs))
     pre_one, pre_two = one["phases"].get("pregrade"), two["phases"].get("pregrade")
-    busy_one = cores_used(one)
     summary = dict(
         speedup=one["wall_s"] / two["wall_s"],
-        # the same work on all the machine's cores, at best: 1 worker's run already keeps
-        # busy_one cores busy (nbgrader's passes and feedback beside the worker)
-        ceiling=(results["machine"]["cores"] / busy_one) if busy_one else None,
         speedup_pregrade=(pre_one / pre_two) if pre_one and pre_two else None,
         per_student_full=per_student(full), rate_full=60.0 * full["students"] / full["wall_s"],
         projected_300=per_student(full) * GOAL_CLASS,
@@ -444,19 +424,16 @@ def render(results: dict) -> str:
     lines.append("")
     lines.append("### Corridas (segundos de pared, de punta a punta: recoger el zip → retroalimentación → grades.csv)")
     lines.append("")
-    head = ["corrida", "alumnos", "total s", "s por alumno", "alumnos/min", "CPU s", "núcleos en uso"] + [
-        PHASE_LABELS[p] for p, _ in PHASES] + ["carga al empezar → terminar"]
+    head = ["corrida", "alumnos", "total s", "s por alumno", "alumnos/min"] + [PHASE_LABELS[p] for p, _ in PHASES] + [
+        "carga al empezar → terminar"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|---|" + "---:|" * (len(head) - 2) + "---|")
     for run in results["runs"]:
         cells = [RUN_LABELS[run["name"]], str(run["students"]), _s(run["wall_s"]), _s(per_student(run), 2),
-                 _s(60.0 * run["students"] / run["wall_s"]), _s(run.get("cpu_s"), 0), _s(cores_used(run), 2)]
+                 _s(60.0 * run["students"] / run["wall_s"])]
         cells += [_s(run["phases"].get(p)) for p, _ in PHASES]
         cells.append("{} → {}".format(_s(run["load_start"]), _s(run["load_end"])))
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("CPU s = segundos de CPU del comando y de todos los procesos que esperó (sandboxes, nbgrader); "
-                 "núcleos en uso = CPU s / total s.")
     lines.append("")
     lines.append("Fases: preparación = arrancar, sincronizar el gradebook y `zip_collect`; corrección en "
                  "paralelo = reparar cada notebook justo antes de corregirlo, el código de cada alumno en su "
@@ -499,11 +476,6 @@ def render(results: dict) -> str:
     speed = "{:.2f}× de punta a punta en los mismos {} alumnos".format(s["speedup"], sample)
     if s["speedup_pregrade"]:
         speed += " ({:.2f}× en la corrección en paralelo)".format(s["speedup_pregrade"])
-    if s.get("ceiling"):
-        speed += ("; con 1 trabajador la corrida ya ocupa en promedio {:.2f} de los {} núcleos (las pasadas de "
-                  "nbgrader y la retroalimentación corren junto al trabajador), así que con el mismo trabajo "
-                  "ninguna corrida puede ser más de {:.2f}× más rápida en esta máquina").format(
-                      cores_used(one), m["cores"], s["ceiling"])
     lines.append("| 2 trabajadores al menos {:g}× más rápido que 1 | {} | {} |".format(
         GOAL_SPEEDUP, speed, _yes(s["goals"]["aceleracion"])))
     compared = ", ".join("{}: {} alumnos, {} diferencia(s) en las notas y {} en las observaciones".format(

@@ -123,18 +123,7 @@ def test_class_report_has_every_run_with_its_phases(class_run):
     assert "los primeros 2 alumnos y la de nbgrader tal como viene, los primeros 1" in doc
     trusted = [r for r in rows if r[0] != "nbgrader tal como viene"]
     for row in trusted:  # every phase of make grade was seen and timed
-        assert all(float(x) > 0 for x in row[7:12]), row
-    for row, run in zip(rows, raw["runs"]):  # CPU seconds and cores kept busy, from the raw numbers
-        assert run["cpu_s"] > 0 and row[5] == "{:.0f}".format(run["cpu_s"])
-        assert row[6] == "{:.2f}".format(run["cpu_s"] / run["wall_s"])
-
-
-def test_cpu_of_a_run_counts_the_processes_it_started(tmp_path):
-    """A run's CPU seconds include its children's children (the sandboxes, nbgrader's processes)."""
-    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass"
-    cmd = [sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', {!r}])".format(burn)]
-    run = bench_clase.run_timed(cmd, str(tmp_path), tmp_path / "log", timeout=60)
-    assert run["returncode"] == 0 and run["cpu_s"] >= 0.6, run
+        assert all(float(x) > 0 for x in row[5:10]), row
 
 
 def test_grades_are_real_and_compared(class_run):
@@ -163,14 +152,7 @@ def test_goals_follow_the_numbers(class_run):
     assert next(r for k, r in goals.items() if k.startswith("300 alumnos"))[2] == verdict[per_student * 300 <= 600]
     speedup = raw["runs"][0]["wall_s"] / raw["runs"][-1]["wall_s"]
     assert abs(s["speedup"] - speedup) < 1e-9
-    speed_row = next(r for k, r in goals.items() if k.startswith("2 trabajadores"))
-    assert speed_row[2] == verdict[speedup >= 1.8]
-    one = raw["runs"][0]
-    ceiling = raw["machine"]["cores"] * one["wall_s"] / one["cpu_s"]  # the same CPU on every core, at best
-    assert abs(s["ceiling"] - ceiling) < 1e-9
-    assert "ocupa en promedio {:.2f} de los {} núcleos".format(one["cpu_s"] / one["wall_s"],
-                                                              raw["machine"]["cores"]) in speed_row[1]
-    assert "más de {:.2f}× más rápida".format(ceiling) in speed_row[1]
+    assert next(r for k, r in goals.items() if k.startswith("2 trabajadores"))[2] == verdict[speedup >= 1.8]
     assert next(r for k, r in goals.items() if k.startswith("cada nota"))[2] == "sí"
     loop = max(run["costs"]["200002"] for run in raw["runs"] if run["costs"])
     row = next(r for k, r in goals.items() if k.startswith("ningún alumno"))
