@@ -412,15 +412,11 @@ def render(results: dict) -> str:
                          "{:g} s por celda".format(args["timeout_celda"]) if args["timeout_celda"]
                          else "30 s por celda (su valor por defecto)"))
     stock_n = args.get("muestra_nbgrader", sample)
-    if stock_n != sample:
+    if sample < n or stock_n < n:
         lines.append("- **Muestra**: las corridas con 1 y con 2 trabajadores (para la aceleración) corrigen los "
                      "primeros {} alumnos y la de nbgrader tal como viene, los primeros {} (la misma mezcla), y se "
                      "informan por alumno; la clase completa de {} se corrige con 2 trabajadores.".format(
                          sample, stock_n, n))
-    elif sample < n:
-        lines.append("- **Muestra**: las corridas con 1 trabajador, con 2 trabajadores (para la aceleración) y la de "
-                     "nbgrader tal como viene corrigen sólo los primeros {} alumnos (la misma mezcla) y se "
-                     "informan por alumno; la clase completa de {} se corrige con 2 trabajadores.".format(sample, n))
     lines.append("")
     lines.append("### Corridas (segundos de pared, de punta a punta: recoger el zip → retroalimentación → grades.csv)")
     lines.append("")
