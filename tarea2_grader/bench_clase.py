@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
 import dataclasses
 import datetime
 import json
 import os
 import random
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -183,12 +185,64 @@ def load1() -> Optional[float]:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def adopt_orphans() -> bool:
+    """Make this process the reaper of its descendants' orphans (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    A process whose parent exits first (a sandbox outliving its worker, say) is then reparented
+    here instead of to init, and its CPU time reaches this process's ``RUSAGE_CHILDREN`` when it
+    is reaped.  False where the system cannot do it (the CPU figures then miss such processes)."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every reaped descendant of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def reap_orphans(grace: float = 30.0) -> int:
+    """Reap the orphans adopted from a finished command, waiting ``grace`` seconds for them to
+    exit and killing the rest.  Returns how many were still alive when the command ended."""
+    import psutil
+    left = []
+    for child in psutil.Process().children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:  # zombies are dead, only not reaped yet
+                left.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return len(left)
+        if pid == 0:
+            if time.monotonic() > deadline:
+                for child in psutil.Process().children():
+                    pipeline.kill_tree(child.pid)
+                deadline = float("inf")
+            time.sleep(0.05)
+
+
 def run_timed(cmd: Sequence[str], cwd: str, log_path: Path, timeout: float,
               markers: Sequence[tuple] = ()) -> dict:
-    """Run ``cmd`` (stdout and stderr to ``log_path``); wall seconds, return code and the time at
-    which each ``markers`` regex first matched a line of stdout (seconds since the start)."""
+    """Run ``cmd`` (stdout and stderr to ``log_path``); wall seconds, return code, the time at
+    which each ``markers`` regex first matched a line of stdout (seconds since the start), and
+    the CPU seconds of the command and all its descendants (``cpu_s``: None unless
+    :func:`adopt_orphans` works here; ``orphans``: its processes still alive when it ended).
+
+    Nothing else may run child processes of this process meanwhile: its orphans are reaped here."""
     seen: Dict[str, float] = {}
     compiled = [(name, re.compile(rx, re.M)) for name, rx in markers if rx]
+    counted = adopt_orphans()
+    cpu_start = children_cpu()
     start = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, env=pipeline.nbgrader_env(), stdout=subprocess.PIPE,
@@ -210,7 +264,10 @@ def run_timed(cmd: Sequence[str], cwd: str, log_path: Path, timeout: float,
             pipeline.kill_tree(proc.pid)
             proc.wait()
         reader.join(timeout=30)
-    return {"wall_s": time.perf_counter() - start, "returncode": proc.returncode, "marks": seen}
+    wall = time.perf_counter() - start
+    orphans = reap_orphans() if counted else None
+    return {"wall_s": wall, "returncode": proc.returncode, "marks": seen,
+            "cpu_s": children_cpu() - cpu_start if counted else None, "orphans": orphans}
 
 
 def phase_seconds(marks: Dict[str, float], wall: float) -> Dict[str, Optional[float]]:
@@ -244,7 +301,7 @@ def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, ce
     run = run_timed(cmd, str(ROOT), work / (name + ".log"), timeout=900 + 120 * students, markers=PHASES)
     return dict(name=name, kind="trusted", workers=workers, students=students, root=course.root,
                 command=shlex.join(["python", *cmd[1:3], "grade", "--workers", str(workers)]),
-                wall_s=run["wall_s"], returncode=run["returncode"],
+                wall_s=run["wall_s"], returncode=run["returncode"], cpu_s=run["cpu_s"], orphans=run["orphans"],
                 phases=phase_seconds(run["marks"], run["wall_s"]), load_start=load_start, load_end=load1(),
                 grades=str(Path(course.path("grades.csv"))), costs=verdict_costs(course),
                 from_cache=sorted(pipeline.passed_from_cache(course)),
@@ -261,7 +318,7 @@ def run_stock(name: str, course: pipeline.Course, work: Path, cell_timeout: Opti
     phases = {p: 0.0 for p, _rx in PHASES}
     phases["pregrade"] = None
     load_start = load1()
-    total, codes = 0.0, {}
+    total, codes, cpu, orphans = 0.0, {}, 0.0, 0
     log = work / (name + ".log")
     log.write_text("", encoding="utf-8")
     for phase, args in STOCK_STEPS:
@@ -275,12 +332,15 @@ def run_stock(name: str, course: pipeline.Course, work: Path, cell_timeout: Opti
             fh.write(step_log.read_text(encoding="utf-8"))
         phases[phase] += run["wall_s"]
         total += run["wall_s"]
+        cpu = None if cpu is None or run["cpu_s"] is None else cpu + run["cpu_s"]
+        orphans = None if orphans is None or run["orphans"] is None else orphans + run["orphans"]
         codes[args[0]] = run["returncode"]
     text = log.read_text(encoding="utf-8")
     failed = sorted(set(re.findall(r"There was an error processing assignment '[^']*' for student '([^']+)'", text)))
     return dict(name=name, kind="stock", workers=1, students=students, root=course.root,
                 command="nbgrader generate_assignment, zip_collect, autograde, generate_feedback, export",
                 wall_s=total, returncode=max(codes.values()), returncodes=codes, phases=phases,
+                cpu_s=cpu, orphans=orphans,
                 load_start=load_start, load_end=load1(), grades=course.path("grades.csv"), costs={},
                 failed=failed, log=str(log))
 
@@ -344,8 +404,14 @@ def summarize(results: dict) -> dict:
         loops += [c for sid, c in run["costs"].items() if kinds.get(sid) == "bucle"]
     ungraded = sorted(set(kinds) - set(costs))
     pre_one, pre_two = one["phases"].get("pregrade"), two["phases"].get("pregrade")
+    cores = results["machine"]["cores"] or 1
+    ceiling = None
+    if one.get("cpu_s") and two.get("cpu_s"):
+        floor = two["cpu_s"] / cores  # seconds the 2-worker run needs with every core busy
+        ceiling = dict(n=cores, cpu=two["cpu_s"], floor=floor, one=one["wall_s"],
+                       busy=one["cpu_s"] / one["wall_s"], ceiling=one["wall_s"] / floor)
     summary = dict(
-        speedup=one["wall_s"] / two["wall_s"],
+        speedup=one["wall_s"] / two["wall_s"], ceiling=ceiling,
         speedup_pregrade=(pre_one / pre_two) if pre_one and pre_two else None,
         per_student_full=per_student(full), rate_full=60.0 * full["students"] / full["wall_s"],
         projected_300=per_student(full) * GOAL_CLASS,
@@ -421,13 +487,15 @@ def render(results: dict) -> str:
     lines.append("### Corridas (segundos de pared, de punta a punta: recoger el zip → retroalimentación → grades.csv)")
     lines.append("")
     head = ["corrida", "alumnos", "total s", "s por alumno", "alumnos/min"] + [PHASE_LABELS[p] for p, _ in PHASES] + [
-        "carga al empezar → terminar"]
+        "CPU s", "núcleos ocupados", "carga al empezar → terminar"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|---|" + "---:|" * (len(head) - 2) + "---|")
     for run in results["runs"]:
         cells = [RUN_LABELS[run["name"]], str(run["students"]), _s(run["wall_s"]), _s(per_student(run), 2),
                  _s(60.0 * run["students"] / run["wall_s"])]
         cells += [_s(run["phases"].get(p)) for p, _ in PHASES]
+        cpu = run.get("cpu_s")
+        cells += [_s(cpu), _s(None if cpu is None else cpu / run["wall_s"], 2)]
         cells.append("{} → {}".format(_s(run["load_start"]), _s(run["load_end"])))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -437,7 +505,9 @@ def render(results: dict) -> str:
                  "`nbgrader autograde` sobre los alumnos ya corregidos, de a 20 o más; pasada de nbgrader = lo "
                  "que queda de `nbgrader autograde` (con los veredictos ya calculados) cuando terminan los "
                  "trabajadores; notas = grades.csv (`nbgrader export` "
-                 "en la corrida de nbgrader tal como viene, que no tiene corrección en paralelo).")
+                 "en la corrida de nbgrader tal como viene, que no tiene corrección en paralelo). CPU s = "
+                 "segundos de CPU (usuario + sistema) del comando y de todos sus procesos, sandboxes incluidos; "
+                 "núcleos ocupados = CPU s / total s.")
     for run in results["runs"]:
         again = sorted(set(run["costs"]) - set(run.get("from_cache", run["costs"])))
         if again:
@@ -472,6 +542,10 @@ def render(results: dict) -> str:
     speed = "{:.2f}× de punta a punta en los mismos {} alumnos".format(s["speedup"], sample)
     if s["speedup_pregrade"]:
         speed += " ({:.2f}× en la corrección en paralelo)".format(s["speedup_pregrade"])
+    if s.get("ceiling"):
+        speed += ("; techo en {n} núcleos: la corrida de 2 trabajadores gastó {cpu:.0f} s de CPU, que {n} núcleos "
+                  "no pueden hacer en menos de {floor:.0f} s, y 1 trabajador tardó {one:.0f} s (con {busy:.2f} "
+                  "núcleos ocupados): como mucho {ceiling:.2f}×").format(**s["ceiling"])
     lines.append("| 2 trabajadores al menos {:g}× más rápido que 1 | {} | {} |".format(
         GOAL_SPEEDUP, speed, _yes(s["goals"]["aceleracion"])))
     compared = ", ".join("{}: {} alumnos, {} diferencia(s) en las notas y {} en las observaciones".format(

@@ -124,6 +124,43 @@ def test_class_report_has_every_run_with_its_phases(class_run):
     trusted = [r for r in rows if r[0] != "nbgrader tal como viene"]
     for row in trusted:  # every phase of make grade was seen and timed
         assert all(float(x) > 0 for x in row[5:10]), row
+    for row, run in zip(rows, raw["runs"]):  # CPU of the whole process tree, sandboxes included
+        assert float(row[10]) == pytest.approx(run["cpu_s"], abs=0.051) and run["cpu_s"] > 0, row
+        assert float(row[11]) == pytest.approx(run["cpu_s"] / run["wall_s"], abs=0.0051), row
+        assert run["orphans"] == 0, run  # make grade leaves no process running behind it
+    ceiling = raw["summary"]["ceiling"]
+    assert ceiling["ceiling"] == pytest.approx(raw["runs"][0]["wall_s"] / (raw["runs"][-1]["cpu_s"] / ceiling["n"]))
+    assert "como mucho {:.2f}×".format(ceiling["ceiling"]) in doc
+
+
+ORPHAN = """
+import os, time
+if os.fork() == 0:  # the command exits at once; its grandchild, orphaned, burns 0.8 s of CPU after
+    if os.fork() == 0:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        start = time.process_time()
+        while time.process_time() - start < 0.8:
+            pass
+        os._exit(0)
+    os._exit(0)
+os.wait()
+"""
+
+
+def test_cpu_of_a_process_orphaned_by_the_command_is_counted(tmp_path):
+    # A sandbox whose worker exits first is such a process.  Run in its own interpreter: the
+    # measure makes that process the reaper of its descendants' orphans.
+    probe = ("import json, sys; from pathlib import Path; from tarea2_grader import bench_clase; "
+             "r = bench_clase.run_timed([sys.executable, '-c', sys.argv[1]], '.', Path(sys.argv[2]), 60); "
+             "print(json.dumps([r['cpu_s'], r['orphans'], r['returncode']]))")
+    out = subprocess.run([sys.executable, "-c", probe, ORPHAN, str(tmp_path / "log")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    cpu, orphans, code = json.loads(out.stdout)
+    assert code == 0 and orphans == 1
+    assert 0.75 <= cpu < 5, cpu
 
 
 def test_grades_are_real_and_compared(class_run):
