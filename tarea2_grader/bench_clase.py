@@ -502,7 +502,7 @@ def render(results: dict) -> str:
     lines.append("Fases: preparación = arrancar, sincronizar el gradebook y `zip_collect`; corrección en "
                  "paralelo = reparar cada notebook justo antes de corregirlo, el código de cada alumno en su "
                  "sandbox (los trabajadores), y mientras tanto "
-                 "`nbgrader autograde` sobre los alumnos ya corregidos, de a 20 o más; pasada de nbgrader = lo "
+                 "`nbgrader autograde` (un solo proceso) sobre cada alumno apenas está corregido; pasada de nbgrader = lo "
                  "que queda de `nbgrader autograde` (con los veredictos ya calculados) cuando terminan los "
                  "trabajadores; notas = grades.csv (`nbgrader export` "
                  "en la corrida de nbgrader tal como viene, que no tiene corrección en paralelo). CPU s = "

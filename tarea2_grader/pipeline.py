@@ -14,7 +14,9 @@ import csv
 import glob
 import json
 import os
+import queue
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -497,12 +499,104 @@ def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, sche
     return skipped
 
 
+class PassProcess:
+    """One ``nbgrader autograde`` process that grades batch after batch of students
+    (:func:`tarea2_grader.nbgrader_cli.serve_batches`): nbgrader's start-up, about 2 s of CPU, is
+    paid once per grading run instead of once per pass, and a pass can be as small as one student.
+
+    A batch that runs out of time, or a process that dies, ends this process; the next batch then
+    needs a new one (:attr:`alive`)."""
+
+    def __init__(self, course: Course, args: Sequence[str]):
+        from .nbgrader_cli import BATCHES_FLAG
+        self.course = course
+        self.nonce = secrets.token_hex(16)
+        self.batches = 0
+        self.pending: List[str] = []  # output not yet given to a batch (start-up warnings)
+        cmd = [sys.executable, "-m", "tarea2_grader.nbgrader_cli", BATCHES_FLAG, *args]
+        self.proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_env(), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        threading.Thread(target=self._read, daemon=True, name="tarea2-pasada").start()
+        self._send(self.nonce)
+
+    def _read(self) -> None:
+        for raw in iter(self.proc.stdout.readline, b""):
+            self._lines.put(raw.decode("utf-8", "replace"))
+        self._lines.put(None)
+
+    def _send(self, text: str) -> bool:
+        try:
+            self.proc.stdin.write((text + "\n").encode("utf-8"))
+            self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    @property
+    def alive(self) -> bool:
+        """Whether the next batch can go to this process."""
+        return self.proc.poll() is None and not self.proc.stdin.closed
+
+    def grade(self, students: Sequence[str], exclude: Sequence[str], timeout: float, on_line=None) -> Run:
+        """Autograde ``students`` (every submitted student not in ``exclude``); nbgrader's output
+        for them.  Past ``timeout`` seconds the process is killed (``timed_out``)."""
+        from .nbgrader_cli import batch_marker
+        self.batches += 1
+        marker = batch_marker(self.nonce, self.batches)
+        lines, self.pending = self.pending, []
+        for line in lines:
+            if on_line:
+                on_line(line)
+        batch = {"student": students[0] if len(students) == 1 else "*", "exclude": list(exclude)}
+        if not self._send(json.dumps(batch)):
+            return Run(self.close(), "".join(lines))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                kill_tree(self.proc.pid)
+                self.proc.wait()
+                return Run(-9, "".join(lines), timed_out=True)
+            if line is None:  # the process ended in the middle of the batch
+                return Run(self.close() or 1, "".join(lines))
+            if line.strip() == marker:
+                return Run(0, "".join(lines))
+            lines.append(line)
+            if on_line:
+                on_line(line)
+
+    def close(self, timeout: float = 60) -> int:
+        """No more batches: let the process end (killed past ``timeout`` seconds); its exit code."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree(self.proc.pid)
+            self.proc.wait()
+        return self.proc.returncode
+
+
+def pass_args(course: Course, student_timeout: Optional[float], extra_args: Sequence[str]) -> List[str]:
+    """The arguments of nbgrader's autograde pass on this course."""
+    args = ["autograde", course.assignment_arg, "--force", *extra_args]
+    if student_timeout and not any(a.startswith("--TrustedExecute.student_timeout=") for a in extra_args):
+        args.append("--TrustedExecute.student_timeout={:g}".format(student_timeout))
+    return args
+
+
 def autograde_all(course: Course, students: Sequence[str], student_timeout: Optional[float] = None,
                   extra_args: Sequence[str] = (), say=lambda *a: None,
-                  show_progress: bool = False, append_log: bool = False) -> Dict[str, StudentResult]:
-    """Autograde the students in one nbgrader run (one warm sandbox reused, student after student).
+                  show_progress: bool = False, append_log: bool = False,
+                  process: Optional[PassProcess] = None) -> Dict[str, StudentResult]:
+    """Autograde the students in one nbgrader pass (one warm sandbox reused, student after student),
+    in ``process`` (one started and ended here when None).
 
-    The runner bounds each student (``TrustedExecute.student_timeout``); the whole run is bounded
+    The runner bounds each student (``TrustedExecute.student_timeout``); the whole pass is bounded
     too and killed past it.  Students that nbgrader could not grade get a reason.
     """
     students = list(students)
@@ -511,14 +605,7 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
         return results
     per_student = student_timeout or float(load_config(course).TrustedExecute.get(
         "student_timeout", DEFAULT_STUDENT_TIMEOUT))
-    args = ["autograde", course.assignment_arg, "--force", *extra_args]
-    if student_timeout and not any(a.startswith("--TrustedExecute.student_timeout=") for a in extra_args):
-        args.append("--TrustedExecute.student_timeout={:g}".format(student_timeout))
     others = [s for s in course.students() if s not in results]
-    if len(students) == 1:
-        args += ["--student", students[0]]
-    elif others:
-        args.append("--CourseDirectory.student_id_exclude=" + ",".join(others))
     started = re.compile(r"(?:Calificando|Veredictos de) (\S+) ")
     failed = re.compile(r"There was an error processing assignment '[^']*' for student '([^']+)'")
     errors = set()
@@ -534,8 +621,18 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
             errors.add(m.group(1))
 
     limit = per_student * len(students) + 300
-    run = run_nbgrader(course, args, timeout=limit, log_path=autograde_log(course), on_line=follow,
-                       append_log=append_log)
+    own = process is None
+    if own:
+        process = PassProcess(course, pass_args(course, student_timeout, extra_args))
+    try:
+        run = process.grade(students, others, limit, follow)
+    finally:
+        if own:
+            process.close()
+    log_path = autograde_log(course)
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "a" if append_log else "w", encoding="utf-8") as fh:
+        fh.write(run.output)
     for student, result in results.items():
         done = os.path.exists(course.autograded_nb(student))
         if student in errors or not done:
@@ -569,20 +666,21 @@ class GradebookPasses:
     """nbgrader's autograde pass on the students whose verdicts are ready, while the workers grade
     the others.
 
-    One nbgrader process at a time (the gradebook has one writer), in a background thread: each
-    pass takes every student that became ready since the previous one started, at least
+    One nbgrader process (the gradebook has one writer, and nbgrader starts once), fed by a
+    background thread: each pass takes every student that became ready since the previous one started, at least
     ``batch`` of them while grading goes on.  :meth:`finish` runs the last pass on the students
     left (those the workers skipped included: nbgrader grades them itself).  A student's pass
     is the same whichever batch it is in; only the idle core at the end of grading is saved.
     """
 
-    def __init__(self, course: Course, student_timeout: float, args: Sequence[str], batch: int = 20):
+    def __init__(self, course: Course, student_timeout: float, args: Sequence[str], batch: int = 1):
         self.course, self.student_timeout, self.args, self.batch = course, student_timeout, list(args), batch
         self.results: Dict[str, StudentResult] = {}
         self.waiting: List[str] = []
         self.closed = False
         self.passes = 0
         self.error: Optional[BaseException] = None
+        self._process: Optional[PassProcess] = None
         self._cv = threading.Condition()
         if os.path.exists(autograde_log(course)):
             os.remove(autograde_log(course))  # every pass of this run appends to it
@@ -607,8 +705,10 @@ class GradebookPasses:
 
     def _run(self, students: Sequence[str], say=lambda *a: None, show_progress: bool = False) -> None:
         self.passes += 1
+        if self._process is None or not self._process.alive:  # the first pass, or after a killed one
+            self._process = PassProcess(self.course, pass_args(self.course, self.student_timeout, self.args))
         self.results.update(autograde_all(self.course, students, self.student_timeout, self.args, say,
-                                          show_progress, append_log=True))
+                                          show_progress, append_log=True, process=self._process))
 
     def _loop(self) -> None:
         try:
@@ -620,24 +720,38 @@ class GradebookPasses:
         except BaseException as exc:  # reported by finish(); the last pass grades whoever is left
             self.error = exc
 
-    def stop(self) -> None:
-        """No more passes; wait for the one under way (grading was interrupted: the gradebook is
-        left consistent, and the next run passes whoever is missing)."""
+    def _halt(self) -> None:
+        """No more passes from the background thread; wait for the one under way."""
         with self._cv:
             self.closed = True
             self._cv.notify_all()
         self._thread.join()
 
+    def stop(self) -> None:
+        """No more passes; wait for the one under way (grading was interrupted: the gradebook is
+        left consistent, and the next run passes whoever is missing)."""
+        self._halt()
+        self._close_process()
+
+    def _close_process(self) -> None:
+        if self._process is not None:
+            self._process.close()
+            self._process = None
+
     def finish(self, students: Sequence[str], say=lambda *a: None,
                show_progress: bool = False) -> Dict[str, StudentResult]:
-        """Wait for the pass under way, then pass every student of ``students`` not passed yet."""
-        self.stop()
+        """Wait for the pass under way, then pass every student of ``students`` not passed yet
+        (in the same nbgrader process)."""
+        self._halt()
         left = [s for s in students if s not in self.results]
         if self.passes:
             say("   {} alumno(s) ya pasaron por nbgrader mientras se corregía ({} pasada(s)); quedan {}".format(
                 len(self.results), self.passes, len(left)))
-        if left:
-            self._run(left, say, show_progress)
+        try:
+            if left:
+                self._run(left, say, show_progress)
+        finally:
+            self._close_process()
         return {s: self.results[s] for s in students}
 
 

@@ -224,9 +224,9 @@ class ParallelGrading(Configurable):
     workers = Integer(0, help="Students graded at once on this machine (0: one per core).").tag(config=True)
     scheduler = Unicode("", help="Address of a dask.distributed scheduler (tcp://host:8786) whose workers "
                                  "grade the students; empty: local workers.").tag(config=True)
-    pass_batch = Integer(20, help="nbgrader's autograde pass starts on the students already graded once this "
-                                  "many are waiting, while the workers grade the rest (0: one pass at the "
-                                  "end).").tag(config=True)
+    pass_batch = Integer(1, help="nbgrader's autograde pass (one process, started once) takes the students "
+                                 "already graded once this many are waiting, while the workers grade the "
+                                 "rest (0: one pass at the end).").tag(config=True)
 
 
 # ---------------------------------------------------------------- running the jobs

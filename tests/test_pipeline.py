@@ -76,6 +76,11 @@ def auto_points(course, student):
         return {g.name: g.auto_score for g in nb.grades}
 
 
+def points_of_tests(course, student):
+    """A student's autograded points of the test cells, from the gradebook."""
+    return sum(v for k, v in auto_points(course, student).items() if k.startswith("test_") and v)
+
+
 def test_every_student_has_a_row(graded):
     course, expected, rows = graded
     assert sorted(rows) == sorted(expected)
@@ -84,9 +89,7 @@ def test_every_student_has_a_row(graded):
 @pytest.mark.parametrize("student", ["1001", "1002", "1003", "1004", "1005", "2001", "2002"])
 def test_autograded_points(graded, student):
     course, expected, rows = graded
-    points = auto_points(course, student)
-    total = sum(v for k, v in points.items() if k.startswith("test_") and v)
-    assert total == expected[student], points
+    assert points_of_tests(course, student) == expected[student], auto_points(course, student)
     assert rows[student].total == expected[student]
 
 
@@ -189,6 +192,44 @@ def test_student_wall_clock_limit_kills_the_sandbox(graded):
     assert auto_points(course, "1004")["test_suma"] == 0
     leftover = {p.pid for p in psutil.Process().children(recursive=True)} - before
     assert not leftover
+
+
+def test_a_pass_out_of_time_is_killed_and_the_next_pass_starts_a_new_process(graded):
+    """nbgrader's pass is one process that serves pass after pass.  A pass past its limit is
+    killed with everything it started, and the next pass gets a new process that grades."""
+    course, expected, _ = graded
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    args = pipeline.trusted_args(pipeline.trusted_settings(course, student_timeout=120))
+    others = [s for s in course.students() if s != "1001"]
+    killed = pipeline.PassProcess(course, pipeline.pass_args(course, 120, args))
+    run = killed.grade(["1001"], others, timeout=0.5)  # nbgrader cannot even start in 0.5 s
+    assert run.timed_out and not killed.alive
+    assert pipeline.failure_reason(run, 0.5) == pipeline.REASON_TIMEOUT.format(0)
+
+    passes = pipeline.GradebookPasses(course, 120, args, batch=0)
+    passes._process = killed
+    results = passes.finish(["1001", "2001"])
+    assert {s: r.failure for s, r in results.items()} == {"1001": None, "2001": None}
+    assert passes.passes == 1 and passes._process is None  # finished: its process has ended
+    for student in ("1001", "2001"):
+        assert points_of_tests(course, student) == expected[student]
+    leftover = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    assert not leftover
+
+
+def test_one_pass_process_grades_pass_after_pass(graded):
+    course, expected, _ = graded
+    args = pipeline.trusted_args(pipeline.trusted_settings(course, student_timeout=120))
+    process = pipeline.PassProcess(course, pipeline.pass_args(course, 120, args))
+    first = pipeline.autograde_all(course, ["1003", "1004"], 120, args, process=process)
+    second = pipeline.autograde_all(course, ["1005"], 120, args, process=process, append_log=True)
+    pid = process.proc.pid
+    assert process.alive and process.batches == 2 and process.close() == 0
+    assert [r.failure for r in (*first.values(), *second.values())] == [None, None, None]
+    for student in ("1003", "1004", "1005"):
+        assert points_of_tests(course, student) == expected[student], student
+    assert pipeline.passed_from_cache(course) == {"1003", "1004", "1005"}  # the log keeps both passes
+    assert pid not in {p.pid for p in psutil.Process().children()}
 
 
 # ---------------------------------------------------------------- unit checks, no kernel

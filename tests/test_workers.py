@@ -108,12 +108,23 @@ def test_gradebook_passes_during_grading_give_the_same_grades(sequential, fake_c
         runs.append(list(students))
         return real(course_, students, *args, **kwargs)
 
+    started = []
+    real_process = pipeline.PassProcess
+
+    class CountedProcess(real_process):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self.proc.pid)
+
     pipeline.autograde_all = spy
+    pipeline.PassProcess = CountedProcess
     try:
         pipeline.grade(course, student_timeout=120, quiet=True, workers=1)
     finally:
         pipeline.autograde_all = real
+        pipeline.PassProcess = real_process
     assert len(runs) >= 2 and all(runs), runs  # passes while grading, then the rest
+    assert len(started) == 1  # all of them in one nbgrader process
     assert sorted(s for run in runs for s in run) == sorted(EXPECTED)  # each student passed once
     assert grades_csv(course) == grades_csv(sequential)
     for student in EXPECTED:
