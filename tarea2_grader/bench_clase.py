@@ -548,7 +548,7 @@ def render(results: dict) -> str:
                   "núcleos ocupados): como mucho {ceiling:.2f}×").format(**s["ceiling"])
     lines.append("| 2 trabajadores al menos {:g}× más rápido que 1 | {} | {} |".format(
         GOAL_SPEEDUP, speed, _yes(s["goals"]["aceleracion"])))
-    compared = ", ".join("{}: {} alumnos, {} diferencia(s) en las notas y {} en las observaciones".format(
+    compared = "; ".join("{}: {} alumnos, {} diferencia(s) en las notas y {} en las observaciones".format(
         RUN_LABELS[k], results["compared"][k], len(grade_diffs(v)), len(v) - len(grade_diffs(v)))
         for k, v in results["diffs"].items())
     lines.append("| cada nota igual a la de la corrida secuencial (grades.csv, columna por columna; las "
