@@ -512,7 +512,6 @@ class PassProcess:
         self.course = course
         self.nonce = secrets.token_hex(16)
         self.batches = 0
-        self.pending: List[str] = []  # output not yet given to a batch (start-up warnings)
         cmd = [sys.executable, "-m", "tarea2_grader.nbgrader_cli", BATCHES_FLAG, *args]
         self.proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_env(), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -544,13 +543,10 @@ class PassProcess:
         from .nbgrader_cli import batch_marker
         self.batches += 1
         marker = batch_marker(self.nonce, self.batches)
-        lines, self.pending = self.pending, []
-        for line in lines:
-            if on_line:
-                on_line(line)
+        lines: List[str] = []  # the first batch's include nbgrader's start-up output
         batch = {"student": students[0] if len(students) == 1 else "*", "exclude": list(exclude)}
         if not self._send(json.dumps(batch)):
-            return Run(self.close(), "".join(lines))
+            return Run(self.close() or 1, "".join(lines))
         deadline = time.monotonic() + timeout
         while True:
             try:
