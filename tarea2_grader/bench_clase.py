@@ -332,8 +332,8 @@ def run_stock(name: str, course: pipeline.Course, work: Path, cell_timeout: Opti
             fh.write(step_log.read_text(encoding="utf-8"))
         phases[phase] += run["wall_s"]
         total += run["wall_s"]
-        cpu = None if cpu is None or run["cpu_s"] is None else cpu + run["cpu_s"]
-        orphans = None if orphans is None or run["orphans"] is None else orphans + run["orphans"]
+        cpu, orphans = (None if a is None or run[key] is None else a + run[key]
+                        for a, key in ((cpu, "cpu_s"), (orphans, "orphans")))
         codes[args[0]] = run["returncode"]
     text = log.read_text(encoding="utf-8")
     failed = sorted(set(re.findall(r"There was an error processing assignment '[^']*' for student '([^']+)'", text)))
@@ -387,6 +387,11 @@ def per_student(run: dict) -> float:
     return run["wall_s"] / max(1, run["students"])
 
 
+def cores_busy(run: dict) -> Optional[float]:
+    """How many cores the run kept busy on average: its CPU seconds over its wall seconds."""
+    return run["cpu_s"] / run["wall_s"] if run.get("cpu_s") is not None and run["wall_s"] > 0 else None
+
+
 def summarize(results: dict) -> dict:
     """Speedups, goals and per-kind costs from the runs (added to ``results``)."""
     runs = {r["name"]: r for r in results["runs"]}
@@ -409,7 +414,7 @@ def summarize(results: dict) -> dict:
     if one.get("cpu_s") and two.get("cpu_s"):
         floor = two["cpu_s"] / cores  # seconds the 2-worker run needs with every core busy
         ceiling = dict(n=cores, cpu=two["cpu_s"], floor=floor, one=one["wall_s"],
-                       busy=one["cpu_s"] / one["wall_s"], ceiling=one["wall_s"] / floor)
+                       busy=cores_busy(one), ceiling=one["wall_s"] / floor)
     summary = dict(
         speedup=one["wall_s"] / two["wall_s"], ceiling=ceiling,
         speedup_pregrade=(pre_one / pre_two) if pre_one and pre_two else None,
@@ -494,8 +499,7 @@ def render(results: dict) -> str:
         cells = [RUN_LABELS[run["name"]], str(run["students"]), _s(run["wall_s"]), _s(per_student(run), 2),
                  _s(60.0 * run["students"] / run["wall_s"])]
         cells += [_s(run["phases"].get(p)) for p, _ in PHASES]
-        cpu = run.get("cpu_s")
-        cells += [_s(cpu), _s(None if cpu is None else cpu / run["wall_s"], 2)]
+        cells += [_s(run.get("cpu_s")), _s(cores_busy(run), 2)]
         cells.append("{} → {}".format(_s(run["load_start"]), _s(run["load_end"])))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")

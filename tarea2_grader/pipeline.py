@@ -175,15 +175,8 @@ class Run:
     timed_out: bool = False
 
 
-def run_nbgrader(course: Course, args: Sequence[str], timeout: Optional[float] = None,
-                 log_path: Optional[str] = None, on_line=None, append_log: bool = False) -> Run:
-    """Run ``nbgrader <args>`` in the course root, killing the whole tree on timeout.
-
-    ``on_line`` is called with each line of output as it comes; the output is written to
-    ``log_path`` (after what is there with ``append_log``).
-    """
-    import threading
-
+def run_nbgrader(course: Course, args: Sequence[str], timeout: Optional[float] = None) -> Run:
+    """Run ``nbgrader <args>`` in the course root, killing the whole tree on timeout."""
     cmd = [sys.executable, "-m", "tarea2_grader.nbgrader_cli", *args]  # nbgrader, started faster
     lines: List[str] = []
     proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_env(), stdout=subprocess.PIPE,
@@ -191,10 +184,7 @@ def run_nbgrader(course: Course, args: Sequence[str], timeout: Optional[float] =
 
     def read():
         for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode("utf-8", "replace")
-            lines.append(line)
-            if on_line:
-                on_line(line)
+            lines.append(raw.decode("utf-8", "replace"))
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -209,12 +199,7 @@ def run_nbgrader(course: Course, args: Sequence[str], timeout: Optional[float] =
         if proc.poll() is None:
             kill_tree(proc.pid)
     reader.join(timeout=10)
-    text = "".join(lines)
-    if log_path:
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        with open(log_path, "a" if append_log else "w", encoding="utf-8") as fh:
-            fh.write(text)
-    return Run(proc.returncode if not timed_out else -9, text, timed_out)
+    return Run(proc.returncode if not timed_out else -9, "".join(lines), timed_out)
 
 
 def check(run: Run, what: str) -> None:
@@ -663,8 +648,8 @@ class GradebookPasses:
     the others.
 
     One nbgrader process (the gradebook has one writer, and nbgrader starts once), fed by a
-    background thread: each pass takes every student that became ready since the previous one started, at least
-    ``batch`` of them while grading goes on.  :meth:`finish` runs the last pass on the students
+    background thread: each pass takes every student that became ready since the previous one
+    started, at least ``batch`` of them while grading goes on.  :meth:`finish` runs the last pass on the students
     left (those the workers skipped included: nbgrader grades them itself).  A student's pass
     is the same whichever batch it is in; only the idle core at the end of grading is saved.
     """
