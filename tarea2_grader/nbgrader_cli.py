@@ -36,6 +36,8 @@ def serve_batches(argv) -> int:
     from nbgrader.converters import Autograde
     from nbgrader.converters.base import NbGraderException
 
+    from tarea2_grader.sharedgb import share_converter_engine
+    share_converter_engine()
     nonce = sys.stdin.readline().strip()
     app = NbGraderApp.instance()
     app.initialize(argv)

@@ -19,11 +19,18 @@ grade cell, grade, comment), each a join query: :class:`NotebookLookupGradebook`
 from one query per notebook (same rows, same objects of the session; anything else by nbgrader's
 own method).
 
+``SaveAutoGrades`` commits after every cell, and a session's commit normally expires every row it
+has loaded, so the next cell's row (already in the lookup) was loaded again, one query per cell.
+The session of a :class:`NotebookLookupGradebook` keeps its rows as they were committed
+(``expire_on_commit=False``): the same commits, without the reloads.  It lives for one
+preprocessor on one notebook, and nothing else writes those rows meanwhile.
+
 The ``Shared*`` preprocessors (in ``c.Autograde.sanitize_preprocessors`` and
 ``c.Autograde.autograde_preprocessors``) are nbgrader's, with their ``preprocess`` opening one of
 these gradebooks instead; their per-cell steps are nbgrader's own (inherited).
-nbgrader itself is not patched: the converter's own gradebooks (``Autograde.init_assignment``)
-are unchanged.
+:func:`share_converter_engine` makes the ``Autograde`` converter's own gradebooks (five per
+student in ``init_assignment`` and ``convert_single_notebook``) :class:`SharedEngineGradebook`
+too; the long-lived autograde pass (:func:`tarea2_grader.nbgrader_cli.serve_batches`) calls it.
 """
 import json
 import os
@@ -97,6 +104,10 @@ class NotebookLookupGradebook(SharedEngineGradebook):
     ``MultipleResultsFound``).  The lookup lives as long as this gradebook, i.e. one preprocessor on
     one notebook, during which those preprocessors add or delete no cell, grade or comment rows.
     """
+
+    def __init__(self, db_url: str, course_id: str = "default_course", authenticator=None):
+        super().__init__(db_url, course_id, authenticator)
+        self.db().expire_on_commit = False  # see the module's docstring
 
     def _lookup(self, key, build):
         tables = self.__dict__.setdefault("_lookups", {})
@@ -231,3 +242,11 @@ class SharedAssignLatePenalties(AssignLatePenalties):
                     notebook.late_submission_penalty = late_penalty
             self.gradebook.db.commit()
         return nb, resources
+
+
+def share_converter_engine() -> None:
+    """Make the gradebooks that nbgrader's ``Autograde`` converter opens itself
+    :class:`SharedEngineGradebook` in this process (its module's ``Gradebook`` name: nbgrader's
+    code is unchanged)."""
+    from nbgrader.converters import autograde
+    autograde.Gradebook = SharedEngineGradebook

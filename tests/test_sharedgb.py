@@ -367,3 +367,90 @@ def test_missing_entry_is_nbgraders(twin_courses):
     with NotebookLookupGradebook(url) as gb:
         with pytest.raises(MissingEntry, match="No such source cell: tarea2/tarea2/nada"):
             gb.find_source_cell("nada", "tarea2", "tarea2")
+
+
+def statements_of(cls, course, student, nb, caplog):
+    """The SQL statements that preprocessor ``cls`` runs on ``nb`` (each engine's, in order)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    statements = []
+
+    def seen(conn, cursor, statement, *rest):
+        statements.append(" ".join(statement.split()))
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        error = run_preprocessor(cls, course, student, nb, caplog)[0]
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert error is None
+    return statements
+
+
+def test_save_auto_grades_loads_no_row_again_after_each_commit(twin_courses, tmp_path, caplog):
+    """nbgrader commits after every grade and comment; after a commit the shared gradebook's rows
+    stay loaded, so the only row queries are the two lookups (grades, comments) of the notebook."""
+    base = twin_courses[0]
+    nb = nbformat.read(base.autograded_nb("s01"), as_version=4)
+    cells = sum(1 for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")
+                or c.metadata.get("nbgrader", {}).get("solution"))
+    sharedgb.forget_engines()
+    ran = {}
+    for cls in (SaveAutoGrades, SharedSaveAutoGrades):
+        course = copy_of(base, tmp_path, cls.__name__)
+        run_preprocessor(cls, course, "s01", nb, caplog)  # the shared engine is built: not counted
+        scramble(course)  # every grade and comment is written again
+        statements = statements_of(cls, course, "s01", nb, caplog)
+        ran[cls] = [s for s in statements if s.startswith("SELECT") and " JOIN " in s], statements
+    stock, shared = ran[SaveAutoGrades], ran[SharedSaveAutoGrades]
+    assert len(stock[0]) >= cells > 2
+    assert len(shared[0]) == 2, shared[0]
+    reloads = [s for s in shared[1] if s.startswith("SELECT") and s not in shared[0]
+               and ("FROM grade " in s or "FROM comment " in s)]
+    assert reloads == []
+    updates = [s for s in shared[1] if s.startswith("UPDATE")]
+    assert updates == [s for s in stock[1] if s.startswith("UPDATE")] and len(updates) >= cells
+
+
+def init_assignments(course, students):
+    """nbgrader's ``Autograde.init_assignment`` (gradebook rows of the student and the submission)
+    for ``students``, in this process; how many gradebooks nbgrader's own ``__init__`` built."""
+    from unittest import mock
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.converters import Autograde
+    cfg = pipeline.load_config(course)
+    coursedir = CourseDirectory(config=cfg)
+    coursedir.root = course.root  # the config's "." is the current folder
+    converter = Autograde(coursedir=coursedir, config=cfg)
+    with mock.patch.object(Gradebook, "__init__", autospec=True, side_effect=Gradebook.__init__) as built:
+        for student in students:
+            converter.notebooks = [course.submitted_nb(student)]  # convert_notebooks' glob
+            converter.init_assignment("tarea2", student)
+    return built.call_count
+
+
+def test_converter_gradebooks_share_one_engine_and_write_what_nbgraders_write(fake_course_factory, tmp_path,
+                                                                               monkeypatch):
+    from nbgrader.converters import autograde
+    monkeypatch.setattr(autograde, "Gradebook", autograde.Gradebook)  # put back after the test
+    students = ["s01", "s02", "s03"]
+    stock = fake_course_factory("conversor")  # no submission in its gradebook yet
+    write_submissions(stock)
+    ours = copy_of(stock, tmp_path, "ours")
+    built_stock = init_assignments(stock, students)
+    sharedgb.forget_engines()
+    sharedgb.share_converter_engine()
+    assert autograde.Gradebook is SharedEngineGradebook
+    built_ours = init_assignments(ours, students)
+    assert built_stock >= 3 * len(students) and built_ours == 1
+    assert submissions(ours) == submissions(stock)
+    assert [s[0] for s in submissions(ours)] == students
+
+
+def submissions(course):
+    """Each submission of the gradebook by its natural keys (row ids are random)."""
+    with Gradebook("sqlite:///" + course.path("gradebook.db")) as gb:
+        return sorted((sub.student_id, str(sub.timestamp), sorted(
+            (nb.name, nb.late_submission_penalty,
+             sorted((g.name, g.auto_score, g.manual_score, g.needs_manual_grade) for g in nb.grades),
+             sorted((c.name, c.auto_comment, c.manual_comment) for c in nb.comments))
+            for nb in sub.notebooks)) for sub in gb.assignment_submissions("tarea2"))
