@@ -968,11 +968,15 @@ def grade(course: Course, student_timeout: Optional[float] = None,
         threading.Thread(target=warm_coordinator, args=(te.tests_module, course.root), daemon=True,
                          name="tarea2-calentar").start()
     say("== sincronizando el gradebook con source/ ==")
+    say("== recogiendo entregas de {} ==".format(os.path.relpath(course.archive_dir, course.root)))
     scratch = tempfile.mkdtemp(prefix="tarea2-release-")
     try:
-        release_nb = sync_gradebook(course, scratch)
-        say("== recogiendo entregas de {} ==".format(os.path.relpath(course.archive_dir, course.root)))
-        collected = collect_archives(course)
+        # zip_collect does not use the gradebook: it runs while generate_assignment records source/
+        # in it (the block waits for it even when the sync fails)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tarea2-recoger") as pool:
+            collecting = pool.submit(collect_archives, course)
+            release_nb = sync_gradebook(course, scratch)
+            collected = collecting.result()
         students = course.students()
         if not students:
             say("   No hay entregas: deja el zip descargado de la plataforma (o varios) en {} "

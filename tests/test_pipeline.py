@@ -7,6 +7,7 @@ import copy
 import csv
 import json
 import os
+import time
 
 import nbformat
 import psutil
@@ -333,3 +334,38 @@ def test_a_corrupt_zip_is_set_aside_and_the_rest_graded(fake_course_factory, cap
     assert [r.student for r in rows] == ["3001"]
     assert "'roto.zip' no es un zip válido" in capsys.readouterr().out
     assert os.path.exists(course.path("downloaded", "tarea2", "ilegibles", "roto.zip"))
+
+
+def course_with_one_zip(fake_course_factory, name):
+    course = fake_course_factory(name)
+    rel = course.path("release", "tarea2", "tarea2.ipynb")
+    write_zip(os.path.join(course.archive_dir, "entregas.zip"),
+              {"Ana Soto_3001_assignsubmission_file_/tarea2.ipynb": nb_text(student_notebook(rel, GOOD))})
+    return course
+
+
+def test_submissions_are_collected_while_the_gradebook_syncs(fake_course_factory, monkeypatch):
+    course = course_with_one_zip(fake_course_factory, "recoger_a_la_vez")
+    seen = []
+
+    def sync_waiting_for_the_collection(course_, scratch):
+        deadline = time.monotonic() + 120
+        while not os.path.exists(course.submitted_nb("3001")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.append(os.path.exists(course.submitted_nb("3001")))
+        raise RuntimeError("fin de la prueba")
+    monkeypatch.setattr(pipeline, "sync_gradebook", sync_waiting_for_the_collection)
+    with pytest.raises(RuntimeError, match="fin de la prueba"):
+        pipeline.grade(course, quiet=True)
+    assert seen == [True]
+
+
+def test_a_failed_sync_waits_for_the_collection_under_way(fake_course_factory, monkeypatch):
+    course = course_with_one_zip(fake_course_factory, "recoger_y_fallar")
+
+    def failed_sync(course_, scratch):
+        raise RuntimeError("generate_assignment falló")
+    monkeypatch.setattr(pipeline, "sync_gradebook", failed_sync)
+    with pytest.raises(RuntimeError, match="generate_assignment falló"):
+        pipeline.grade(course, quiet=True)
+    assert os.path.exists(course.submitted_nb("3001"))  # zip_collect had ended: nothing left running
