@@ -29,8 +29,8 @@ The ``Shared*`` preprocessors (in ``c.Autograde.sanitize_preprocessors`` and
 ``c.Autograde.autograde_preprocessors``) are nbgrader's, with their ``preprocess`` opening one of
 these gradebooks instead; their per-cell steps are nbgrader's own (inherited).
 :func:`share_converter_engine` makes the ``Autograde`` converter's own gradebooks (five per
-student in ``init_assignment`` and ``convert_single_notebook``) :class:`SharedEngineGradebook`
-too; the long-lived autograde pass (:func:`tarea2_grader.nbgrader_cli.serve_batches`) calls it.
+student, in ``init_assignment``) :class:`SharedEngineGradebook` too; the long-lived autograde pass
+(:func:`tarea2_grader.nbgrader_cli.serve_batches`) calls it.
 """
 import json
 import os
