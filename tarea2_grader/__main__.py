@@ -209,4 +209,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .arranque import exit_without_teardown
+    exit_without_teardown(main())

@@ -15,6 +15,11 @@ in place is :mod:`tarea2_grader.nbgrader_cli`.
 ``generate_assignment`` of a course, every benchmark course) after asking a new ``alembic heads``
 process for the schema's revision, a process that imports nbgrader again (measured 16.7 s
 against 0.6 s in process on a loaded 2-core machine).  The same revision, read in process.
+
+:func:`exit_without_teardown` ends a command-line process the way Python would (threads joined,
+``atexit`` handlers run, output flushed), minus the interpreter's teardown of every module, which
+costs CPU at the end of each pipeline process: measured here 0.9-1.0 s for a process that
+imported torch, 0.4-0.5 s for nbgrader's command line, 1.9 s for ``make grade``'s coordinator.
 """
 from __future__ import annotations
 
@@ -76,3 +81,24 @@ def alembic_in_process() -> None:
     """nbgrader's new gradebooks get their schema revision from :func:`alembic_head`."""
     import nbgrader.api
     nbgrader.api.get_alembic_version = alembic_head
+
+
+def exit_without_teardown(code: int) -> None:
+    """Exit with ``code`` after what a normal exit does first, without its module teardown.
+
+    As ``Py_FinalizeEx`` starts: wait for the non-daemon threads (``threading._shutdown``, which
+    also stops idle ``concurrent.futures`` workers), run the ``atexit`` handlers (logging's
+    flush among them), flush stdout and stderr; then ``os._exit``.  Only for the normal end of
+    a command: an exception or ``sys.exit`` still goes through Python's own exit.
+    """
+    import atexit
+    import os
+    import threading
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(int(code or 0))

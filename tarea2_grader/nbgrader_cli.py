@@ -79,4 +79,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tarea2_grader.arranque import exit_without_teardown
+    exit_without_teardown(main())

@@ -1,5 +1,6 @@
 """The lazy stand-in for rfc3987_syntax: nbgrader's processes start without building its
 grammars, and JSON-schema validation is unchanged."""
+import os
 import subprocess
 import sys
 
@@ -74,3 +75,44 @@ def test_a_new_gradebook_gets_the_revision_alembic_reports(tmp_path):
         with sqlite3.connect(str(folder / "gradebook.db")) as db:
             versions[launcher[-1]] = db.execute("SELECT version_num FROM alembic_version").fetchall()
     assert versions["tarea2_grader.nbgrader_cli"] == versions["nbgrader"] == [(expected,)]
+
+
+EXIT_SCRIPT = r"""
+import atexit, logging, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+from tarea2_grader.arranque import exit_without_teardown
+out = sys.argv[1]
+
+class Teardown:
+    def __del__(self, _open=open, _path=out + "/teardown"):  # bound now: teardown clears names
+        with _open(_path, "w") as fh:
+            fh.write("ran")
+KEPT = Teardown()  # a module global: only the interpreter's teardown deletes it
+
+def late():
+    time.sleep(0.5)
+    open(out + "/thread", "w").write("done")
+threading.Thread(target=late).start()  # not a daemon: a normal exit waits for it
+pool = ThreadPoolExecutor(2)
+pool.submit(lambda: None).result()  # idle workers, never shut down
+atexit.register(lambda: open(out + "/atexit", "w").write(open(out + "/thread").read()))
+logging.basicConfig(filename=out + "/log", level=logging.INFO)
+logging.getLogger("x").info("registrado")
+for _ in range(2001):
+    sys.stdout.write("x" * 100)  # a pipe: block-buffered, the last block not written yet
+exit_without_teardown(3)
+"""
+
+
+@pytest.mark.parametrize("hard", [True, False], ids=["sin_desmontar", "salida_normal"])
+def test_exit_without_teardown_does_what_a_normal_exit_does_first(tmp_path, hard):
+    script = EXIT_SCRIPT if hard else EXIT_SCRIPT.replace("exit_without_teardown(3)", "sys.exit(3)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout stays buffered
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert run.returncode == 3, run.stderr
+    assert run.stdout == "x" * 200100
+    assert (tmp_path / "thread").read_text() == "done"
+    assert (tmp_path / "atexit").read_text() == "done"  # after the thread, as in a normal exit
+    assert "registrado" in (tmp_path / "log").read_text()
+    assert (tmp_path / "teardown").exists() != hard  # the module teardown is what is skipped
