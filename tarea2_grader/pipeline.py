@@ -649,9 +649,10 @@ class GradebookPasses:
 
     One nbgrader process (the gradebook has one writer, and nbgrader starts once), fed by a
     background thread: each pass takes every student that became ready since the previous one
-    started, at least ``batch`` of them while grading goes on.  :meth:`finish` runs the last pass on the students
-    left (those the workers skipped included: nbgrader grades them itself).  A student's pass
-    is the same whichever batch it is in; only the idle core at the end of grading is saved.
+    started, at least ``batch`` of them while grading goes on.  :meth:`finish` runs the last pass
+    on the students left (those the workers skipped included: nbgrader grades them itself).  A
+    student's pass is the same whichever batch it is in; only the idle core at the end of grading
+    is saved.
     """
 
     def __init__(self, course: Course, student_timeout: float, args: Sequence[str], batch: int = 1):

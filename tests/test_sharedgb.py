@@ -1,6 +1,7 @@
 """The shared-engine gradebook preprocessors (tarea2_grader/sharedgb.py) do exactly what nbgrader's do:
 same lookups, same notebooks, same logs, same gradebook rows, for a whole autograde pass and for
 edge cases (deleted, renamed, edited locked cells, task cells, late submissions)."""
+import contextlib
 import copy
 import json
 import logging
@@ -233,14 +234,29 @@ def test_lookups_return_the_sessions_own_objects(twin_courses):
         assert cell is Gradebook.find_source_cell(gb, "dado", "tarea2", "tarea2")
 
 
-def test_lookups_make_one_query_per_notebook(twin_courses):
+@contextlib.contextmanager
+def sql_statements(target=None):
+    """The SQL statements run on ``target`` (an engine; every engine when None) meanwhile, in order,
+    each on one line."""
     from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    target = Engine if target is None else target
+    statements = []
+
+    def seen(conn, cursor, statement, *rest):
+        statements.append(" ".join(statement.split()))
+    event.listen(target, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        event.remove(target, "before_cursor_execute", seen)
+
+
+def test_lookups_make_one_query_per_notebook(twin_courses):
     url = "sqlite:///" + twin_courses[1].path("gradebook.db")
     counts = {}
     for cls in (Gradebook, NotebookLookupGradebook):
-        with cls(url) as gb:
-            statements = []
-            event.listen(gb.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        with cls(url) as gb, sql_statements(gb.engine) as statements:
             for name in ("cuadrado", "test_cuadrado", "suma", "test_suma", "dado"):
                 gb.find_source_cell(name, "tarea2", "tarea2")
             for name in ("test_cuadrado", "test_suma", "explica_md"):
@@ -370,18 +386,9 @@ def test_missing_entry_is_nbgraders(twin_courses):
 
 
 def statements_of(cls, course, student, nb, caplog):
-    """The SQL statements that preprocessor ``cls`` runs on ``nb`` (each engine's, in order)."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-    statements = []
-
-    def seen(conn, cursor, statement, *rest):
-        statements.append(" ".join(statement.split()))
-    event.listen(Engine, "before_cursor_execute", seen)
-    try:
+    """The SQL statements that preprocessor ``cls`` runs on ``nb`` (every engine's, in order)."""
+    with sql_statements() as statements:
         error = run_preprocessor(cls, course, student, nb, caplog)[0]
-    finally:
-        event.remove(Engine, "before_cursor_execute", seen)
     assert error is None
     return statements
 
