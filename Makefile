@@ -58,7 +58,7 @@ devolver: $(STAMP)
 	$(PY) -m tarea2_grader devolver
 
 # The whole job: a synthetic class of 300 graded with 1 and 2 workers and with stock nbgrader
-# (about 40 min on a 2-core machine, mostly stock nbgrader); e.g. make bench BENCH_ARGS="--alumnos 60 --muestra 14".
+# (15-40 min on a 2-core machine, by CPU, mostly stock nbgrader); e.g. make bench BENCH_ARGS="--alumnos 60 --muestra 14".
 bench: $(STAMP) sandbox
 	$(PY) -m tarea2_grader.bench_clase $(BENCH_ARGS)
 
