@@ -474,7 +474,7 @@ def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, sche
     resumed: List[str] = []
     errors = parallel.grade_jobs(jobs(), cache, workers, scheduler, bar, resumed, on_ready)
     if bar is not None and (skipped or refused):
-        bar.step(len(skipped) + len(refused))
+        bar.step(len(skipped) + len(refused), instant=True)
     skipped.update(errors)
     if resumed:
         say("   {} alumno(s) ya tenían veredictos de esta misma entrega y versión de los tests "

@@ -293,10 +293,14 @@ def _student_of(dask_key) -> str:
 
 
 class Progress:
-    """A one-line progress bar on stderr: done, remaining, estimated time left (Spanish)."""
+    """A one-line progress bar on stderr: done, remaining, estimated time left (Spanish).
+
+    The time left is estimated from the students graded in this run only: those counted with
+    ``instant=True`` (verdicts kept from an interrupted run, students not graded here) took no
+    time, and counting them would promise a resumed run's end far too soon."""
 
     def __init__(self, total: int, stream=None, min_interval: float = 0.5):
-        self.total, self.done = total, 0
+        self.total, self.done, self.instant = total, 0, 0
         self.stream = stream if stream is not None else sys.stderr
         self.start = time.monotonic()
         self.min_interval, self.last = min_interval, 0.0
@@ -309,16 +313,20 @@ class Progress:
         filled = int(width * self.done / self.total) if self.total else width
         elapsed = time.monotonic() - self.start
         left = ""
-        if self.done and self.done < self.total:
-            left = " · faltan ~{}".format(_duration(elapsed / self.done * (self.total - self.done)))
+        graded = self.done - self.instant
+        if graded > 0 and self.done < self.total:
+            left = " · faltan ~{}".format(_duration(elapsed / graded * (self.total - self.done)))
         return "   [{}{}] {}/{} alumnos · quedan {}{} · {}".format(
             "#" * filled, "-" * (width - filled), self.done, self.total, self.total - self.done, left,
             _duration(elapsed))
 
-    def step(self, n: int = 1) -> None:
-        """Count ``n`` more students done and redraw (at most every ``min_interval`` seconds)."""
+    def step(self, n: int = 1, instant: bool = False) -> None:
+        """Count ``n`` more students done and redraw (at most every ``min_interval`` seconds);
+        ``instant``: done without being graded in this run."""
         with self.lock:
             self.done += n
+            if instant:
+                self.instant += n
             now = time.monotonic()
             if self.done < self.total and now - self.last < self.min_interval:
                 return
@@ -350,7 +358,7 @@ def grade_jobs(jobs: Iterable[GradingJob], cache: VerdictCache, workers: int = 0
                 resumed.append(job.student)
                 on_ready(job.student)
                 if progress is not None:
-                    progress.step()
+                    progress.step(instant=True)
             else:
                 yield job
 

@@ -7,6 +7,7 @@ loop, a kernel killer, an untouched release, a file that is not a notebook) with
 the gradebook.
 """
 import csv
+import io
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -266,3 +268,62 @@ def test_a_worker_process_grades_with_one_torch_thread():
                           env=pipeline.nbgrader_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-2:] == ["threads", "1"]
+
+
+class FakeClock:
+    """``time`` for the progress bar: ``now`` moves only when a test moves it."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+
+def progress_with_clock(monkeypatch, total):
+    clock = FakeClock()
+    monkeypatch.setattr(parallel, "time", clock)
+    out = io.StringIO()
+    return parallel.Progress(total, stream=out, min_interval=0), clock, out
+
+
+def test_progress_estimates_the_time_left_from_the_students_graded(monkeypatch):
+    bar, clock, out = progress_with_clock(monkeypatch, 10)
+    clock.now += 4
+    bar.step()
+    clock.now += 4
+    bar.step()
+    lines = out.getvalue().splitlines()
+    assert lines[-1].endswith("2/10 alumnos · quedan 8 · faltan ~32 s · 8 s"), lines
+    clock.now += 32
+    bar.step(8)
+    assert out.getvalue().splitlines()[-1].endswith("10/10 alumnos · quedan 0 · 40 s")
+
+
+def test_a_resumed_run_does_not_count_kept_verdicts_in_the_time_left(monkeypatch):
+    # 8 students kept from an interrupted run, then one graded in 6 s: 1 left, about 6 s more.
+    bar, clock, out = progress_with_clock(monkeypatch, 10)
+    bar.step(8, instant=True)
+    assert "faltan" not in out.getvalue()  # nothing graded yet: no estimate
+    clock.now += 6
+    bar.step()
+    assert out.getvalue().splitlines()[-1].endswith("9/10 alumnos · quedan 1 · faltan ~6 s · 6 s")
+
+
+def test_grade_jobs_counts_cached_students_as_instant(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(parallel, "time", clock)
+    jobs = [types.SimpleNamespace(key="k{}".format(i), student="s{}".format(i)) for i in range(4)]
+    cache = {"k0", "k1", "k2"}  # an interrupted run kept three students' verdicts
+
+    def run_local(pending, workers, on_result):
+        for job in pending:
+            clock.now += 5
+            on_result({"key": job.key, "student": job.student, "error": "x"})
+
+    monkeypatch.setattr(parallel, "run_local", run_local)
+    bar = parallel.Progress(5, stream=io.StringIO(), min_interval=0)
+    resumed = []
+    parallel.grade_jobs(jobs, cache, workers=1, progress=bar, resumed=resumed)
+    assert resumed == ["s0", "s1", "s2"]
+    assert bar.line().endswith("4/5 alumnos · quedan 1 · faltan ~5 s · 5 s")
