@@ -121,11 +121,11 @@ def test_class_report_has_every_run_with_its_phases(class_run):
     for row in rows:  # stock nbgrader on its own, smaller sample
         assert row[1] == ("1" if row[0] == "nbgrader tal como viene" else "2") and float(row[2]) > 0, row
     assert "los primeros 2 alumnos y la de nbgrader tal como viene, los primeros 1" in doc
-    for row, run in zip(rows, raw["runs"]):  # every phase of make grade was seen and timed
-        if run["kind"] == "trusted":  # (a phase of 0.04 s shows as 0.0 in the table)
+    for row, run in zip(rows, raw["runs"]):
+        if run["kind"] == "trusted":  # every phase of make grade was seen and timed (0.04 s shows as 0.0)
             assert all(seconds is not None and seconds > 0 for seconds in run["phases"].values()), run["phases"]
             assert all(float(x) >= 0 for x in row[5:10]), row
-    for row, run in zip(rows, raw["runs"]):  # CPU of the whole process tree, sandboxes included
+        # CPU of the whole process tree, sandboxes included
         assert float(row[10]) == pytest.approx(run["cpu_s"], abs=0.051) and run["cpu_s"] > 0, row
         assert float(row[11]) == pytest.approx(run["cpu_s"] / run["wall_s"], abs=0.0051), row
         assert run["orphans"] == 0, run  # make grade leaves no process running behind it
