@@ -311,8 +311,7 @@ def test_a_resumed_run_does_not_count_kept_verdicts_in_the_time_left(monkeypatch
 
 
 def test_grade_jobs_counts_cached_students_as_instant(monkeypatch):
-    clock = FakeClock()
-    monkeypatch.setattr(parallel, "time", clock)
+    bar, clock, _out = progress_with_clock(monkeypatch, 5)
     jobs = [types.SimpleNamespace(key="k{}".format(i), student="s{}".format(i)) for i in range(4)]
     cache = {"k0", "k1", "k2"}  # an interrupted run kept three students' verdicts
 
@@ -322,7 +321,6 @@ def test_grade_jobs_counts_cached_students_as_instant(monkeypatch):
             on_result({"key": job.key, "student": job.student, "error": "x"})
 
     monkeypatch.setattr(parallel, "run_local", run_local)
-    bar = parallel.Progress(5, stream=io.StringIO(), min_interval=0)
     resumed = []
     parallel.grade_jobs(jobs, cache, workers=1, progress=bar, resumed=resumed)
     assert resumed == ["s0", "s1", "s2"]
