@@ -19,10 +19,14 @@ Processes (all inside the sandbox's own PID namespace):
   again the cells that had finished: grading carries on with the state from before that cell,
   so a crash costs only that cell.  (Forking a *trial* per cell gave the same guarantee at
   about 35 ms per cell, more than most cells take.);
-* for each hidden test the holder forks a *probe* process that receives the probe code and
-  the grader's inputs, calls the student's functions and sends back what they returned.  The
-  probe exits afterwards, so nothing a test brings in (helper code, inputs) ever reaches the
-  holder or another test.
+* the holder cannot create processes: right after it is forked, before its first request, the
+  anchor's code installs a seccomp filter (:func:`install_process_barrier`, inherited and
+  irremovable) that denies ``fork``, ``vfork``, ``execve`` and every ``clone`` but a thread's.
+  So the student never has another process: not while a cell runs, not while a test runs;
+* each hidden test runs in the holder itself: the *probe* code and the grader's inputs arrive,
+  the probe calls the student's functions and the holder sends back what they returned.  Helper
+  code a test lends is put back out of the student's namespace afterwards, and a test only ever
+  receives helpers of parts graded before it, so what stays reachable grades nothing later.
 
 Wire format: frames of a 4-byte big-endian length and UTF-8 JSON, on a socket shared with the
 supervisor (its number comes in the configuration).  Tensors travel as ``{"__tensor__": {"dtype", "shape", "data"}}``.
@@ -31,7 +35,6 @@ import base64
 import io
 import json
 import os
-import select
 import signal
 import struct
 import sys
@@ -78,24 +81,6 @@ def read_frame(fd):
         raise ValueError("frame too large")
     data = _read_exact(fd, n)
     return None if data is None else json.loads(data.decode("utf-8"))
-
-
-def read_until_eof(fd, deadline, limit=MAX_FRAME):
-    """Everything written to ``fd`` until end of file; None if ``deadline`` passes first."""
-    chunks, size = [], 0
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            return None
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
 
 
 # --------------------------------------------------------------------------- values
@@ -239,6 +224,16 @@ def make_shell(workdir):
             pass
 
     class Shell(InteractiveShell):
+        def system(self, cmd):
+            """``!cmd`` and ``%pip``: grading runs no other process (a Colab ``!pip install`` is harmless)."""
+            print("(durante la corrección no se ejecutan comandos del sistema: !{})".format(str(cmd)[:200]))
+
+        system_piped = system_raw = system
+
+        def getoutput(self, cmd, split=True, depth=0):
+            self.system(cmd)
+            return []
+
         def _showtraceback(self, etype, evalue, stb):
             Cell.outputs.append({"output_type": "error", "ename": getattr(etype, "__name__", str(etype)),
                                  "evalue": _plain(str(evalue), 4000),
@@ -299,15 +294,6 @@ def run_cell(shell, source):
 # --------------------------------------------------------------------------- probes (hidden tests)
 
 
-def _set_not_dumpable():
-    """Other sandbox processes (a student's daemon) cannot ptrace or read this one's memory."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-    except Exception:
-        pass
-
-
 def run_probe(shell, msg):
     """Inside the probe process: run the requested probe on the student's namespace."""
     probe_ns = {"__name__": "sonda"}
@@ -320,6 +306,109 @@ def run_probe(shell, msg):
     inputs = decode(msg["inputs"])
     probe = probe_ns[msg["probe"]]
     return probe(shell.user_ns, inputs, helpers)
+
+
+# --------------------------------------------------------------------------- the process barrier
+
+# Linux syscall numbers of process creation, by machine: (audit arch, clone, clone3, denied).
+_SYSCALLS = {
+    "x86_64": (0xC000003E, 56, 435, (57, 58, 59, 322)),   # fork, vfork, execve, execveat
+    "aarch64": (0xC00000B7, 220, 435, (221, 281)),         # execve, execveat (no fork/vfork there)
+}
+_CLONE_THREAD = 0x00010000
+_X32_BIT = 0x40000000
+_RET_ALLOW = 0x7FFF0000
+_RET_ERRNO = 0x00050000
+_EPERM, _ENOSYS = 1, 38
+
+
+def _barrier_program(machine):
+    """The classic-BPF seccomp program that forbids creating processes, as (code, jt, jf, k) tuples.
+
+    Threads stay allowed (``clone`` with ``CLONE_THREAD``); ``clone3`` answers ENOSYS so that the C
+    library falls back to ``clone``, whose flags a classic filter can read; ``fork``, ``vfork``,
+    ``execve``, ``execveat`` and every other ``clone`` fail with EPERM.  A system call made with
+    another architecture's numbering (x32, 32-bit) fails too.
+    """
+    arch, clone, clone3, denied = _SYSCALLS[machine]
+    ld_abs, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    body = [("ld", 4), ("jeq", arch, None, "deny"), ("ld", 0)]
+    if machine == "x86_64":
+        body.append(("jge", _X32_BIT, "deny", None))
+    body += [("jeq", nr, "deny", None) for nr in denied]
+    body += [("jeq", clone3, "enosys", None), ("jeq", clone, None, "allow"),
+             ("ld", 16),  # the low 32 bits of clone's first argument (flags), little-endian
+             ("jset", _CLONE_THREAD, "allow", "deny"),
+             ("allow",), ("deny",), ("enosys",)]
+    labels = {op[0]: i for i, op in enumerate(body) if op[0] in ("allow", "deny", "enosys")}
+    codes = {"jeq": jeq, "jge": jge, "jset": jset}
+    program = []
+    for i, op in enumerate(body):
+        def offset(target):
+            return 0 if target is None else labels[target] - i - 1
+        if op[0] == "ld":
+            program.append((ld_abs, 0, 0, op[1]))
+        elif op[0] in codes:
+            program.append((codes[op[0]], offset(op[2]), offset(op[3]), op[1]))
+        else:
+            k = {"allow": _RET_ALLOW, "deny": _RET_ERRNO | _EPERM, "enosys": _RET_ERRNO | _ENOSYS}[op[0]]
+            program.append((ret, 0, 0, k))
+    return program
+
+
+def install_process_barrier():
+    """Forbid this process and everything it runs from ever creating another process.
+
+    Called by the anchor's code in a freshly forked holder, before the holder reads its first
+    request, so before any student statement: the filter is inherited and cannot be removed, and
+    the student's code (cells, and the hidden tests' calls, which run in this same process) has no
+    other process to delegate to.  Returns ``(True, "")`` or ``(False, reason)`` where the machine
+    does not allow it (not Linux, an unknown architecture, seccomp disabled).
+    """
+    import ctypes
+    import platform
+
+    machine = platform.machine()
+    if not sys.platform.startswith("linux") or machine not in _SYSCALLS:
+        return False, "seccomp no disponible en {} {}".format(sys.platform, machine)
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+    rows = _barrier_program(machine)
+    filters = (SockFilter * len(rows))(*[SockFilter(*row) for row in rows])
+    prog = SockFprog(len(rows), filters)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+    if libc.prctl(38, 1, None, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        return False, "prctl(NO_NEW_PRIVS) falló (errno {})".format(ctypes.get_errno())
+    if libc.prctl(22, 2, ctypes.cast(ctypes.pointer(prog), ctypes.c_void_p), 0, 0) != 0:  # SECCOMP_MODE_FILTER
+        return False, "seccomp no disponible (errno {})".format(ctypes.get_errno())
+    return True, ""
+
+
+def force_single_process_loaders(torch):
+    """A ``DataLoader`` asked for worker processes loads in the calling process instead: grading
+    runs without other processes, and a student's ``num_workers=2`` must not cost points."""
+    loader = torch.utils.data.DataLoader
+    original = loader.__init__
+
+    def __init__(self, *args, **kwargs):
+        workers = args[5] if len(args) > 5 else kwargs.get("num_workers")  # DataLoader's 6th parameter
+        if workers:
+            if len(args) > 5:
+                args = args[:5] + (0,) + args[6:]
+            else:
+                kwargs["num_workers"] = 0
+            kwargs.pop("prefetch_factor", None)
+            kwargs.pop("persistent_workers", None)
+        original(self, *args, **kwargs)
+
+    __init__.__wrapped__ = original
+    loader.__init__ = __init__
 
 
 # --------------------------------------------------------------------------- the holder loop
@@ -353,18 +442,6 @@ def _is_memory_error(exc):
     return isinstance(exc, MemoryError) or "can't allocate memory" in text or "not enough memory" in text
 
 
-def _collect(pid, rfd, msg):
-    """What the forked child wrote before the request's deadline; past it, end the child, report
-    the timeout and return None."""
-    data = read_until_eof(rfd, time.monotonic() + float(msg["timeout"]))
-    os.close(rfd)
-    if data is None:
-        _kill(pid)
-        _wait_child(pid)
-        write_frame(PROTO_FD, {"id": msg["id"], "status": "timeout"})
-    return data
-
-
 def handle_cell(shell, msg):
     """Run the cell here, in the holder, and reply with its outputs.
 
@@ -388,36 +465,29 @@ def handle_cell(shell, msg):
 
 
 def handle_test(shell, msg):
-    """Fork a probe process for one hidden test; relay what it found."""
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(rfd)
-        _set_not_dumpable()
-        try:
-            result = {"status": "ok", "result": encode(run_probe(shell, msg))}
-        except BaseException as exc:
-            kind = "memory" if _is_memory_error(exc) else "error"
-            result = {"status": kind, "error": "{}: {}".format(type(exc).__name__, str(exc)[:300])}
-        try:
-            write_frame(wfd, result)
-        except Exception as exc:
-            write_frame(wfd, {"status": "error", "error": "respuesta no serializable ({})".format(exc)})
-        os._exit(0)
-    os.close(wfd)
-    data = _collect(pid, rfd, msg)
-    if data is None:
-        return
-    death = _wait_child(pid)
+    """Run one hidden test's probe here, in the holder, and reply with what it found.
+
+    The holder has no other process and cannot create one (:func:`install_process_barrier`), so
+    the probe runs on the student's own state with nothing else of the student's running.  A probe
+    that loops, or ends this process, is handled like such a cell: the supervisor ends the holder
+    and rebuilds the state in a new one.
+    """
+    saved = sys.stdout, sys.stderr
+    sink = io.StringIO()
+    sys.stdout = sys.stderr = sink  # a test shows nothing: its verdict is decided outside
     try:
-        (n,) = struct.unpack(">I", data[:4])
-        reply = json.loads(data[4:4 + n].decode("utf-8"))
-        if not isinstance(reply, dict):
-            raise ValueError
-    except Exception:
-        reply = dict({"status": "crashed"}, **death)
-    reply["id"] = msg["id"]
-    write_frame(PROTO_FD, reply)
+        result = {"status": "ok", "result": encode(run_probe(shell, msg))}
+    except BaseException as exc:
+        kind = "memory" if _is_memory_error(exc) else "error"
+        result = {"status": kind, "error": "{}: {}".format(type(exc).__name__, str(exc)[:300])}
+    finally:
+        sys.stdout, sys.stderr = saved
+        reset_process_signals()
+    result["id"] = msg["id"]
+    try:
+        write_frame(PROTO_FD, result)
+    except Exception as exc:
+        write_frame(PROTO_FD, {"id": msg["id"], "status": "error", "error": "respuesta no serializable ({})".format(exc)})
 
 
 def serve(shell):
@@ -672,6 +742,7 @@ def main():
 
     torch.set_num_threads(1)
     warm_up(torch)
+    force_single_process_loaders(torch)
     shell = make_shell(os.path.join(os.environ.get("TMPDIR", workdir), ".ipython-agente"))
     set_limits(config.get("memory_mb"), config.get("cpu_seconds"))
     _prctl(4, 0)  # PR_SET_DUMPABLE: no ptrace, no /proc/<pid>/mem from student processes
@@ -692,7 +763,8 @@ def main():
                 for extra in fds[1:]:
                     os.close(extra)
                 PROTO_FD = fds[0]
-                write_frame(PROTO_FD, {"id": "ready", "status": "ok"})
+                barrier, reason = install_process_barrier()  # before any student statement
+                write_frame(PROTO_FD, {"id": "ready", "status": "ok", "barrera": barrier, "motivo": reason})
                 serve(shell)
                 os._exit(0)
             for fd in fds:

@@ -113,13 +113,17 @@ def _buscar(ns, nombre):
 
 @contextlib.contextmanager
 def _prestar(ns, ayudas):
-    """Put the lent reference activations and CELoss in the namespace while the probe runs."""
+    """Put the lent reference activations and CELoss in the namespace while the probe runs, then
+    put back what the student had (the probe runs in the student's own process)."""
     prestadas = ayudas["REFERENCIAS"]
+    antes = {n: ns[n] for n in prestadas if n in ns}
     ns.update(prestadas)
     try:
         yield
     finally:
-        pass  # the probe process exits afterwards: nothing to put back
+        for n in prestadas:
+            ns.pop(n, None)
+        ns.update(antes)
 
 
 # --------------------------------------------------------------------------- Part 1

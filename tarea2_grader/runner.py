@@ -46,6 +46,11 @@ READY_TIMEOUT = 180.0
 MSG_TIMEOUT_CELDA = "la celda superó el límite de {:g} s y se interrumpió"
 MSG_CRASH_CELDA = "la celda hizo terminar el proceso ({}); se siguió con el estado anterior a ella"
 MSG_PERDIDO = "no se ejecutó: el proceso del estudiante ya no responde ({})"
+SIN_PROCESOS = ("Los tests corren sin otros procesos tuyos: durante la corrección tu código no puede crear "
+                "procesos (subprocess, multiprocessing, os.fork) ni usar los que haya creado una celda.")
+SIN_BARRERA = ("sin barrera de procesos: el código del estudiante pudo crear otros procesos durante los tests "
+               "(autograd en otro proceso no se detecta)")
+_LANZO = " lanzó "  # hidden.resultado's wording for a call that raised
 
 
 class Perdido(Exception):
@@ -318,6 +323,11 @@ class Sesion:
             ready = str(exc)
         if not (isinstance(ready, dict) and ready.get("id") == "ready"):
             self.vivo, self.motivo = False, "el proceso del estudiante no arrancó"
+            ready = {}
+        # Written by the anchor's code in the new holder before it reads any request, so before any
+        # student statement: trustworthy.
+        self.barrera = ready.get("barrera") is True
+        self.motivo_barrera = _texto(ready.get("motivo"), 200) or "desconocido"
 
     def pedir(self, msg: dict, limite: float, margen: float = MARGIN) -> dict:
         """Send one request; return the reply that carries its id.
@@ -539,6 +549,8 @@ class _Calificacion:
                     if self.taller is None:
                         self.taller = TALLERES.tomar(self.limites, self.aislar)
                     self.sesion = self.taller.sesion()
+                    if not self.sesion.barrera and not any(n.startswith(SIN_BARRERA) for n in self.notas):
+                        self.notas.append("{} ({})".format(SIN_BARRERA, self.sesion.motivo_barrera))
                     break
                 except Perdido as exc:
                     if self.taller is not None:
@@ -649,18 +661,19 @@ class _Calificacion:
         corto = nombre[5:] if nombre.startswith("test_") else nombre
         limite = self._limite(self.limites.test_timeout)
         try:
-            reply = self._pedir(msg, limite)
-        except (Vencido, Caido) as exc:  # the holder itself (not the probe) stopped: a new one for what follows
+            # The probe runs in the holder: past its limit the holder is ended and rebuilt.
+            reply = self._pedir(msg, limite, CELL_SLACK)
+        except Vencido:
             self._reponer()
-            return Veredicto(nombre, False, "No se pudo evaluar {}: el proceso del estudiante dejó de responder "
-                                            "({}).".format(corto, exc))
+            self._agotado(nombre, limite)
+            return Veredicto(nombre, False, "tiempo excedido: las llamadas a tu código en {} no terminaron en {:g} s "
+                                            "(¿un bucle infinito?). {}".format(corto, limite, SIN_PROCESOS))
+        except Caido:
+            desc = _descripcion_muerte(self._reponer())
+            return Veredicto(nombre, False, "Tu código hizo terminar el proceso durante {} ({}).".format(corto, desc))
         except Perdido as exc:
             return Veredicto(nombre, False, "No se pudo evaluar {}: el proceso del estudiante ya no responde ({}).".format(corto, exc))
         status = reply.get("status")
-        if status == "timeout":
-            self._agotado(nombre, limite)
-            return Veredicto(nombre, False, "tiempo excedido: las llamadas a tu código en {} no terminaron en {:g} s "
-                                            "(¿un bucle infinito?).".format(corto, limite))
         if status == "memory":
             return Veredicto(nombre, False, "memoria excedida: tu código en {} pidió más memoria que el límite "
                                             "({} MiB).".format(corto, self.limites.memory_mb))
@@ -676,6 +689,8 @@ class _Calificacion:
         mensaje = self.pruebas.veredicto(nombre, datos, obs)
         if mensaje is None:
             return Veredicto(nombre, True, "Tests ocultos de {}: ok".format(corto))
+        if _LANZO in mensaje:  # an exception: maybe a process, or one a cell meant to start, was missing
+            mensaje += "\n" + SIN_PROCESOS
         return Veredicto(nombre, False, mensaje)
 
     def run(self, hasta_ultimo_test=False):

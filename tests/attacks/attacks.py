@@ -1211,3 +1211,162 @@ ataque(
     "contador_de_ejecucion_falso",
     "El JSON pone '72/72' como contador de ejecución de cada celda (JSON válido, notebook inválido).",
     {}, json_edit=_contador_falso)
+
+
+# --------------------------------------------------------------------------- autograd in another process
+# Each of these evades the in-process traps by computing with autograd in a process of its own;
+# ``PROCESS_ROUTES`` names them and the tests they would pass without the process barrier.
+
+# 33. A helper process started by an answer cell, before any test runs, serving derivatives.
+ataque(
+    "autograd_en_ayudante",
+    "Una celda arranca un proceso ayudante (multiprocessing) que calcula las derivadas con autograd; "
+    "las funciones le mandan T y reciben la respuesta.",
+    {"derivadas_codigo": r'''
+import multiprocessing as _mp
+import torch
+
+
+def _servir(conn):
+    import torch as t
+    fns = {"sig": t.sigmoid, "tanh": t.tanh, "relu": t.relu,
+           "swish": lambda X, B: X * t.sigmoid(B * X), "celu": lambda X, A: t.celu(X, A)}
+    while True:
+        nombre, T, p = conn.recv()
+        X = T.detach().clone().requires_grad_(True)
+        ins = [X]
+        if p is not None:
+            P = t.tensor(float(p), dtype=T.dtype, requires_grad=True)
+            ins.append(P)
+        y = fns[nombre](*ins)
+        gx = t.autograd.grad(y.sum(), X, retain_graph=True)[0]
+        if p is None:
+            conn.send(gx)
+        else:
+            gp = t.stack([t.autograd.grad(v, P, retain_graph=True)[0] for v in y.reshape(-1)]).reshape(T.shape)
+            conn.send((gx, gp))
+
+
+_yo, _el = _mp.get_context("fork").Pipe()
+try:
+    _ayudante = _mp.get_context("fork").Process(target=_servir, args=(_el,), daemon=True)
+    _ayudante.start()
+except Exception as _e:
+    print("no pude arrancar el ayudante:", type(_e).__name__)
+
+
+def _pedir(nombre, T, p=None):
+    _yo.send((nombre, T.detach(), None if p is None else float(p)))
+    return _yo.recv()
+
+
+def sig(T, gradient=False):
+    return _pedir("sig", T) if gradient else torch.sigmoid(T)
+
+
+def tanh(T, gradient=False):
+    return _pedir("tanh", T) if gradient else torch.tanh(T)
+
+
+def relu(T, gradient=False):
+    return _pedir("relu", T) if gradient else torch.clamp(T, min=0)
+
+
+def swish(T, beta=1.0, gradient=False):
+    return _pedir("swish", T, beta) if gradient else T * torch.sigmoid(beta * T)
+
+
+def celu(T, alpha=1.0, gradient=False):
+    return _pedir("celu", T, alpha) if gradient else torch.clamp(T, min=0) + torch.clamp(alpha * (torch.exp(T / alpha) - 1), max=0)
+'''})
+
+
+# 34. A fresh Python interpreter started at the first call (the traps exist only in the probe).
+ataque(
+    "autograd_en_interprete_nuevo",
+    "grad_capa_escondida lanza un intérprete de Python nuevo (subprocess) que hace backward y le "
+    "devuelve los gradientes.",
+    {"capas_escondidas": r'''
+import io
+import subprocess
+import sys
+
+import torch
+
+_HIJO = """
+import io, sys, torch
+dL_dh, h_prev, W, b, nombre, p = torch.load(io.BytesIO(sys.stdin.buffer.read()))
+W = W.clone().requires_grad_(True); b = b.clone().requires_grad_(True); h_prev = h_prev.clone().requires_grad_(True)
+u = h_prev @ W + b
+fs = {"sig": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+      "swish": lambda x: x * torch.sigmoid(p * x), "celu": lambda x: torch.celu(x, p)}
+h = fs[nombre](u)
+g = torch.autograd.grad(h, (W, b, h_prev), dL_dh)
+buf = io.BytesIO(); torch.save(g, buf); sys.stdout.buffer.write(buf.getvalue())
+"""
+
+
+def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
+    buf = io.BytesIO()
+    torch.save((dL_dh, h_prev, W, b, f.__name__, None if p is None else float(p)), buf)
+    run = subprocess.run([sys.executable, "-c", _HIJO], input=buf.getvalue(), capture_output=True, check=True)
+    return tuple(torch.load(io.BytesIO(run.stdout)))
+'''})
+
+
+# 35. fork + exec at call time: the network's gradients from loss.backward() in a new interpreter.
+ataque(
+    "autograd_en_fork_exec",
+    "FFNN.backward hace os.fork() y os.execv() de un Python nuevo que calcula los gradientes con "
+    "loss.backward() y los devuelve por un pipe.",
+    {"ffnn_backward": despues("ffnn_backward", r'''
+import io as _io
+import os as _os
+import sys as _sys
+
+_HIJO = """
+import io, os, sys, torch
+Ws, bs, U, c, nombres, x, y = torch.load(io.BytesIO(os.read(0, 1 << 26)))
+fs = {"sig": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
+ps = [p.clone().requires_grad_(True) for p in list(Ws) + list(bs) + [U, c]]
+L = len(Ws)
+h = x
+for k in range(L):
+    h = fs[nombres[k]](h @ ps[k] + ps[L + k])
+q = torch.softmax(h @ ps[-2] + ps[-1], dim=1)
+(-(y * torch.log(q)).sum(1).mean()).backward()
+buf = io.BytesIO(); torch.save([p.grad for p in ps], buf); os.write(1, buf.getvalue())
+"""
+
+
+def _backward_en_otro_interprete(self, x, y, y_pred):
+    buf = _io.BytesIO()
+    torch.save(([w.detach() for w in self.Ws], [b.detach() for b in self.bs], self.U.detach(), self.c.detach(),
+                [f.__name__ for f in self.fs], x.detach(), y.detach()), buf)
+    entrada_r, entrada_w = _os.pipe()
+    salida_r, salida_w = _os.pipe()
+    pid = _os.fork()
+    if pid == 0:
+        _os.dup2(entrada_r, 0)
+        _os.dup2(salida_w, 1)
+        _os.execv(_sys.executable, [_sys.executable, "-c", _HIJO])
+    _os.write(entrada_w, buf.getvalue())
+    _os.close(entrada_w)
+    _os.close(salida_w)
+    datos = b"".join(iter(lambda: _os.read(salida_r, 1 << 20), b""))
+    _os.waitpid(pid, 0)
+    grads = torch.load(_io.BytesIO(datos))
+    L = len(self.Ws)
+    for k in range(L):
+        self.Ws[k].grad, self.bs[k].grad = grads[k], grads[L + k]
+    self.U.grad, self.c.grad = grads[-2], grads[-1]
+
+
+FFNN.backward = _backward_en_otro_interprete
+''')})
+
+PROCESS_ROUTES = {
+    "autograd_en_ayudante": ("test_derivadas_basicas", "test_derivadas_swish", "test_derivadas_celu"),
+    "autograd_en_interprete_nuevo": ("test_capa_escondida_basicas", "test_capa_escondida_param"),
+    "autograd_en_fork_exec": ("test_backward_basicas",),
+}

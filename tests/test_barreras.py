@@ -1,0 +1,113 @@
+"""The process barrier: student code never has another process, so autograd in one cannot earn points.
+
+The holder that runs a student's cells and hidden tests gets, from the anchor's code and before
+its first request, a seccomp filter that denies creating processes (``agent.install_process_barrier``).
+These tests check the filter itself (in a fresh Python that installs it, and in the real sandbox), and
+that the attacks of ``tests/attacks/attacks.py`` that compute with autograd in another process are
+real (they pass the hidden tests without the barrier, here in the test process) while in the sandbox
+they fail with the message that says why; ``tests/test_attacks.py`` grades them through
+``make grade``'s pipeline beside an honest classmate.
+"""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from tarea2_grader import agent, hidden, runner
+from tests.test_runner import SOURCE, errors_of, run, text_of
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _attacks_module():
+    spec = importlib.util.spec_from_file_location("tarea2_attacks_b", os.path.join(REPO, "tests", "attacks", "attacks.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ATTACKS = _attacks_module()
+
+
+def test_the_barrier_denies_every_way_to_create_a_process_and_keeps_threads():
+    """In a fresh interpreter that installs the filter: fork, exec, spawn all fail; threads and torch work."""
+    code = r'''
+import os, subprocess, sys, threading, multiprocessing
+sys.path.insert(0, sys.argv[1])
+import agent
+ok, why = agent.install_process_barrier()
+print("barrera", ok, why)
+for name, f in [("fork", os.fork), ("subprocess", lambda: subprocess.run(["true"])),
+                ("posix_spawn", lambda: os.posix_spawn("/bin/true", ["true"], {})),
+                ("execv", lambda: os.execv("/bin/true", ["true"])),
+                ("mp", lambda: multiprocessing.get_context("fork").Process(target=print).start())]:
+    try:
+        f()
+        print(name, "CREADO")
+    except PermissionError:
+        print(name, "negado")
+seen = []
+t = threading.Thread(target=seen.append, args=(1,)); t.start(); t.join()
+import torch
+x = torch.randn(64, 64, requires_grad=True); (x @ x).sum().backward()
+print("hilo", seen, "torch", tuple(x.grad.shape))
+'''
+    out = subprocess.run([sys.executable, "-c", code, os.path.dirname(agent.__file__)], capture_output=True,
+                         text=True, timeout=120)
+    assert "barrera True" in out.stdout, out.stdout + out.stderr
+    for name in ("fork", "subprocess", "posix_spawn", "execv", "mp"):
+        assert "{} negado".format(name) in out.stdout, out.stdout + out.stderr
+    assert "hilo [1] torch (64, 64)" in out.stdout
+
+
+def test_in_the_sandbox_a_cell_cannot_create_processes_and_shell_escapes_are_harmless():
+    outs, result = run(
+        "import os, subprocess\nr = []\n"
+        "for f in (os.fork, lambda: subprocess.run(['true'])):\n"
+        "    try:\n        f(); r.append('creado')\n    except PermissionError:\n        r.append('negado')\nprint(r)",
+        "!pip install tqdm\nprint('sigue')",
+        "import torch\nfrom torch.utils.data import DataLoader, TensorDataset\n"
+        "print(len(list(DataLoader(TensorDataset(torch.ones(6, 2)), batch_size=2, num_workers=2))))")
+    assert "['negado', 'negado']" in text_of(outs[0])
+    assert "no se ejecutan comandos del sistema" in text_of(outs[1]) and "sigue" in text_of(outs[1])
+    assert "3" in text_of(outs[2]) and not errors_of(outs[2])  # workers forced to 0: no lost points
+    assert not any(n.startswith(runner.SIN_BARRERA) for n in result.notas)
+
+
+def _student_namespace(cells):
+    """The given code a graded function needs (imports, softmax) and the attack's answer cells, run here."""
+    nb = nbformat.read(SOURCE, as_version=4)
+    given = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells}
+    ns = {"__name__": "__main__"}
+    exec(compile(given["preparacion"], "<preparacion>", "exec"), ns)
+    exec(compile(given["tarea1_softmax"], "<softmax>", "exec"), ns)
+    for source in cells.values():
+        exec(compile(source, "<ataque>", "exec"), ns)
+    return ns
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS.PROCESS_ROUTES))
+def test_a_process_route_is_real_without_the_barrier(name):
+    """Here (no barrier, the in-process traps on) the attack passes its first test: it needs the barrier."""
+    attack = next(a for a in ATTACKS.ATTACKS if a["name"] == name)
+    ns = _student_namespace(attack["cells"])
+    try:
+        assert hidden.evaluar_en_proceso(ns, ATTACKS.PROCESS_ROUTES[name][0], semilla=5) is None
+    finally:
+        if "_ayudante" in ns:
+            ns["_ayudante"].kill()
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS.PROCESS_ROUTES))
+def test_a_process_route_earns_nothing_in_the_sandbox_and_says_why(name):
+    from tarea2_grader.examples import edit_cells
+    attack = next(a for a in ATTACKS.ATTACKS if a["name"] == name)
+    nb = edit_cells(nbformat.read(SOURCE, as_version=4), attack["cells"])
+    result = runner.calificar(nb, 5, hasta_ultimo_test=True)
+    points, messages = result.puntos(nb), result.mensajes(nb)
+    for test in ATTACKS.PROCESS_ROUTES[name]:
+        assert points[test] == 0, (test, messages[test])
+        assert runner.SIN_PROCESOS in messages[test], messages[test]
