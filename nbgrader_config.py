@@ -45,7 +45,7 @@ c.TrustedExecute.timeout_after_loop = 3  # s per cell and test once one ran out 
 # c.TrustedExecute.rerun_after_last_test = True
 c.TrustedExecute.memory_mb = 3072        # MiB per student process beyond torch's own
 c.TrustedExecute.cpu_seconds = 600       # CPU s per student process
-c.TrustedExecute.student_timeout = 900   # s for the whole notebook
+c.TrustedExecute.budget = 60             # s of sandbox time per student: cells, tests, rebuilds (the reference: ~1 s)
 # Uncomment to refuse grading where bubblewrap is missing (instead of a warning):
 # c.TrustedExecute.require_sandbox = True
 

@@ -174,8 +174,8 @@ def parser() -> argparse.ArgumentParser:
         else:
             g.add_argument("--dir", default=os.path.join(REPO, "demo_course"), help="carpeta del curso de prueba")
         g.add_argument("--timeout-alumno", type=float, default=None,
-                       help="segundos máximos por alumno (por defecto: TrustedExecute.student_timeout de "
-                            "nbgrader_config.py)")
+                       help="presupuesto de segundos de sandbox por alumno (por defecto: TrustedExecute.budget "
+                            "de nbgrader_config.py)")
         g.add_argument("--timeout-celda", type=float,
                        default=DEMO_CELL_TIMEOUT if name == "demo" else None,
                        help="segundos máximos por celda (por defecto: TrustedExecute.cell_timeout de nbgrader_config.py)")

@@ -126,7 +126,10 @@ class TrustedExecute(NbGraderPreprocessor):
     memory_mb = Integer(sandbox.Limites.memory_mb,
                         help="MiB each student process may allocate beyond what imports use.").tag(config=True)
     cpu_seconds = Integer(sandbox.Limites.cpu_seconds, help="CPU seconds per student process.").tag(config=True)
-    student_timeout = Float(sandbox.Limites.student_timeout, help="Wall seconds per notebook.").tag(config=True)
+    budget = Float(sandbox.Limites.budget,
+                   help="Seconds of sandbox time per student for everything their notebook causes (cells, "
+                        "hidden tests, rebuilds after a crash); past it, every remaining test scores 0 with a "
+                        "message that says so.").tag(config=True)
     timeout_after_loop = Float(sandbox.Limites.timeout_after_loop,
                                help="Wall seconds per cell and per test once a cell or test of the same "
                                     "student has run out of time (a loop costs one full limit, not one "
@@ -146,7 +149,7 @@ class TrustedExecute(NbGraderPreprocessor):
     def limits(self) -> sandbox.Limites:
         """The configured per-student limits."""
         return sandbox.Limites(self.cell_timeout, self.test_timeout, self.memory_mb, self.cpu_seconds,
-                               self.student_timeout, self.timeout_after_loop)
+                               self.timeout_after_loop, self.budget)
 
     def graded(self, nb, seed, aislar, student, root) -> "runner.Resultado":
         """The verdicts for ``nb``: from the cache when this exact job was graded, else graded now."""

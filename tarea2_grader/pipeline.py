@@ -52,7 +52,8 @@ ANSWER_PARTS = {
 }
 HEADING_PART = re.compile(r"^#{1,4}\s*(?:Parte|Pregunta)\s+([0-9]+[a-z]?)\b", re.I | re.M)
 
-DEFAULT_STUDENT_TIMEOUT = 900  # seconds per student when the config sets no TrustedExecute.student_timeout
+DEFAULT_BUDGET = 60  # sandbox seconds per student when the config sets no TrustedExecute.budget
+PASS_WALL_PER_STUDENT = 60  # wall seconds a student may add to the nbgrader pass beyond twice the budget
 
 REASON_TIMEOUT = "se superó el tiempo máximo de corrección por alumno ({} s)"
 REASON_METADATA = "los metadatos de nbgrader del notebook están corruptos"
@@ -383,7 +384,7 @@ def nbplugin_meta_key() -> str:
 
 # ---------------------------------------------------------------- parallel grading
 
-TRUSTED_SETTINGS = ("cell_timeout", "test_timeout", "memory_mb", "cpu_seconds", "student_timeout",
+TRUSTED_SETTINGS = ("cell_timeout", "test_timeout", "memory_mb", "cpu_seconds", "budget",
                     "timeout_after_loop", "tests_module", "rerun_after_last_test")
 
 
@@ -396,8 +397,8 @@ def trusted_settings(course: Course, extra_args: Sequence[str] = (), student_tim
         m = re.match(r"--TrustedExecute\.(\w+)=(.*)$", arg)
         if m and m.group(1) in traits:
             setattr(te, m.group(1), traits[m.group(1)].from_string(m.group(2)))
-    if student_timeout:
-        te.student_timeout = float(student_timeout)
+    if student_timeout:  # the command line's --timeout-alumno: the per-student budget
+        te.budget = float(student_timeout)
     return te
 
 
@@ -565,8 +566,8 @@ class PassProcess:
 def pass_args(course: Course, student_timeout: Optional[float], extra_args: Sequence[str]) -> List[str]:
     """The arguments of nbgrader's autograde pass on this course."""
     args = ["autograde", course.assignment_arg, "--force", *extra_args]
-    if student_timeout and not any(a.startswith("--TrustedExecute.student_timeout=") for a in extra_args):
-        args.append("--TrustedExecute.student_timeout={:g}".format(student_timeout))
+    if student_timeout and not any(a.startswith("--TrustedExecute.budget=") for a in extra_args):
+        args.append("--TrustedExecute.budget={:g}".format(student_timeout))
     return args
 
 
@@ -577,15 +578,15 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
     """Autograde the students in one nbgrader pass (one warm sandbox reused, student after student),
     in ``process`` (one started and ended here when None).
 
-    The runner bounds each student (``TrustedExecute.student_timeout``); the whole pass is bounded
+    The runner bounds each student (``TrustedExecute.budget``); the whole pass is bounded
     too and killed past it.  Students that nbgrader could not grade get a reason.
     """
     students = list(students)
     results = {s: StudentResult(s) for s in students}
     if not students:
         return results
-    per_student = student_timeout or float(load_config(course).TrustedExecute.get(
-        "student_timeout", DEFAULT_STUDENT_TIMEOUT))
+    budget = student_timeout or float(load_config(course).TrustedExecute.get("budget", DEFAULT_BUDGET))
+    per_student = 2 * budget + PASS_WALL_PER_STUDENT
     others = [s for s in course.students() if s not in results]
     started = re.compile(r"(?:Calificando|Veredictos de) (\S+) ")
     failed = re.compile(r"There was an error processing assignment '[^']*' for student '([^']+)'")
@@ -994,7 +995,7 @@ def grade(course: Course, student_timeout: Optional[float] = None,
         say("== corrigiendo {} alumno(s) (cada notebook se repara justo antes; código del estudiante aislado; "
             "veredictos fuera de él) ==".format(len(students)))
         others = [a for a in autograde_args if not a.startswith("--TrustedExecute.")]
-        passes = GradebookPasses(course, te.student_timeout, [*others, *trusted_args(te)], settings.pass_batch)
+        passes = GradebookPasses(course, te.budget, [*others, *trusted_args(te)], settings.pass_batch)
         try:
             pregrade(course, students, te, settings.workers, settings.scheduler, recompute, say, not quiet,
                      passes.add, repaired)

@@ -46,6 +46,9 @@ READY_TIMEOUT = 180.0
 MSG_TIMEOUT_CELDA = "la celda superó el límite de {:g} s y se interrumpió"
 MSG_CRASH_CELDA = "la celda hizo terminar el proceso ({}); se siguió con el estado anterior a ella"
 MSG_PERDIDO = "no se ejecutó: el proceso del estudiante ya no responde ({})"
+MSG_PRESUPUESTO = ("se agotó el presupuesto de {:g} s de tiempo en el sandbox para todo tu notebook "
+                   "(celdas, tests y reconstrucciones tras una celda que se colgó o terminó el proceso): "
+                   "lo que quedaba no se ejecutó y sus tests valen 0")
 SIN_PROCESOS = ("Los tests corren sin otros procesos tuyos: durante la corrección tu código no puede crear "
                 "procesos (subprocess, multiprocessing, os.fork) ni usar los que haya creado una celda.")
 SIN_BARRERA = ("sin barrera de procesos: el código del estudiante pudo crear otros procesos durante los tests "
@@ -84,6 +87,7 @@ class Resultado:
     notas: List[str]
     aislado: bool
     segundos: float = 0.0
+    sandbox_s: float = 0.0  # sandbox time charged to the student's budget
 
     def puntos(self, nb) -> Dict[str, float]:
         """grade_id -> points of every autograded test cell (full points or 0)."""
@@ -99,7 +103,7 @@ class Resultado:
 
     def como_datos(self) -> dict:
         """Plain JSON data (what a grading worker sends back to the coordinator)."""
-        return {"semilla": self.semilla, "aislado": self.aislado, "segundos": self.segundos,
+        return {"semilla": self.semilla, "aislado": self.aislado, "segundos": self.segundos, "sandbox_s": self.sandbox_s,
                 "notas": list(self.notas),
                 "outputs": [[i, outs] for i, outs in sorted(self.outputs.items())],
                 "veredictos": [[i, v.prueba, v.ok, v.mensaje] for i, v in sorted(self.veredictos.items())]}
@@ -109,7 +113,8 @@ class Resultado:
         """The inverse of :meth:`como_datos`."""
         return cls(int(data["semilla"]), {int(i): outs for i, outs in data["outputs"]},
                    {int(i): Veredicto(p, bool(ok), m) for i, p, ok, m in data["veredictos"]},
-                   list(data["notas"]), bool(data["aislado"]), float(data["segundos"]))
+                   list(data["notas"]), bool(data["aislado"]), float(data["segundos"]),
+                   float(data.get("sandbox_s", 0.0)))
 
 
 def es_test(cell) -> bool:
@@ -539,6 +544,7 @@ class _Calificacion:
         self.tras_bucle = False  # once a cell or test ran out of time, the rest get timeout_after_loop
         self.estado: List[list] = []  # [source, seconds] of the cells that succeeded: what a new holder replays
         self.reposiciones = 0
+        self.gastado = 0.0  # seconds of sandbox time charged to this student
 
     # -- the session
 
@@ -569,19 +575,31 @@ class _Calificacion:
         self.tras_bucle = True
 
     def _restante(self) -> float:
-        return self.limites.student_timeout - (time.monotonic() - self.inicio)
+        """Seconds of the student's sandbox budget still unspent."""
+        return self.limites.budget - self.gastado
+
+    def sin_presupuesto(self) -> bool:
+        return self._restante() <= 0
 
     def _pedir(self, msg, limite, margen=MARGIN):
-        """One request to the student's holder.  Raises :class:`Vencido` or :class:`Caido` when this
-        request failed (the holder can be rebuilt: :meth:`_reponer`), plain :class:`Perdido` when
-        the student cannot be graded any further."""
+        """One request to the student's holder, charged to the student's budget (the wall time the
+        holder spends on it: their cells, their functions called by a test, replays).  Raises
+        :class:`Vencido` or :class:`Caido` when this request failed (the holder can be rebuilt:
+        :meth:`_reponer`), plain :class:`Perdido` when the student cannot be graded any further
+        (the budget is spent, or the holder cannot be replaced)."""
         sesion = self._sesion()
         if sesion is None:
             raise Perdido(self.perdido)
-        if self._restante() <= 0:
-            self.perdido = "se superó el tiempo máximo por alumno ({:g} s)".format(self.limites.student_timeout)
+        if self.sin_presupuesto():
+            if not self.perdido:
+                self.perdido = MSG_PRESUPUESTO.format(self.limites.budget)
+                self.notas.append(self.perdido)
             raise Perdido(self.perdido)
-        return sesion.pedir(msg, min(limite, max(self._restante(), 1.0)), margen)
+        inicio = time.monotonic()
+        try:
+            return sesion.pedir(msg, min(limite, self._restante()), margen)
+        finally:
+            self.gastado += time.monotonic() - inicio
 
     def _reponer(self) -> dict:
         """End the holder (a request ran past its limit, or the process ended) and start a new one
@@ -626,6 +644,9 @@ class _Calificacion:
             reply = self._pedir({"op": "cell", "source": cell.source}, limite, CELL_SLACK)
         except Vencido:
             self._reponer()
+            if self.sin_presupuesto():
+                self.outputs[i] = [_error("PresupuestoAgotado", MSG_PRESUPUESTO.format(self.limites.budget))]
+                return
             self.outputs[i] = [_error("TiempoExcedido", MSG_TIMEOUT_CELDA.format(limite))]
             self.notas.append("celda interrumpida por tiempo (¿bucle infinito?): {}".format(gid))
             self._agotado(gid, limite)
@@ -665,6 +686,8 @@ class _Calificacion:
             reply = self._pedir(msg, limite, CELL_SLACK)
         except Vencido:
             self._reponer()
+            if self.sin_presupuesto():
+                return Veredicto(nombre, False, "No se evaluó {}: {}.".format(corto, MSG_PRESUPUESTO.format(self.limites.budget)))
             self._agotado(nombre, limite)
             return Veredicto(nombre, False, "tiempo excedido: las llamadas a tu código en {} no terminaron en {:g} s "
                                             "(¿un bucle infinito?). {}".format(corto, limite, SIN_PROCESOS))
@@ -672,6 +695,8 @@ class _Calificacion:
             desc = _descripcion_muerte(self._reponer())
             return Veredicto(nombre, False, "Tu código hizo terminar el proceso durante {} ({}).".format(corto, desc))
         except Perdido as exc:
+            if self.sin_presupuesto():
+                return Veredicto(nombre, False, "No se evaluó {}: {}.".format(corto, MSG_PRESUPUESTO.format(self.limites.budget)))
             return Veredicto(nombre, False, "No se pudo evaluar {}: el proceso del estudiante ya no responde ({}).".format(corto, exc))
         status = reply.get("status")
         if status == "memory":
@@ -732,7 +757,10 @@ class _Calificacion:
                 v = hechas[nombre]
             self.veredictos[i] = v
             self.outputs[i] = salida_de_veredicto(v)
-        if self.perdido:
+        if self.sin_presupuesto():
+            if MSG_PRESUPUESTO.format(self.limites.budget) not in self.notas:
+                self.notas.append(MSG_PRESUPUESTO.format(self.limites.budget))
+        elif self.perdido:
             self.notas.append("el proceso del estudiante dejó de responder: " + self.perdido)
 
     def cerrar(self):
@@ -761,7 +789,7 @@ def calificar(nb, semilla: int, limites: Optional[sandbox.Limites] = None, prueb
     finally:
         trabajo.cerrar()
     return Resultado(int(semilla), trabajo.outputs, trabajo.veredictos, trabajo.notas, aislar,
-                     time.monotonic() - t0)
+                     time.monotonic() - t0, round(trabajo.gastado, 3))
 
 
 _DISPONIBLE: List[bool] = []

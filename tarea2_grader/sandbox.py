@@ -38,8 +38,8 @@ class Limites:
     test_timeout: float = 10.0     # wall seconds per hidden test (all its calls)
     memory_mb: int = 3072          # address space each student process may add to what imports use
     cpu_seconds: int = 600         # CPU seconds per process (a student's cells, a test)
-    student_timeout: float = 900.0  # wall seconds for the whole notebook
     timeout_after_loop: float = 3.0  # wall seconds per cell and per test once one has run out of time
+    budget: float = 60.0           # seconds of sandbox time for everything one notebook causes
 
 
 def bwrap_path():

@@ -260,3 +260,50 @@ def test_a_notebook_that_keeps_ending_its_process_is_bounded_and_the_next_studen
     assert any("veces" in n for n in result.notas)
     outs, _ = run("print('siguiente')")
     assert text_of(outs[0]) == "siguiente\n"
+
+
+# --------------------------------------------------------------------------- the per-student budget
+
+
+def _reference_with(prefix_by_cell):
+    """The reference notebook with code put in front of some answer cells."""
+    ref = reference_sources(SOURCE)
+    return edit_cells(nbformat.read(SOURCE, as_version=4),
+                      {gid: code + "\n" + ref[gid] for gid, code in prefix_by_cell.items()})
+
+
+def test_a_correct_notebook_ten_times_slower_than_the_reference_keeps_every_point():
+    nb = nbformat.read(SOURCE, as_version=4)
+    fast = runner.calificar(nb, 6, hasta_ultimo_test=True)
+    assert sum(fast.puntos(nb).values()) == 72 and 0 < fast.sandbox_s < 6, fast.sandbox_s
+    slow_cells = ("derivadas_codigo", "celoss", "capas_escondidas", "ffnn_backward", "sgd", "entrenar")
+    pause = 10 * fast.sandbox_s / len(slow_cells)
+    nb = _reference_with({gid: "import time\ntime.sleep({:.2f})".format(pause) for gid in slow_cells})
+    slow = runner.calificar(nb, 6, hasta_ultimo_test=True)
+    assert slow.sandbox_s >= 9 * fast.sandbox_s
+    assert sum(slow.puntos(nb).values()) == 72, slow.mensajes(nb)
+
+
+def test_a_student_under_every_limit_costs_at_most_the_budget_and_later_tests_say_why():
+    """Every answer cell just under the cell limit: the budget ends it, not 256 s of limits."""
+    limits = sandbox.Limites(cell_timeout=3, test_timeout=3, budget=8)
+    ids = ("derivadas_codigo", "celoss", "dL_duLm1", "ultima_capa", "capas_escondidas", "ffnn_backward", "sgd",
+           "random_dataset", "entrenar")
+    nb = _reference_with({gid: "import time\ntime.sleep(2.7)" for gid in ids})
+    result = runner.calificar(nb, 7, limits, hasta_ultimo_test=True)
+    points, messages = result.puntos(nb), result.mensajes(nb)
+    assert result.sandbox_s <= limits.budget + 2, result.sandbox_s
+    assert points["test_derivadas_basicas"] == 4  # graded while the budget lasted
+    assert points["test_entrenar"] == 0 and "presupuesto de 8 s" in messages["test_entrenar"]
+    assert any("presupuesto de 8 s" in n for n in result.notas)
+
+
+def test_a_notebook_that_keeps_ending_its_process_is_bounded_by_the_budget():
+    """Each crash rebuilds the state by running the finished cells again: that is charged too."""
+    slow = "import time\ntime.sleep(1.5)\nx = 1"
+    crash = "import os\nos._exit(3)"
+    limits = sandbox.Limites(cell_timeout=5, budget=6)
+    nb = notebook(slow, slow, *([crash] * 10))
+    result = runner.calificar(nb, 8, limits)
+    assert result.sandbox_s <= limits.budget + 2, result.sandbox_s
+    assert any("presupuesto" in n for n in result.notas)
