@@ -310,10 +310,13 @@ def run_probe(shell, msg):
 
 # --------------------------------------------------------------------------- the process barrier
 
-# Linux syscall numbers of process creation, by machine: (audit arch, clone, clone3, denied).
+# Linux syscall numbers, by machine: (audit arch, clone, clone3, denied, aimed at a process).
+# Denied: fork, vfork, execve, execveat, ptrace.  Aimed at a process (first argument a pid, allowed
+# only for the caller itself): kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo,
+# pidfd_send_signal, pidfd_open.
 _SYSCALLS = {
-    "x86_64": (0xC000003E, 56, 435, (57, 58, 59, 322)),   # fork, vfork, execve, execveat
-    "aarch64": (0xC00000B7, 220, 435, (221, 281)),         # execve, execveat (no fork/vfork there)
+    "x86_64": (0xC000003E, 56, 435, (57, 58, 59, 322, 101), (62, 200, 234, 129, 297, 424, 434)),
+    "aarch64": (0xC00000B7, 220, 435, (221, 281, 117), (129, 130, 131, 138, 240, 424, 434)),
 }
 _CLONE_THREAD = 0x00010000
 _X32_BIT = 0x40000000
@@ -322,28 +325,38 @@ _RET_ERRNO = 0x00050000
 _EPERM, _ENOSYS = 1, 38
 
 
-def _barrier_program(machine):
-    """The classic-BPF seccomp program that forbids creating processes, as (code, jt, jf, k) tuples.
+def _barrier_program(machine, own_pid):
+    """The classic-BPF seccomp program of a holder whose pid is ``own_pid``, as (code, jt, jf, k) tuples.
 
     Threads stay allowed (``clone`` with ``CLONE_THREAD``); ``clone3`` answers ENOSYS so that the C
     library falls back to ``clone``, whose flags a classic filter can read; ``fork``, ``vfork``,
-    ``execve``, ``execveat`` and every other ``clone`` fail with EPERM.  A system call made with
-    another architecture's numbering (x32, 32-bit) fails too.
+    ``execve``, ``execveat``, ``ptrace`` and every other ``clone`` fail with EPERM, and so does a
+    signal (or a pidfd) aimed at any process but the holder itself: the anchor and the sandbox's
+    init cannot be signalled.  A system call made with another architecture's numbering (x32,
+    32-bit) fails too.
     """
-    arch, clone, clone3, denied = _SYSCALLS[machine]
+    arch, clone, clone3, denied, aimed = _SYSCALLS[machine]
     ld_abs, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
     body = [("ld", 4), ("jeq", arch, None, "deny"), ("ld", 0)]
     if machine == "x86_64":
         body.append(("jge", _X32_BIT, "deny", None))
     body += [("jeq", nr, "deny", None) for nr in denied]
+    body += [("jeq", nr, "self", None) for nr in aimed]
     body += [("jeq", clone3, "enosys", None), ("jeq", clone, None, "allow"),
              ("ld", 16),  # the low 32 bits of clone's first argument (flags), little-endian
              ("jset", _CLONE_THREAD, "allow", "deny"),
+             ("self",), ("ld", 16), ("jeq", own_pid, None, "deny"),  # the first argument is our pid
+             ("ld", 20), ("jeq", 0, "allow", "deny"),                # ... and not a negative number
              ("allow",), ("deny",), ("enosys",)]
-    labels = {op[0]: i for i, op in enumerate(body) if op[0] in ("allow", "deny", "enosys")}
+    labels, real = {}, []  # "self" marks a place; "allow", "deny", "enosys" are also return instructions
+    for op in body:
+        if op[0] in ("allow", "deny", "enosys", "self"):
+            labels[op[0]] = len(real)
+        if op[0] != "self":
+            real.append(op)
     codes = {"jeq": jeq, "jge": jge, "jset": jset}
     program = []
-    for i, op in enumerate(body):
+    for i, op in enumerate(real):
         def offset(target):
             return 0 if target is None else labels[target] - i - 1
         if op[0] == "ld":
@@ -378,7 +391,7 @@ def install_process_barrier():
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
 
-    rows = _barrier_program(machine)
+    rows = _barrier_program(machine, os.getpid())
     filters = (SockFilter * len(rows))(*[SockFilter(*row) for row in rows])
     prog = SockFprog(len(rows), filters)
     libc = ctypes.CDLL(None, use_errno=True)

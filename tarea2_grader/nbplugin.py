@@ -126,6 +126,8 @@ class TrustedExecute(NbGraderPreprocessor):
     memory_mb = Integer(sandbox.Limites.memory_mb,
                         help="MiB each student process may allocate beyond what imports use.").tag(config=True)
     cpu_seconds = Integer(sandbox.Limites.cpu_seconds, help="CPU seconds per student process.").tag(config=True)
+    disk_mb = Integer(sandbox.Limites.disk_mb, help="MiB a student may write in their working folder (a tmpfs "
+                                                    "in the sandbox; /tmp and /dev/shm are capped too).").tag(config=True)
     budget = Float(sandbox.Limites.budget,
                    help="Seconds of sandbox time per student for everything their notebook causes (cells, "
                         "hidden tests, rebuilds after a crash); past it, every remaining test scores 0 with a "
@@ -149,7 +151,7 @@ class TrustedExecute(NbGraderPreprocessor):
     def limits(self) -> sandbox.Limites:
         """The configured per-student limits."""
         return sandbox.Limites(self.cell_timeout, self.test_timeout, self.memory_mb, self.cpu_seconds,
-                               self.timeout_after_loop, self.budget)
+                               self.timeout_after_loop, self.budget, self.disk_mb)
 
     def graded(self, nb, seed, aislar, student, root) -> "runner.Resultado":
         """The verdicts for ``nb``: from the cache when this exact job was graded, else graded now."""

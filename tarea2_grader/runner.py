@@ -53,6 +53,7 @@ SIN_PROCESOS = ("Los tests corren sin otros procesos tuyos: durante la correcci�
                 "procesos (subprocess, multiprocessing, os.fork) ni usar los que haya creado una celda.")
 SIN_BARRERA = ("sin barrera de procesos: el código del estudiante pudo crear otros procesos durante los tests "
                "(autograd en otro proceso no se detecta)")
+SIN_CGROUP = "sin límite de tareas por alumno: sus hilos cuentan en el límite del usuario compartido"
 _LANZO = " lanzó "  # hidden.resultado's wording for a call that raised
 
 
@@ -234,10 +235,12 @@ class Taller:
         self.limites, self.aislar = limites, aislar
         self.scratch = sandbox.nuevo_scratch()
         self._control, theirs = socket.socketpair()
-        argv, workdir = sandbox.comando(self.scratch, "", aislar)
+        argv, workdir = sandbox.comando(self.scratch, "", aislar, limites.disk_mb)
         config = {"fd": theirs.fileno(), "memory_mb": limites.memory_mb, "cpu_seconds": limites.cpu_seconds,
                   "isolated": aislar, "workdir": workdir}
         argv[-1] = json.dumps(config)
+        self.grupo = sandbox.GrupoDeTareas("{}-{}".format(os.getpid(), os.path.basename(self.scratch)))
+        argv = self.grupo.envolver(argv)
         env = None
         if not aislar:
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8",
@@ -313,6 +316,7 @@ class Taller:
         except subprocess.TimeoutExpired:
             pass
         _matar_grupo(self.proc)
+        self.grupo.quitar()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
@@ -383,7 +387,7 @@ class _Talleres:
 
     @staticmethod
     def _clave(limites, aislar):
-        return (limites.memory_mb, limites.cpu_seconds, aislar)
+        return (limites.memory_mb, limites.cpu_seconds, limites.disk_mb, aislar)
 
     def precalentar(self, limites, aislar, cuantos: int = 1) -> None:
         """Start sandboxes in the background until ``cuantos`` are warm or warming (their torch
@@ -557,6 +561,8 @@ class _Calificacion:
                     self.sesion = self.taller.sesion()
                     if not self.sesion.barrera and not any(n.startswith(SIN_BARRERA) for n in self.notas):
                         self.notas.append("{} ({})".format(SIN_BARRERA, self.sesion.motivo_barrera))
+                    if self.aislar and self.taller.grupo.ruta is None and not any(n.startswith(SIN_CGROUP) for n in self.notas):
+                        self.notas.append("{} ({})".format(SIN_CGROUP, self.taller.grupo.motivo))
                     break
                 except Perdido as exc:
                     if self.taller is not None:

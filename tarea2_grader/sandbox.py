@@ -40,6 +40,7 @@ class Limites:
     cpu_seconds: int = 600         # CPU seconds per process (a student's cells, a test)
     timeout_after_loop: float = 3.0  # wall seconds per cell and per test once one has run out of time
     budget: float = 60.0           # seconds of sandbox time for everything one notebook causes
+    disk_mb: int = 512             # the student's working folder (a tmpfs: RAM), besides /tmp and /dev/shm
 
 
 def bwrap_path():
@@ -92,13 +93,27 @@ def interprete():
     return os.path.join(sys.prefix, "bin", "python") if sys.prefix != sys.base_prefix else sys.executable
 
 
-def comando(scratch, config_json, usar_bwrap=True):
-    """The argv that starts the agent for one student, and the folder it works in."""
+TMP_MB = 128   # the sandbox's /tmp (RAM)
+SHM_MB = 64    # its /dev/shm (RAM)
+
+
+def _tmpfs(path, size_mb):
+    """bwrap arguments for a world-writable (sticky) tmpfs of ``size_mb`` MiB at ``path``."""
+    return ["--perms", "01777", "--size", str(int(size_mb) * 1024 * 1024), "--tmpfs", path]
+
+
+def comando(scratch, config_json, usar_bwrap=True, disco_mb=512):
+    """The argv that starts the agent for one student, and the folder it works in.
+
+    In bubblewrap every writable place is a tmpfs of a fixed size (the working folder
+    ``disco_mb``, ``/tmp`` and ``/dev/shm`` :data:`TMP_MB` / :data:`SHM_MB`): what a student writes
+    is capped, and counted in the sandbox, not on the course's disk.
+    """
     python = interprete()
     if not usar_bwrap:
         return [python, "-B", AGENT, config_json], scratch
     roots = _python_roots()
-    args = [bwrap_path(), "--perms", "01777", "--tmpfs", "/tmp"]
+    args = [bwrap_path(), *_tmpfs("/tmp", TMP_MB)]
     for folder in _ancestors(roots + [INSIDE_AGENT]):
         args += ["--perms", "0755", "--dir", folder]
     args += ["--ro-bind", "/usr", "/usr"]
@@ -112,7 +127,8 @@ def comando(scratch, config_json, usar_bwrap=True):
         args += ["--ro-bind-try", "/etc/" + name, "/etc/" + name]
     for root in roots:
         args += ["--ro-bind", root, root]
-    args += ["--dev", "/dev", "--proc", "/proc", "--bind", scratch, INSIDE_WORK, "--ro-bind", AGENT, INSIDE_AGENT,
+    args += ["--dev", "/dev", *_tmpfs("/dev/shm", SHM_MB), "--remount-ro", "/dev", "--proc", "/proc",
+             *_tmpfs(INSIDE_WORK, disco_mb), "--ro-bind", AGENT, INSIDE_AGENT,
              "--chdir", INSIDE_WORK, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
              "--unshare-cgroup-try", "--die-with-parent", "--new-session",
              "--clearenv", "--setenv", "PATH", os.path.dirname(python) + ":/usr/bin:/bin",
@@ -146,3 +162,47 @@ def nuevo_scratch():
     path = tempfile.mkdtemp(prefix="tarea2-alumno-")
     os.chmod(path, 0o700)
     return path
+
+
+PIDS_CGROUP = "/sys/fs/cgroup/pids"
+PIDS_MAX = 256  # tasks (processes and threads) of one sandbox: its anchor and the one student it grades
+
+
+class GrupoDeTareas:
+    """A cgroup (v1 ``pids``) for one sandbox: every task in it counts against :data:`PIDS_MAX`, whatever
+    the user, so one student's threads cannot use up the machine's or another sandbox's.
+
+    Needs root and a writable ``pids`` hierarchy; elsewhere :attr:`ruta` is None and
+    :attr:`motivo` says why (the other limits still apply).
+    """
+
+    def __init__(self, nombre):
+        self.ruta, self.motivo = None, ""
+        base = os.path.join(PIDS_CGROUP, "tarea2")
+        if os.geteuid() != 0 or not os.path.isdir(PIDS_CGROUP):
+            self.motivo = "sin cgroups (se necesita root y la jerarquía pids de cgroup v1)"
+            return
+        try:
+            os.makedirs(base, exist_ok=True)
+            ruta = os.path.join(base, nombre)
+            os.makedirs(ruta, exist_ok=True)
+            with open(os.path.join(ruta, "pids.max"), "w") as fh:
+                fh.write(str(PIDS_MAX))
+            self.ruta = ruta
+        except OSError as exc:
+            self.motivo = "no se pudo crear el cgroup pids ({})".format(exc.strerror or exc)
+
+    def envolver(self, argv):
+        """``argv`` started inside this cgroup (the shell puts itself in, then becomes argv)."""
+        if self.ruta is None:
+            return argv
+        return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.ruta] + list(argv)
+
+    def quitar(self):
+        """Remove the cgroup (once its tasks are gone)."""
+        if self.ruta is not None:
+            try:
+                os.rmdir(self.ruta)
+            except OSError:
+                pass
+

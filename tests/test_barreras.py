@@ -111,3 +111,44 @@ def test_a_process_route_earns_nothing_in_the_sandbox_and_says_why(name):
     for test in ATTACKS.PROCESS_ROUTES[name]:
         assert points[test] == 0, (test, messages[test])
         assert runner.SIN_PROCESOS in messages[test], messages[test]
+
+
+def test_a_student_cannot_signal_the_anchor_or_init_but_can_signal_itself():
+    outs, _ = run(
+        "import os, signal\nr = []\n"
+        "for pid in (1, os.getppid(), -1, 0):\n"
+        "    try:\n        os.kill(pid, signal.SIGKILL); r.append('enviada')\n"
+        "    except PermissionError:\n        r.append('negada')\n"
+        "os.kill(os.getpid(), 0)\nsignal.signal(signal.SIGUSR1, lambda *a: r.append('propia'))\n"
+        "signal.raise_signal(signal.SIGUSR1)\nprint(r)",
+        "print('el ancla sigue viva')")
+    assert "['negada', 'negada', 'negada', 'negada', 'propia']" in text_of(outs[0]), outs[0]
+    assert "el ancla sigue viva" in text_of(outs[1])
+
+
+def test_what_a_student_writes_is_capped_in_every_writable_place():
+    """The working folder, /tmp and /dev/shm are tmpfs of fixed sizes: filling one is the student's
+    own error, the course's disk and the next student see nothing of it."""
+    code = ("import os\nr = {}\nfor d in ('.', '/tmp', '/dev/shm', '/dev'):\n"
+            "    try:\n        with open(os.path.join(d, 'lleno'), 'wb') as fh:\n"
+            "            for _ in range(2048):\n                fh.write(b'x' * (1 << 20))\n        r[d] = 'sin límite'\n"
+            "    except OSError as e:\n        r[d] = e.errno\nprint(sorted(r.items()))")
+    outs, _ = run(code, disk_mb=64)
+    text = text_of(outs[0])
+    assert "sin límite" not in text, text
+    assert "('.', 28)" in text and "('/tmp', 28)" in text and "('/dev/shm', 28)" in text, text  # ENOSPC
+
+
+def test_a_thread_flood_stops_at_the_sandbox_task_limit():
+    """Threads are allowed, but a sandbox's tasks are capped in its own cgroup (not per shared user)."""
+    from tarea2_grader import sandbox
+    assert os.path.isdir(sandbox.PIDS_CGROUP) and os.geteuid() == 0, "CI runs as root with cgroup v1 pids"
+    outs, result = run(
+        "import threading, time\nthreading.stack_size(65536)\nev = threading.Event()\nn = 0\n"
+        "try:\n    for _ in range(5000):\n        threading.Thread(target=ev.wait, daemon=True).start()\n        n += 1\n"
+        "except RuntimeError as e:\n    print('tope', n, e)\nev.set()",
+        "print('sigo')")
+    text = text_of(outs[0])
+    assert "tope" in text and int(text.split()[1]) < sandbox.PIDS_MAX, text
+    assert "sigo" in text_of(outs[1])
+    assert not any(n.startswith(runner.SIN_CGROUP) for n in result.notas)

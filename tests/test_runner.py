@@ -131,7 +131,7 @@ def test_processes_left_by_a_student_are_ended():
 def test_a_warm_sandbox_forgets_the_previous_student():
     run("open('marca_alumno', 'w').write('x')\nopen('/tmp/marca_tmp', 'w').write('x')\nimport os\n"
         "os.environ['MARCA'] = '1'\nimport torch\ntorch.relu = None")
-    taller = runner.TALLERES._idle[(sandbox.Limites().memory_mb, sandbox.Limites().cpu_seconds, True)][-1]
+    taller = runner.TALLERES._idle[runner._Talleres._clave(sandbox.Limites(), True)][-1]
     before = taller.alumnos
     (outputs,), _ = run("import os, torch\nprint(os.path.exists('marca_alumno'), os.path.exists('/tmp/marca_tmp'),"
                         " 'MARCA' in os.environ, torch.relu is None, sorted(os.listdir('.')))")
