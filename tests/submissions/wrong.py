@@ -110,7 +110,10 @@ BASE_CAPA = '''def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
     return dL_dW, dL_db, dL_dh_prev
 '''
 
-BASE_FFNN = '''class FFNN(torch.nn.Module):
+BASE_FFNN = '''import inspect
+
+
+class FFNN(torch.nn.Module):
     def __init__(self, F, l_h, l_a, C, l_a_params=None):
         # Código de la Tarea 1 (dado).
         super().__init__()
@@ -122,12 +125,16 @@ BASE_FFNN = '''class FFNN(torch.nn.Module):
         self.c = torch.nn.Parameter(torch.zeros(C))
         self.fs = list(l_a)
         l_a_params = list(l_a_params) if l_a_params is not None else [None] * len(self.fs)
-        # Parte 3b: un parámetro de 0 dimensiones por cada capa swish o celu.
+        # Parte 3b: un parámetro de 0 dimensiones por cada capa cuya activación tiene parámetro.
         self.act_params = torch.nn.ParameterDict()
         for k, (f, p) in enumerate(zip(self.fs, l_a_params)):
-            if f.__name__ in ("swish", "celu"):
+            if self.tiene_parametro(f):
                 self.act_params[str(k)] = torch.nn.Parameter(torch.tensor(1.0 if p is None else float(p)))
         self.cache = None
+
+    @staticmethod
+    def tiene_parametro(f):
+        return any(n != "gradient" for n in list(inspect.signature(f).parameters)[1:])
 
     def param_de_capa(self, k):
         # El parámetro (beta o alpha) de la capa k, o None si su activación no tiene.
