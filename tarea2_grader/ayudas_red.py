@@ -1,13 +1,13 @@
 """A correct network and optimizer lent to the test of the training loop (Part 4c) only.
 
-Sent to the sandbox after :mod:`tarea2_grader.ayudas`, in the same namespace (so
-``ACTIVACIONES`` is already defined there); never to the tests of ``backward`` or ``SGD``,
-which grade what these implement.  The grader imports it too, to replay the training.
+Sent to the sandbox after :mod:`tarea2_grader.ayudas`, in the same namespace (so ``CERRADAS``,
+its closed-form activations, is already defined there); never to the tests of ``backward`` or
+``SGD``, which grade what these implement.  The grader imports it too, to replay the training.
 """
 import torch
 
-if "ACTIVACIONES" not in globals():  # imported by the grader; in the sandbox ayudas.py ran first
-    from tarea2_grader.ayudas import ACTIVACIONES
+if "CERRADAS" not in globals():  # imported by the grader; in the sandbox ayudas.py ran first
+    from tarea2_grader.ayudas import CERRADAS
 
 
 class RedDeReferencia(torch.nn.Module):
@@ -19,7 +19,7 @@ class RedDeReferencia(torch.nn.Module):
         self.bs = torch.nn.ParameterList([torch.nn.Parameter(b.clone()) for b in bs])
         self.U = torch.nn.Parameter(U.clone())
         self.c = torch.nn.Parameter(c.clone())
-        self.fs = [ACTIVACIONES[n] for n in l_a]
+        self.fs = [CERRADAS[n] for n in l_a]
 
     def forward(self, x):
         h = x

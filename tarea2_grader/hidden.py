@@ -302,6 +302,24 @@ def autograd_primero(llamadas, que):
             resultado(r, que)
 
 
+# The activations that the tests of Parts 2c and 3a lend are decoys (``ayudas``): exact values and
+# exact ``f(u, gradient=True)``, but autograd sees another function through their forward.  Code
+# that got its gradients from autograd anyway (past the probe's traps) returns exactly what
+# autograd gives through the decoys, which no hand-written derivative can give.
+SENUELO = ("{}: los gradientes coinciden con los que da autograd a través de las activaciones de este test, "
+           "que no se pueden derivar con autograd (su derivada solo la da f(u, gradient=True)). En esta tarea "
+           "los gradientes se calculan a mano, así que esta parte vale 0 puntos.")
+
+
+def como_autograd(obtenidos, por_autograd, esperados, tol):
+    """Whether the outputs equal, one by one, what autograd gives through the decoy activations,
+    where that differs clearly from the true gradients (so correct code can never match it)."""
+    obtenidos, por_autograd, esperados = list(obtenidos), list(por_autograd), list(esperados)
+    return (len(obtenidos) == len(por_autograd) > 0
+            and all(comparar("", o, s, tol) is None for o, s in zip(obtenidos, por_autograd))
+            and any(comparar("", s, e, 100 * tol) is not None for s, e in zip(por_autograd, esperados)))
+
+
 # --------------------------------------------------------------------------- Part 1a
 
 
@@ -310,7 +328,7 @@ def _plan_activaciones(nombres, repeticiones=2):
         casos = []
         for _ in range(repeticiones):
             for nombre in nombres:
-                param = ayudas.ACTIVACIONES[nombre].param
+                param = ayudas.parametro(ayudas.CERRADAS[nombre])
                 forma = (_entero(g, 2, 6), _entero(g, 2, 7))
                 for dtype in (torch.float64, torch.float32):
                     T = (_randn(g, *forma, dtype=dtype) * 2.5)
@@ -364,11 +382,11 @@ def _juzgar_activaciones(datos, obs):
     autograd_primero(llamadas, "La derivada")
     for caso, r in zip(datos["casos"], llamadas):
         nombre, T, p = caso["nombre"], caso["T"], caso["p"]
-        param = ayudas.ACTIVACIONES[nombre].param
+        param = ayudas.parametro(ayudas.CERRADAS[nombre])
         tol = TOL64 if T.dtype == torch.float64 else TOL32
         if caso.get("directo"):
             got = resultado(r, "{}(T)".format(nombre))
-            problemas.append(comparar("{}(T) (gradient=False)".format(nombre), got, ayudas.ACTIVACIONES[nombre](T), TOL64))
+            problemas.append(comparar("{}(T) (gradient=False)".format(nombre), got, ayudas.CERRADAS[nombre](T), TOL64))
             continue
         mut_T, mut_p = _mutantes_activacion(nombre, T, p)
         if param is None:
@@ -553,7 +571,7 @@ def _plan_capa(nombres_f):
             for nombre in nombres_f:
                 B, d0, d1 = _entero(g, 2, 8), _entero(g, 2, 6), _entero(g, 2, 6)
                 for dtype in (torch.float64, torch.float32):
-                    p = None if ayudas.ACTIVACIONES[nombre].param is None else 0.4 + 1.5 * _uniforme(g)
+                    p = None if ayudas.parametro(ayudas.CERRADAS[nombre]) is None else 0.4 + 1.5 * _uniforme(g)
                     casos.append({"f": nombre, "p": p, "h_prev": _randn(g, B, d0, dtype=dtype),
                                   "W": _randn(g, d0, d1, dtype=dtype),
                                   "b": _randn(g, d1, dtype=dtype),  # non-zero biases keep u off the kinks
@@ -565,7 +583,7 @@ def _plan_capa(nombres_f):
 def _juzgar_capa(datos, obs):
     faltante(obs)
     autograd_primero(obs["resultados"], "grad_capa_escondida")
-    problemas = []
+    problemas, senuelo = [], False
     for c, r in zip(datos["casos"], obs["resultados"]):
         got = resultado(r, "grad_capa_escondida(..., {})".format(c["f"]))
         if not (isinstance(got, (tuple, list)) and len(got) == 3):
@@ -573,11 +591,15 @@ def _juzgar_capa(datos, obs):
             continue
         exp = refs.grad_capa_autograd(c["dL_dh"], c["h_prev"], c["W"], c["b"], c["f"], c["p"])
         tol = TOL64 if c["W"].dtype == torch.float64 else TOL32
+        senuelo = senuelo or como_autograd(
+            got, refs.grad_capa_senuelo(c["dL_dh"], c["h_prev"], c["W"], c["b"], c["f"], c["p"]), exp, tol)
         mutantes = [(clave, refs.grad_capa_mutada(c["dL_dh"], c["h_prev"], c["W"], c["b"], c["f"], c["p"], clave))
                     for clave in refs.ERRORES_CAPA]
         for i, (n, t, e) in enumerate(zip(("dL_dW", "dL_db", "dL_dh_prev"), got, exp)):
             problemas.append(con_pista(comparar("{} con {} ({})".format(n, c["f"], c["W"].dtype), t, e, tol), t,
                                        [(clave, m[i]) for clave, m in mutantes if m is not None], tol))
+    if senuelo:
+        raise Incorrecto(SENUELO.format("grad_capa_escondida"))
     exigir(problemas, "grad_capa_escondida no coincide con torch.autograd")
 
 
@@ -587,9 +609,10 @@ def test_capa_escondida_basicas(datos, obs):
     _juzgar_capa(datos, obs)
 
 
-@prueba("capa", ayudas=ACTIVACIONES_PRESTADAS)(_plan_capa(("swish", "celu")))
+@prueba("capa", ayudas=ACTIVACIONES_PRESTADAS)(_plan_capa(("swish", "celu", "softplus")))
 def test_capa_escondida_param(datos, obs):
-    """grad_capa_escondida for swish and celu layers with non-trivial beta/alpha."""
+    """grad_capa_escondida for swish, celu and softplus layers (softplus: an activation with a
+    parameter that the notebook never shows) with non-trivial beta/alpha."""
     _juzgar_capa(datos, obs)
 
 
@@ -605,8 +628,8 @@ def _plan_backward(arquitecturas, repeticiones):
                     L = len(nombres_f)
                     F, C, B = _entero(g, 2, 6), _entero(g, 2, 5), _entero(g, 3, 8)
                     l_h = [_entero(g, 2, 6) for _ in range(L)]
-                    params = [None if ayudas.ACTIVACIONES[n].param is None else round(0.5 + 1.5 * _uniforme(g), 3)
-                              for n in nombres_f]
+                    params = [None if ayudas.parametro(ayudas.CERRADAS[n]) is None
+                              else round(0.5 + 1.5 * _uniforme(g), 3) for n in nombres_f]
                     dims = [F] + l_h
                     casos.append({
                         "fs": list(nombres_f), "F": F, "C": C, "l_h": l_h, "params": params,
@@ -628,7 +651,7 @@ def _nombres_de_pesos(c):
 def _juzgar_backward(datos, obs):
     faltante(obs, "la clase")
     autograd_primero(obs["resultados"], "backward")
-    problemas = []
+    problemas, senuelo = [], False
     for c, r in zip(datos["casos"], obs["resultados"]):
         red = "-".join(c["fs"])
         if "etapa" in r:
@@ -638,6 +661,7 @@ def _juzgar_backward(datos, obs):
         mutantes = [(clave, refs.grads_red_mutada(c, c["x"], c["y"], clave)) for clave in refs.ERRORES_RED]
         problemas.append(comparar("forward de una red {}".format(red), r.get("y_pred"), exp["y_pred"], tol))
         params = resultado(r.get("parametros"), "red.parameters()")
+        obtenidos = []
         for nombre, valor in _nombres_de_pesos(c):
             p = next((q for q in params if isinstance(q, (list, tuple)) and isinstance(q[0], torch.Tensor)
                       and q[0].shape == valor.shape and torch.equal(q[0].to(valor.dtype), valor)), None)
@@ -647,8 +671,15 @@ def _juzgar_backward(datos, obs):
             elif p[1] is None:
                 problemas.append("{}: backward no llenó .grad".format(etiqueta))
             else:
+                obtenidos.append((nombre, p[1]))
                 problemas.append(con_pista(comparar(etiqueta, p[1], exp[nombre], tol), p[1],
                                            [(clave, m[nombre]) for clave, m in mutantes if m], tol))
+        if len(obtenidos) == len(_nombres_de_pesos(c)):
+            por_autograd = refs.grads_red_senuelo(c, c["x"], c["y"])
+            senuelo = senuelo or como_autograd([g for _, g in obtenidos], [por_autograd[n] for n, _ in obtenidos],
+                                               [exp[n] for n, _ in obtenidos], tol)
+    if senuelo:
+        raise Incorrecto(SENUELO.format("backward"))
     exigir(problemas, "Los gradientes de backward no coinciden con torch.autograd")
 
 
@@ -658,9 +689,11 @@ def test_backward_basicas(datos, obs):
     _juzgar_backward(datos, obs)
 
 
-@prueba("backward", ayudas=ACTIVACIONES_PRESTADAS)(_plan_backward([("swish",), ("celu", "swish"), ("relu", "celu")], 1))
+@prueba("backward", ayudas=ACTIVACIONES_PRESTADAS)(
+    _plan_backward([("swish",), ("celu", "swish"), ("relu", "celu"), ("softplus", "tanh")], 1))
 def test_backward_param(datos, obs):
-    """FFNN.backward on networks with swish and celu layers (W, b, U, c gradients)."""
+    """FFNN.backward on networks with swish, celu and softplus layers (softplus: an activation with
+    a parameter that the notebook never shows), W, b, U, c gradients."""
     _juzgar_backward(datos, obs)
 
 

@@ -2,12 +2,15 @@
 
 Expected values computed by ``torch.autograd`` in float64 on torch's own functions: the
 ground truth every student answer is compared with.  The closed-form activations with the
-notebook's API, which tests lend to student code, live in :mod:`tarea2_grader.ayudas`; they
-are re-exported here so that tests can check them against autograd and finite differences.
+notebook's API live in :mod:`tarea2_grader.ayudas` (tests lend decoys of them to student code);
+they are re-exported here so that tests can check them against autograd and finite differences.
 """
 import torch
 
-from tarea2_grader.ayudas import ACTIVACIONES, celu, relu, sig, swish, tanh  # noqa: F401
+from tarea2_grader import ayudas
+from tarea2_grader.ayudas import celu, parametro, relu, sig, softplus, swish, tanh  # noqa: F401
+
+ACTIVACIONES = ayudas.CERRADAS  # name -> closed form (not the decoys lent to student code)
 
 
 def celoss(Q, P, estable=True, epsilon=1e-8):
@@ -32,6 +35,8 @@ def torch_activation(nombre, U, p=None):
         return U * torch.sigmoid(p * U)
     if nombre == "celu":
         return torch.where(U > 0, U, p * torch.expm1(U / p))
+    if nombre == "softplus":
+        return torch.nn.functional.softplus(p * U) / p
     raise ValueError(nombre)
 
 
@@ -66,20 +71,42 @@ def grad_capa_autograd(dL_dh, h_prev, W, b, nombre, p=None):
     return torch.autograd.grad(h, (W, b, h_prev), grad_outputs=dL_dh.double())
 
 
-def grads_red_autograd(pesos, x, y):
-    """Autograd gradients of CELoss for a network given by its weights; keys W(k), b(k), U, c, y_pred."""
+def _prestada(nombre, U, p=None):
+    """The decoy a test lends for ``nombre`` (right values; autograd sees ayudas.senuelo)."""
+    f = ayudas.ACTIVACIONES[nombre]
+    return f(U) if p is None else f(U, p)
+
+
+def grad_capa_senuelo(dL_dh, h_prev, W, b, nombre, p=None):
+    """What code that asks autograd for the layer's gradients gets from the activation the test
+    lends (a decoy): (dL_dW, dL_db, dL_dh_prev), float64."""
+    h_prev, W, b = _leaf(h_prev), _leaf(W), _leaf(b)
+    h = _prestada(nombre, h_prev @ W + b, p)
+    return torch.autograd.grad(h, (W, b, h_prev), grad_outputs=dL_dh.double())
+
+
+def grads_red_autograd(pesos, x, y, activacion=None):
+    """Autograd gradients of CELoss for a network given by its weights; keys W(k), b(k), U, c, y_pred.
+
+    ``activacion(nombre, u, p)`` computes each layer (default: :func:`torch_activation`, the truth)."""
+    activacion = activacion or torch_activation
     Ws = [_leaf(w) for w in pesos["Ws"]]
     bs = [_leaf(b) for b in pesos["bs"]]
     U, c = _leaf(pesos["U"]), _leaf(pesos["c"])
     h = x.double()
     for W, b, nombre, p in zip(Ws, bs, pesos["fs"], pesos["params"]):
-        h = torch_activation(nombre, h @ W + b, p)
+        h = activacion(nombre, h @ W + b, p)
     y_pred = torch.softmax(h @ U + c, dim=1)
     grads = torch.autograd.grad(celoss(y_pred, y, estable=False), Ws + bs + [U, c])
     nombres = [f"W({k + 1})" for k in range(len(Ws))] + [f"b({k + 1})" for k in range(len(bs))] + ["U", "c"]
     out = dict(zip(nombres, grads))
     out["y_pred"] = y_pred.detach()
     return out
+
+
+def grads_red_senuelo(pesos, x, y):
+    """What a backward that asks autograd gets through the activations the test lends (decoys)."""
+    return grads_red_autograd(pesos, x, y, activacion=_prestada)
 
 
 # --------------------------------------------------------------------------- a network and optimizer for Part 4
@@ -101,7 +128,7 @@ ERRORES_CAPA = ("fprima_en_h", "sesgo_promedio", "dh_sin_fprima", "sin_fprima", 
 def _derivada(nombre, U, p):
     """f'(U) from the closed forms (float64)."""
     f = ACTIVACIONES[nombre]
-    return f(U, gradient=True) if f.param is None else f(U, p, gradient=True)[0]
+    return f(U, gradient=True) if parametro(f) is None else f(U, p, gradient=True)[0]
 
 
 def grad_capa_mutada(dL_dh, h_prev, W, b, nombre, p, error):
@@ -110,10 +137,10 @@ def grad_capa_mutada(dL_dh, h_prev, W, b, nombre, p, error):
     dL_dh, h_prev, W, b = (t.double() for t in (dL_dh, h_prev, W, b))
     u = h_prev @ W + b
     f = ACTIVACIONES[nombre]
-    if error == "param_uno" and f.param is None:
+    if error == "param_uno" and parametro(f) is None:
         return None
     if error == "fprima_en_h":
-        h = f(u) if f.param is None else f(u, p)
+        h = f(u) if parametro(f) is None else f(u, p)
         D = dL_dh * _derivada(nombre, h, p)
     elif error == "sin_fprima":
         D = dL_dh
@@ -136,13 +163,13 @@ def grads_red_mutada(pesos, x, y, error):
     bs = [b.double() for b in pesos["bs"]]
     U, c, x, y = pesos["U"].double(), pesos["c"].double(), x.double(), y.double()
     nombres, params = pesos["fs"], pesos["params"]
-    if error == "param_uno" and all(ACTIVACIONES[n].param is None for n in nombres):
+    if error == "param_uno" and all(parametro(ACTIVACIONES[n]) is None for n in nombres):
         return None
     hs, us = [x], []
     for W, b, n, p in zip(Ws, bs, nombres, params):
         us.append(hs[-1] @ W + b)
         f = ACTIVACIONES[n]
-        hs.append(f(us[-1]) if f.param is None else f(us[-1], p))
+        hs.append(f(us[-1]) if parametro(f) is None else f(us[-1], p))
     y_pred = torch.softmax(hs[-1] @ U + c, dim=1)
     du = (y_pred - y) * (1.0 if error == "falta_B" else 1.0 / x.shape[0])
     out = {"U": hs[-1].T @ du, "c": du.sum(0)}

@@ -21,7 +21,8 @@ def central_difference(fn, X, eps=1e-6):
 
 
 @pytest.mark.parametrize("nombre,p", [("sig", None), ("tanh", None), ("relu", None),
-                                      ("swish", 0.7), ("swish", 1.9), ("celu", 0.4), ("celu", 1.6)])
+                                      ("swish", 0.7), ("swish", 1.9), ("celu", 0.4), ("celu", 1.6),
+                                      ("softplus", 0.45), ("softplus", 1.8)])
 def test_reference_derivatives_match_finite_differences(nombre, p):
     g = torch.Generator().manual_seed(0)
     T = torch.randn(40, 5, generator=g, dtype=torch.float64) * 3
@@ -274,3 +275,215 @@ def test_each_test_is_lent_only_code_of_parts_graded_before_it():
     order = list(hidden.PRUEBAS)
     assert order.index("test_entrenar") > max(order.index("test_backward_param"), order.index("test_sgd"))
     assert order.index("test_capa_escondida_basicas") > order.index("test_derivadas_celu")
+
+
+# --------------------------------------------------------------------------- the decoy activations (2c, 3a)
+
+def test_softplus_closed_forms_match_autograd_in_float64():
+    """The activation students never saw: its derivatives w.r.t. T and beta against autograd of
+    torch's own softplus, float64, at inputs spread over both tails."""
+    g = torch.Generator().manual_seed(7)
+    T = torch.randn(30, 4, generator=g, dtype=torch.float64) * 4
+    for beta in (0.3, 1.0, 2.2, torch.tensor(0.8, dtype=torch.float64)):
+        X = T.clone().requires_grad_(True)
+        B = torch.full_like(T, float(beta)).requires_grad_(True)
+        valor = torch.nn.functional.softplus(B * X) / B
+        d_dT, d_dbeta = torch.autograd.grad(valor.sum(), (X, B))
+        assert error_relativo(refs.softplus(T, beta), valor) < 1e-12
+        cerrada = refs.softplus(T, beta, gradient=True)
+        assert error_relativo(cerrada[0], d_dT) < 1e-10 and error_relativo(cerrada[1], d_dbeta) < 1e-10
+
+
+def _autograd_de(f, T, p=None):
+    X = T.clone().requires_grad_(True)
+    if p is None:
+        return torch.autograd.grad(f(X).sum(), X)
+    P = torch.tensor(float(p), dtype=T.dtype, requires_grad=True)
+    return torch.autograd.grad(f(X, P).sum(), (X, P))
+
+
+@pytest.mark.parametrize("nombre", sorted(ayudas.ACTIVACIONES))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lent_activations_are_exact_but_autograd_sees_the_decoy(nombre, dtype):
+    """Values and f(T, gradient=True) exactly those of the closed forms, same name and signature; autograd
+    through the forward gives the decoy's derivative (and d/dp = decoy(T) for a parameter)."""
+    import inspect
+    lent, cerrada = ayudas.ACTIVACIONES[nombre], ayudas.CERRADAS[nombre]
+    assert lent.__name__ == nombre and str(inspect.signature(lent)) == str(inspect.signature(cerrada))
+    assert not hasattr(lent, "__wrapped__")
+    g = torch.Generator().manual_seed(8)
+    T = torch.randn(6, 5, generator=g, dtype=dtype) * 3
+    p = None if ayudas.parametro(cerrada) is None else 1.3
+    args = (T,) if p is None else (T, p)
+    assert torch.equal(lent(*args), cerrada(*args))
+    exacta, dada = cerrada(*args, gradient=True), lent(*args, gradient=True)
+    for a, b in zip(exacta if p else (exacta,), dada if p else (dada,)):
+        assert torch.equal(a, b)
+    vista = _autograd_de(lent, T, p)
+    assert error_relativo(vista[0], 0.5 + 0.75 * torch.cos(3 * T)) < 1e-6
+    assert error_relativo(vista[0], exacta[0] if p else exacta) > 0.1
+    if p is not None:
+        assert error_relativo(vista[1], ayudas.senuelo(T).sum()) < 1e-5
+    bordes = torch.tensor([float("inf"), -float("inf"), 0.0, float("nan")], dtype=dtype)
+    args = (bordes,) if p is None else (bordes, p)
+    assert torch.equal(lent(*args).nan_to_num(7.0), cerrada(*args).nan_to_num(7.0))
+
+
+def test_parameter_read_from_the_signature():
+    assert {n: ayudas.parametro(f) for n, f in ayudas.CERRADAS.items()} == {
+        "sig": None, "tanh": None, "relu": None, "swish": "beta", "celu": "alpha", "softplus": "beta"}
+    assert ayudas.parametro(lambda T, gradient=False: T) is None
+    assert ayudas.parametro(lambda T, gamma=2.0, gradient=False: T) == "gamma"
+
+
+_CAPA_TESTS = ("test_capa_escondida_basicas", "test_capa_escondida_param")
+_BACKWARD_TESTS = ("test_backward_basicas", "test_backward_param")
+_DECOY = "coinciden con los que da autograd a través de las activaciones de este test"
+
+
+def _submission(name):
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parent / "submissions" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"tarea2_submissions_{name}_hidden", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def celdas_de_referencia():
+    from tarea2_grader.bench import notebook_cells
+    return notebook_cells()
+
+
+def namespace_with(celdas_de_referencia, **cells):
+    """The reference answers of Parts 1 to 3a, executed in one namespace, with ``cells`` (by grade_id)
+    in place of the reference's."""
+    ns = {"__name__": "alumno"}
+    exec("import math\nimport torch\n", ns)
+    for gid in ("tarea1_softmax", "derivadas_codigo", "celoss", "capas_escondidas", "ffnn_backward"):
+        exec(compile(cells.get(gid, celdas_de_referencia[gid]), f"<{gid}>", "exec"), ns)
+    return ns
+
+
+@pytest.fixture
+def trampas_evadidas(monkeypatch):
+    """A student who got past the probe's autograd traps: they are not installed at all."""
+    import contextlib
+
+    from tarea2_grader import probes
+
+    @contextlib.contextmanager
+    def nada(log):
+        yield
+
+    monkeypatch.setattr(probes, "_sin_autograd", nada)
+
+
+_CAPA_AUTOGRAD = {
+    "autograd.grad": """
+def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
+    W, b, h_prev = (t.detach().requires_grad_(True) for t in (W, b, h_prev))
+    h = f(h_prev @ W + b) if p is None else f(h_prev @ W + b, p)
+    return torch.autograd.grad(h, (W, b, h_prev), grad_outputs=dL_dh)
+""",
+    "backward": """
+def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
+    W, b, h_prev = (t.detach().requires_grad_(True) for t in (W, b, h_prev))
+    h = f(h_prev @ W + b) if p is None else f(h_prev @ W + b, p)
+    (h * dL_dh).sum().backward()
+    return W.grad, b.grad, h_prev.grad
+""",
+    "solo_fprima": """
+def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
+    u = (h_prev @ W + b).detach().requires_grad_(True)
+    (df_du,) = torch.autograd.grad((f(u) if p is None else f(u, p)).sum(), u)
+    dL_du = dL_dh * df_du
+    return h_prev.T @ dL_du, dL_du.sum(0), dL_du @ W.T
+""",
+    "func.vjp": """
+def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
+    capa = lambda W, b, h: f(h @ W + b) if p is None else f(h @ W + b, p)
+    _, vjp = torch.func.vjp(capa, W, b, h_prev)
+    return vjp(dL_dh)
+""",
+}
+
+
+@pytest.mark.parametrize("como", sorted(_CAPA_AUTOGRAD))
+def test_autograd_through_a_layer_past_the_traps_scores_zero_with_the_decoy_message(
+        trampas_evadidas, celdas_de_referencia, como):
+    ns = namespace_with(celdas_de_referencia, capas_escondidas=_CAPA_AUTOGRAD[como])
+    for test in _CAPA_TESTS:
+        message = fails(ns, test, _DECOY, seed=5)
+        assert message.startswith("grad_capa_escondida:") and "vale 0 puntos" in message and "Pista" not in message
+
+
+_FFNN_AUTOGRAD = {
+    "y_pred.backward": """
+    def backward(self, x, y, y_pred):
+        for p in self.parameters():
+            p.grad = None
+        CELoss(y_pred, y).backward()
+""",
+    "autograd.grad": """
+    def backward(self, x, y, y_pred):
+        parametros = list(self.parameters())
+        perdida = CELoss(self.forward(x), y, estable=False)
+        for p, g in zip(parametros, torch.autograd.grad(perdida, parametros)):
+            p.grad = g
+""",
+}
+
+
+@pytest.mark.parametrize("como", sorted(_FFNN_AUTOGRAD))
+def test_autograd_through_the_network_past_the_traps_scores_zero_with_the_decoy_message(
+        trampas_evadidas, celdas_de_referencia, como):
+    given = celdas_de_referencia["ffnn_backward"].split("    def backward")[0]
+    ns = namespace_with(celdas_de_referencia, ffnn_backward=given + _FFNN_AUTOGRAD[como])
+    for test in _BACKWARD_TESTS:
+        message = fails(ns, test, _DECOY, seed=6)
+        assert message.startswith("backward:") and "vale 0 puntos" in message and "Pista" not in message
+
+
+def _correctas():
+    alt = _submission("alt_correct")
+    yield "referencia", {}
+    yield "alt_correct", alt.CELLS
+    yield "base_cells", _submission("wrong").BASE_CELLS
+    for v in alt.VARIANTS:
+        if {"capas_escondidas", "ffnn_backward"} & set(v["cells"]):
+            yield v["name"], dict(alt.CELLS, **v["cells"])
+
+
+@pytest.mark.parametrize("seed", [0, 9, 2**33 + 1])
+def test_honest_styles_pass_the_tests_with_decoys_even_without_traps(trampas_evadidas, celdas_de_referencia, seed):
+    """The reference, the alternative solution (einsum, float32 inside the activations, a cached or
+    recomputed forward, parameters found by signature) and the typical correct cells never notice the
+    decoys: full marks in 2c and 3a, including the activation they never saw."""
+    for nombre, cells in _correctas():
+        ns = namespace_with(celdas_de_referencia, **cells)
+        for test in _CAPA_TESTS + _BACKWARD_TESTS:
+            assert hidden.evaluar_en_proceso(ns, test, seed) is None, (nombre, test)
+
+
+def test_no_typical_mistake_gets_the_decoy_message(celdas_de_referencia):
+    """Every wrong 2c or 3a cell of the library fails with its own message (or hint), never the decoy's,
+    except those that do get their gradients from autograd past the traps."""
+    wrong = _submission("wrong")
+    vistos = 0
+    for rec in wrong.WRONG:
+        if not {"capas_escondidas", "ffnn_backward"} & set(rec["cells"]):
+            continue
+        ns = namespace_with(celdas_de_referencia, **dict(wrong.BASE_CELLS, **rec["cells"]))
+        for test in _CAPA_TESTS + _BACKWARD_TESTS:
+            message = hidden.evaluar_en_proceso(ns, test, 4)
+            if test in rec["fails"]:
+                assert message, (rec["name"], test)
+            if rec.get("message") and test in rec["fails"]:
+                assert _DECOY in message, (rec["name"], test, message)
+            else:
+                assert _DECOY not in (message or ""), (rec["name"], test, message)
+        vistos += 1
+    assert vistos >= 14

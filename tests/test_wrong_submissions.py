@@ -214,3 +214,15 @@ def test_stub_sources_match_nbgrader_clear_solutions():
                 if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
     assert nbcells.stub_sources(SOURCE_NB) == expected
     assert set(nbcells.reference_sources(SOURCE_NB)) == set(expected)
+
+
+@pytest.mark.parametrize("case", _params([r for r in wrong.WRONG if r["message"]], "wrong:"))
+def test_wrong_submission_gets_the_message_of_its_mistake(graded, case):
+    """Where a mistake has a message of its own (autograd through the decoy activations), every test
+    it fails says it."""
+    record = {r["name"]: r for r in wrong.WRONG}[case.split(":", 1)[1]]
+    _, result, nb = graded[case]
+    messages = result.mensajes(nb)
+    for gid in sorted(record["fails"]):
+        assert re.search(record["message"], messages.get(gid) or ""), \
+            f"{record['name']} in {gid}\n{_Report(result, nb).report()}"

@@ -103,6 +103,9 @@ def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
 '''
 
 FFNN_CELL = r'''
+import inspect
+
+
 class FFNN(torch.nn.Module):
     """Same public behaviour as Tarea 1's network; backward reuses what forward cached."""
 
@@ -120,7 +123,8 @@ class FFNN(torch.nn.Module):
         iniciales = [None] * len(self.fs) if l_a_params is None else list(l_a_params)
         self.nombres_param = []
         for k, f in enumerate(self.fs):
-            if getattr(f, "__name__", "") in ("swish", "celu"):
+            firma = [n for n in inspect.signature(f).parameters if n != "gradient"]
+            if len(firma) > 1:  # f(T, <parámetro>, gradient=False)
                 nombre = f"param_capa_{k}"
                 valor = 1.0 if iniciales[k] is None else float(iniciales[k])
                 self.register_parameter(nombre, torch.nn.Parameter(torch.tensor(valor)))
@@ -319,12 +323,13 @@ VARIANTS = [
         "cells": {"dL_duLm1": "dL_duLm1: torch.Tensor = (y_pred - y) / y.shape[0]\n"},
     },
     {
-        "name": "capas_escondidas_identity_dispatch",
-        "description": "Distingue las activaciones con parámetro comparando f con swish y celu.",
+        "name": "capas_escondidas_signature_dispatch",
+        "description": "Distingue las activaciones con parámetro por su firma (inspect.signature), no por p.",
         "cells": {"capas_escondidas": (
+            "import inspect\n"
             "def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):\n"
             "    u = h_prev @ W + b\n"
-            "    if f is swish or f is celu:\n"
+            "    if len(inspect.signature(f).parameters) == 3:\n"
             "        d_du, _ = f(u, 1.0 if p is None else p, gradient=True)\n"
             "    else:\n"
             "        d_du = f(u, gradient=True)\n"

@@ -10,6 +10,8 @@
 
 Optional key ``xfail``: a reason string when the hidden tests are known not to catch the mistake
 yet (reported to the lead; the test is marked ``xfail(strict=True)`` until it is fixed).
+Set below from ``HINTS`` and ``MESSAGES``: ``hint`` (the ``Pista:`` it must get, or None) and
+``message`` (a regular expression every failed test's message must match, or None).
 
 Each wrong cell is a typical, otherwise correct student cell (``BASE_*`` below) with one mistake.
 """
@@ -110,7 +112,10 @@ BASE_CAPA = '''def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
     return dL_dW, dL_db, dL_dh_prev
 '''
 
-BASE_FFNN = '''class FFNN(torch.nn.Module):
+BASE_FFNN = '''import inspect
+
+
+class FFNN(torch.nn.Module):
     def __init__(self, F, l_h, l_a, C, l_a_params=None):
         # Código de la Tarea 1 (dado).
         super().__init__()
@@ -122,12 +127,16 @@ BASE_FFNN = '''class FFNN(torch.nn.Module):
         self.c = torch.nn.Parameter(torch.zeros(C))
         self.fs = list(l_a)
         l_a_params = list(l_a_params) if l_a_params is not None else [None] * len(self.fs)
-        # Parte 3b: un parámetro de 0 dimensiones por cada capa swish o celu.
+        # Parte 3b: un parámetro de 0 dimensiones por cada capa cuya activación tiene parámetro.
         self.act_params = torch.nn.ParameterDict()
         for k, (f, p) in enumerate(zip(self.fs, l_a_params)):
-            if f.__name__ in ("swish", "celu"):
+            if self.tiene_parametro(f):
                 self.act_params[str(k)] = torch.nn.Parameter(torch.tensor(1.0 if p is None else float(p)))
         self.cache = None
+
+    @staticmethod
+    def tiene_parametro(f):
+        return any(n != "gradient" for n in list(inspect.signature(f).parameters)[1:])
 
     def param_de_capa(self, k):
         # El parámetro (beta o alpha) de la capa k, o None si su activación no tiene.
@@ -226,6 +235,19 @@ BASE_ENTRENAR = '''def entrenar_FFNN(red, dataset, optimizador, epochs=1, batch_
         if verbose:
             print(f"Época {epoca + 1}/{epochs}: pérdida {perdidas[-1]:.4f}")
     return perdidas
+'''
+
+# Autograd past the probe's traps: a reference to torch's engine kept when the cell runs (see the
+# attack "autograd_motor_guardado").  Through the activations a test lends (decoys, whose autograd
+# is not their derivative) the gradients come out wrong and recognisably so.
+AUTOGRAD_GUARDADO = '''from torch.autograd import variable as _variable
+
+_MOTOR = _variable.Variable._execution_engine
+
+
+def _gradientes(salida, entradas, grad_salida):
+    entradas = tuple(entradas)
+    return _MOTOR.run_backward((salida,), (grad_salida,), False, False, entradas, True, False)
 '''
 
 # dL_duLm1 for the notebook's example (the given cell datos_2a, seed 2), in full precision: a
@@ -361,6 +383,21 @@ dL_dU = dL_dU.detach()
         h = f(u) if p is None else f(u, p)
         return torch.autograd.grad(h, (W, b, h_prev), grad_outputs=dL_dh)
 '''),
+    _w("capa_autograd_saved_engine",
+       "grad_capa_escondida pide los gradientes a autograd a través de f, con el motor guardado antes del test.",
+       {T_CAPA_B, T_CAPA_P},
+       capas_escondidas=AUTOGRAD_GUARDADO + '''
+
+def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
+    W, b, h_prev = (t.detach().requires_grad_(True) for t in (W, b, h_prev))
+    with torch.enable_grad():
+        u = h_prev @ W + b
+        h = f(u) if p is None else f(u, p)
+        return _gradientes(h, (W, b, h_prev), dL_dh)
+'''),
+    _w("capa_dispatch_by_name", "grad_capa_escondida decide por el nombre de f (swish o celu) si tiene parámetro.",
+       {T_CAPA_P},
+       capas_escondidas=_mut(BASE_CAPA, "    if p is None:\n", "    if f.__name__ not in (\"swish\", \"celu\"):\n")),
 
     # ---------------------------------------------------------------- Part 3a: backward
     _w("backward_missing_1_over_B", "backward no divide por el tamaño del batch.", {T_BACK_B, T_BACK_P},
@@ -373,6 +410,17 @@ dL_dU = dL_dU.detach()
         with torch.enable_grad():
             perdida = CELoss(self.forward(x), y, estable=False)
             perdida.backward()
+'''),
+    _w("backward_autograd_saved_engine",
+       "backward pide los gradientes de la pérdida a autograd, con el motor guardado antes del test.",
+       {T_BACK_B, T_BACK_P},
+       ffnn_backward=AUTOGRAD_GUARDADO + "\n\n" + BASE_FFNN.split("    def backward")[0]
+       + '''    def backward(self, x, y, y_pred):
+        parametros = list(self.parameters())
+        with torch.enable_grad():
+            perdida = CELoss(self.forward(x), y, estable=False)
+            for p, g in zip(parametros, _gradientes(perdida, parametros, torch.ones_like(perdida))):
+                p.grad = g
 '''),
     _w("backward_zero_grads", "backward deja todos los gradientes en cero.", {T_BACK_B, T_BACK_P},
        ffnn_backward=BASE_FFNN.split("    def backward")[0] + '''    def backward(self, x, y, y_pred):
@@ -460,6 +508,7 @@ HINTS = {
     "dL_dU_divides_by_B_again": "doble_B", "dL_dhL_uses_U_not_UT": None, "ultima_capa_uses_autograd": None,
     "capa_fprime_at_output": "fprima_en_h", "capa_bias_mean": "sesgo_promedio", "capa_missing_fprime": "sin_fprima",
     "capa_ignores_param": "param_uno", "capa_dh_prev_skips_fprime": "dh_sin_fprima", "capa_uses_autograd": None,
+    "capa_autograd_saved_engine": None, "capa_dispatch_by_name": None, "backward_autograd_saved_engine": None,
     "backward_missing_1_over_B": "falta_B", "backward_calls_autograd": None, "backward_zero_grads": "ceros",
     "backward_only_last_layer": None, "backward_last_hidden_layer_only": None, "backward_wrong_h_index": None,
     "backward_fprime_at_output": "fprima_en_h", "backward_ignores_layer_param": "param_uno",
@@ -470,8 +519,14 @@ HINTS = {
     "entrenar_no_step": "sin_step", "entrenar_loss_per_epoch": "por_epoca", "entrenar_ignores_batch_size": "lote_uno",
     "entrenar_drop_last": "ultimo_lote",
 }
+# What the failing tests' message must say (a regular expression), where the mistake has its own message.
+MESSAGES = {
+    "capa_autograd_saved_engine": "coinciden con los que da autograd a través de las activaciones de este test",
+    "backward_autograd_saved_engine": "coinciden con los que da autograd a través de las activaciones de este test",
+}
 for _record in WRONG:
     _record["hint"] = HINTS[_record["name"]]
+    _record["message"] = MESSAGES.get(_record["name"])
 
 # Correct cells in the typical style above (checked to get full marks, so that a failing
 # record is known to fail because of its one mistake).
