@@ -128,6 +128,9 @@ class TrustedExecute(NbGraderPreprocessor):
     cpu_seconds = Integer(sandbox.Limites.cpu_seconds, help="CPU seconds per student process.").tag(config=True)
     disk_mb = Integer(sandbox.Limites.disk_mb, help="MiB a student may write in their working folder (a tmpfs "
                                                     "in the sandbox; /tmp and /dev/shm are capped too).").tag(config=True)
+    static_review = Bool(sandbox.Limites.static_review,
+                         help="Zero (for a person to review) the tests whose graded code reaches a machine-made "
+                              "derivative, read from the submitted source (tarea2_grader/revision.py).").tag(config=True)
     budget = Float(sandbox.Limites.budget,
                    help="Seconds of sandbox time per student for everything their notebook causes (cells, "
                         "hidden tests, rebuilds after a crash); past it, every remaining test scores 0 with a "
@@ -151,7 +154,7 @@ class TrustedExecute(NbGraderPreprocessor):
     def limits(self) -> sandbox.Limites:
         """The configured per-student limits."""
         return sandbox.Limites(self.cell_timeout, self.test_timeout, self.memory_mb, self.cpu_seconds,
-                               self.timeout_after_loop, self.budget, self.disk_mb)
+                               self.timeout_after_loop, self.budget, self.disk_mb, self.static_review)
 
     def graded(self, nb, seed, aislar, student, root) -> "runner.Resultado":
         """The verdicts for ``nb``: from the cache when this exact job was graded, else graded now."""

@@ -384,7 +384,7 @@ def nbplugin_meta_key() -> str:
 
 # ---------------------------------------------------------------- parallel grading
 
-TRUSTED_SETTINGS = ("cell_timeout", "test_timeout", "memory_mb", "cpu_seconds", "budget", "disk_mb",
+TRUSTED_SETTINGS = ("cell_timeout", "test_timeout", "memory_mb", "cpu_seconds", "budget", "disk_mb", "static_review",
                     "timeout_after_loop", "tests_module", "rerun_after_last_test")
 
 

@@ -105,7 +105,7 @@ MODULOS_PERMITIDOS: Dict[str, Optional[FrozenSet[str]]] = {
     "string": TODO, "re": TODO, "json": TODO, "datetime": TODO, "enum": TODO, "abc": TODO,
     "numbers": TODO, "fractions": TODO, "decimal": TODO, "heapq": TODO, "bisect": TODO, "pprint": TODO,
     "textwrap": TODO, "contextlib": TODO, "__future__": TODO, "csv": TODO, "pathlib": TODO,
-    "pandas": TODO, "seaborn": TODO, "PIL": TODO, "concurrent.futures": TODO,
+    "pandas": TODO, "seaborn": TODO, "PIL": TODO, "concurrent.futures": TODO, "io": TODO,
     "os": frozenset({
         "path", "environ", "getenv", "listdir", "makedirs", "mkdir", "getcwd", "sep", "linesep", "name",
         "cpu_count", "walk", "scandir", "stat", "remove", "unlink", "rename", "replace", "rmdir", "chdir",
@@ -118,6 +118,8 @@ MODULOS_PERMITIDOS: Dict[str, Optional[FrozenSet[str]]] = {
         "setrecursionlimit", "float_repr_style", "executable", "argv", "path", "exit",
         "getdefaultencoding", "getfilesystemencoding"}),
     "gc": frozenset({"collect", "isenabled", "enable", "disable"}),
+    # the given FFNN finds an activation's parameter from its signature; frames and source are not allowed
+    "inspect": frozenset({"signature", "Parameter", "Signature"}),
 }
 
 # Branches of torch whose attributes may be followed deeper than torch.X (torch.X itself is
@@ -149,7 +151,7 @@ PROHIBIDOS: Dict[str, str] = {
     "importlib": "código dinámico ({ruta})", "runpy": "código dinámico ({ruta})",
     "code": "código dinámico ({ruta})", "codeop": "código dinámico ({ruta})",
     "typing.get_type_hints": "código dinámico ({ruta})",
-    "builtins": "acceso a builtins ({ruta})", "inspect": "inspección de marcos y código ({ruta})",
+    "builtins": "acceso a builtins ({ruta})",
     "ctypes": "código nativo ({ruta})", "cffi": "código nativo ({ruta})", "numpy.ctypeslib": "código nativo ({ruta})",
     "subprocess": _PROCESOS, "multiprocessing": _PROCESOS, "pty": _PROCESOS,
     "concurrent.futures.ProcessPoolExecutor": _PROCESOS, "socket": "creación de sockets ({ruta})",
@@ -162,7 +164,9 @@ PROHIBIDOS: Dict[str, str] = {
 }
 # Allowed although under a forbidden prefix: they switch autograd off, they differentiate nothing.
 EXCEPCIONES = frozenset({"torch.autograd.no_grad", "torch.autograd.inference_mode",
-                         "torch.autograd.grad_mode.no_grad", "torch.autograd.grad_mode.inference_mode"})
+                         "torch.autograd.grad_mode.no_grad", "torch.autograd.grad_mode.inference_mode",
+                         # the given FFNN finds an activation's parameter from its signature
+                         "inspect.signature", "inspect.Parameter", "inspect.Signature"})
 _OS_PROCESOS = re.compile(r"^(system|popen|fork|forkpty|exec|spawn|posix_spawn|kill|killpg|_exit|abort|"
                           r"startfile|wait|setsid|pidfd)")
 

@@ -756,11 +756,12 @@ class _Calificacion:
                 break
             self.celda(i, cell)
         correr_pendientes(final=True)
+        revision = self._revision()
         for i, nombre in tests.items():
             if nombre is None or nombre not in self.pruebas.PRUEBAS:
                 v = Veredicto(nombre, False, "Esta celda de test no declara ningún test oculto del curso: no suma puntos.")
             else:
-                v = hechas[nombre]
+                v = con_revision(hechas[nombre], revision, cells[i].metadata.get("nbgrader", {}).get("points", 0))
             self.veredictos[i] = v
             self.outputs[i] = salida_de_veredicto(v)
         if self.sin_presupuesto():
@@ -769,11 +770,47 @@ class _Calificacion:
         elif self.perdido:
             self.notas.append("el proceso del estudiante dejó de responder: " + self.perdido)
 
+    def _revision(self):
+        """The static review of the submitted source (:mod:`tarea2_grader.revision`), or None when off."""
+        if not self.limites.static_review:
+            return None
+        from tarea2_grader import revision
+        try:
+            resultado = revision.revisar_nb(self.nb)
+        except Exception as exc:  # the analysis of hostile text failed: a person looks, no part is zeroed
+            self.notas.append("revisar a mano: la revisión del código no pudo terminar ({})".format(type(exc).__name__))
+            return None
+        for motivo in resultado.revisar_notebook:
+            self.notas.append("revisar a mano: " + revision.seguro(motivo, 200))
+        marcadas = resultado.partes_marcadas()
+        if marcadas:
+            self.notas.append("revisión: {} parte(s) marcada(s) por usar una derivada hecha por máquina "
+                              "({}); una persona debe revisarlas".format(len(marcadas), ", ".join(marcadas)))
+        return resultado
+
     def cerrar(self):
         if self.sesion is not None:
             self.sesion.cerrar()
         if self.taller is not None:
             TALLERES.devolver(self.taller)
+
+
+REVISION_SIN_MARCA = "sin la marca: correcto, {:g} puntos; una persona revisará esta parte y puede devolvérselos."
+
+
+def con_revision(v: Veredicto, revision, puntos) -> Veredicto:
+    """The verdict of a test whose graded code the static review flagged: 0 points, every mark named
+    (cell, line, construct) and what the values alone earned."""
+    if revision is None or not revision.marcas.get(v.prueba):
+        return v
+    from tarea2_grader import revision as modulo
+    marcas = revision.marcas[v.prueba]
+    lineas = [modulo.texto_marca(m) for m in marcas[:5]] + (["(y {} más)".format(len(marcas) - 5)] if len(marcas) > 5 else [])
+    if v.ok:
+        cola = REVISION_SIN_MARCA.format(float(puntos or 0))
+    else:
+        cola = "sin la marca: " + v.mensaje
+    return Veredicto(v.prueba, False, "\n".join(lineas) + "\n" + cola)
 
 
 def calificar(nb, semilla: int, limites: Optional[sandbox.Limites] = None, pruebas=None,

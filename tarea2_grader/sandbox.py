@@ -41,6 +41,7 @@ class Limites:
     timeout_after_loop: float = 3.0  # wall seconds per cell and per test once one has run out of time
     budget: float = 60.0           # seconds of sandbox time for everything one notebook causes
     disk_mb: int = 512             # the student's working folder (a tmpfs: RAM), besides /tmp and /dev/shm
+    static_review: bool = True     # read the submitted source for machine-made derivatives (revision.py)
 
 
 def bwrap_path():

@@ -46,7 +46,7 @@ KEY_VERSION = "1"
 # The modules whose code can change a verdict (tests/test_workers.py checks that every module of
 # the package they import is listed): editing anything else (the pipeline, the benchmark, the
 # CLI) keeps the verdicts already computed.
-GRADING_MODULES = ("agent", "ayudas", "ayudas_red", "cells", "hidden", "inert", "probes", "refs", "runner",
+GRADING_MODULES = ("agent", "ayudas", "ayudas_red", "cells", "hidden", "inert", "probes", "refs", "revision", "runner",
                    "sandbox", "selfcheck", "wire", "workers")
 
 

@@ -152,3 +152,34 @@ def test_a_thread_flood_stops_at_the_sandbox_task_limit():
     assert "tope" in text and int(text.split()[1]) < sandbox.PIDS_MAX, text
     assert "sigo" in text_of(outs[1])
     assert not any(n.startswith(runner.SIN_CGROUP) for n in result.notas)
+
+
+# --------------------------------------------------------------------------- the review of the source
+
+
+def _graded(cells, seed=9, **limits):
+    from tarea2_grader import sandbox
+    from tarea2_grader.examples import edit_cells
+    nb = edit_cells(nbformat.read(SOURCE, as_version=4), cells)
+    result = runner.calificar(nb, seed, sandbox.Limites(**limits), hasta_ultimo_test=True)
+    return result.puntos(nb), result.mensajes(nb), result
+
+
+def test_autograd_past_the_traps_is_flagged_with_cell_and_line_and_keeps_what_the_values_earned():
+    attack = next(a for a in ATTACKS.ATTACKS if a["name"] == "autograd_motor_guardado")
+    points, messages, result = _graded(attack["cells"])
+    for test in ("test_derivadas_basicas", "test_derivadas_swish", "test_derivadas_celu"):
+        assert points[test] == 0
+        assert "revisión: celda 9, línea 3: torch.autograd.variable" in messages[test], messages[test]
+        assert "sin la marca: correcto, 4 puntos" in messages[test], messages[test]
+    assert any(n.startswith("revisión: 3 parte(s) marcada(s)") for n in result.notas)
+    # switched off, the same values earn the points: the review is what zeroes them
+    points_off, _, _ = _graded(attack["cells"], static_review=False)
+    assert points_off["test_derivadas_basicas"] == 4
+
+
+def test_the_reference_is_never_flagged():
+    nb = nbformat.read(SOURCE, as_version=4)
+    result = runner.calificar(nb, 9, hasta_ultimo_test=True)
+    assert sum(result.puntos(nb).values()) == 72
+    assert not any("revis" in n for n in result.notas), result.notas

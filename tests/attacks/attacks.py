@@ -199,9 +199,7 @@ def celu(T, alpha=1.0, gradient=False):
         return _derivadas(lambda X, A=torch.as_tensor(alpha, dtype=T.dtype):
                           torch.where(X > 0, X, A * torch.expm1(X / A)), T, alpha)
     return torch.clamp(T, min=0) + torch.clamp(alpha * (torch.exp(T / alpha) - 1), max=0)
-'''}, known_gap="the autograd ban lives in the student's own process: a reference to torch's engine "
-                 "taken before the probe (or a new _ImperativeEngine) evades it; the outputs are still "
-                 "judged outside, so what it earns is the value of correct derivatives, not a forged verdict")
+'''})  # the traps in the probe miss it; the review of the source flags it (torch.autograd.variable)
 
 
 # 3. The probe lends the reference network to backward's test: find it up the call stack.
