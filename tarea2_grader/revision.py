@@ -118,8 +118,9 @@ MODULOS_PERMITIDOS: Dict[str, Optional[FrozenSet[str]]] = {
         "setrecursionlimit", "float_repr_style", "executable", "argv", "path", "exit",
         "getdefaultencoding", "getfilesystemencoding"}),
     "gc": frozenset({"collect", "isenabled", "enable", "disable"}),
-    # the given FFNN finds an activation's parameter from its signature; frames and source are not allowed
-    "inspect": frozenset({"signature", "Parameter", "Signature"}),
+    "pickle": frozenset({"dump", "dumps", "HIGHEST_PROTOCOL", "DEFAULT_PROTOCOL", "PicklingError"}),
+    "inspect": frozenset({"signature", "Signature", "Parameter", "isfunction", "ismethod", "isclass",
+                          "isbuiltin", "isroutine"}),
 }
 
 # Branches of torch whose attributes may be followed deeper than torch.X (torch.X itself is
@@ -152,10 +153,13 @@ PROHIBIDOS: Dict[str, str] = {
     "code": "código dinámico ({ruta})", "codeop": "código dinámico ({ruta})",
     "typing.get_type_hints": "código dinámico ({ruta})",
     "builtins": "acceso a builtins ({ruta})",
+    "inspect.currentframe": "acceso a marcos de ejecución ({ruta})", "inspect.stack": "acceso a marcos de ejecución ({ruta})",
+    "inspect.getouterframes": "acceso a marcos de ejecución ({ruta})", "inspect.trace": "acceso a marcos de ejecución ({ruta})",
+    "inspect.getframeinfo": "acceso a marcos de ejecución ({ruta})",
     "ctypes": "código nativo ({ruta})", "cffi": "código nativo ({ruta})", "numpy.ctypeslib": "código nativo ({ruta})",
     "subprocess": _PROCESOS, "multiprocessing": _PROCESOS, "pty": _PROCESOS,
     "concurrent.futures.ProcessPoolExecutor": _PROCESOS, "socket": "creación de sockets ({ruta})",
-    "pickle": _PICKLE, "marshal": _PICKLE, "shelve": _PICKLE, "dill": _PICKLE, "cloudpickle": _PICKLE,
+    "pickle.load": _PICKLE, "pickle.loads": _PICKLE, "pickle.Unpickler": _PICKLE, "marshal": _PICKLE, "shelve": _PICKLE, "dill": _PICKLE, "cloudpickle": _PICKLE,
     "joblib": _PICKLE, "pandas.read_pickle": _PICKLE,
     "sys.modules": "acceso a sys.modules", "sys._getframe": "acceso a marcos de ejecución ({ruta})",
     "sys.settrace": "trazado de ejecución ({ruta})", "sys.setprofile": "trazado de ejecución ({ruta})",
@@ -437,6 +441,21 @@ def _parsear(fuente: str) -> Tuple[ast.Module, List[int]]:
     return arbol, _mapa_lineas(fuente, texto)
 
 
+def _conocido(cabeza: str) -> bool:
+    """Whether a top-level module name is one the allow-list knows (allowed or forbidden)."""
+    return any(m.split(".")[0] == cabeza for m in MODULOS_PERMITIDOS) or \
+        any(m.split(".")[0] == cabeza for m in PROHIBIDOS)
+
+
+def _rutas_de_import(ruta: str, escritos: Set[str]) -> Set[str]:
+    """What an imported dotted name may be: a student's %%writefile module ('@' + path), the real
+    module, or both when a written file shadows a module the allow-list knows (``tqdm.py``)."""
+    cabeza = ruta.split(".")[0]
+    if cabeza in escritos:
+        return {"@" + ruta, ruta} if _conocido(cabeza) else {"@" + ruta}
+    return {ruta}
+
+
 def _cte(nodo) -> Optional[str]:
     return nodo.value if isinstance(nodo, ast.Constant) and isinstance(nodo.value, str) else None
 
@@ -538,7 +557,10 @@ _DINAMICOS_IPYTHON = frozenset({"run_cell", "ex", "ev", "push", "safe_execfile",
 def _resumir(nodos: Iterable[ast.AST]) -> _Resumen:
     """Bindings, global declarations, mutations of globals, dynamic definitions, imports, assignments."""
     r = _Resumen()
+    de_comprension: Set[str] = set()  # comprehension variables: local to it, never globals mutated
     for n in _recorrer(nodos):
+        if isinstance(n, ast.comprehension):
+            de_comprension.update(x.id for x in ast.walk(n.target) if isinstance(x, ast.Name))
         if isinstance(n, ast.Name):
             if not isinstance(n.ctx, ast.Load):
                 r.ligados.add(n.id)
@@ -606,6 +628,7 @@ def _resumir(nodos: Iterable[ast.AST]) -> _Resumen:
                 if ip and ip[0] in _DINAMICOS_IPYTHON:
                     r.dinamicos.append((n.lineno, "get_ipython().{}".format(ip[0])))
     r.ligados -= r.globales
+    r.mutaciones = [(raiz, siempre) for raiz, siempre in r.mutaciones if raiz not in de_comprension]
     return r
 
 
@@ -636,13 +659,6 @@ def _raiz_nombre(nodo: ast.AST) -> Optional[str]:
     while isinstance(nodo, (ast.Attribute, ast.Subscript, ast.Starred)):
         nodo = nodo.value
     return nodo.id if isinstance(nodo, ast.Name) else None
-
-
-def _texto(nodo: ast.AST) -> str:
-    try:
-        return seguro(ast.unparse(nodo), 60)
-    except Exception:  # deep or odd trees
-        return "?"
 
 
 # --------------------------------------------------------------------------- units of top-level code
@@ -690,6 +706,7 @@ class _Cuaderno:
         self.ligaduras: Dict[Tuple[str, str], List[int]] = collections.defaultdict(list)
         self.rutas_import: Dict[Tuple[str, str], Set[str]] = collections.defaultdict(set)
         self.alias: Dict[Tuple[str, str], List[Tuple[str, Tuple[str, ...]]]] = collections.defaultdict(list)
+        self.unidades_alias: Set[Tuple[str, str, int]] = set()
         self.estrellas: Dict[str, List[Tuple[int, str]]] = collections.defaultdict(list)
         self.mutaciones: List[Tuple[str, str, int, bool]] = []  # (ns, root, unit, even on a module)
         self.dinamicos: List[str] = []
@@ -815,16 +832,11 @@ class _Cuaderno:
                 self._sentencia(ns, celda, mapa, st, directa)
 
     def _importar(self, ns, celda, mapa, st, nombre, ruta, completo, directa) -> None:
-        rutas = set()
-        cabeza = ruta.split(".")[0]
-        if cabeza in self._modulos_escritos():
-            rutas.add("@" + ruta)
-        if not ruta.startswith(".") or cabeza in self._modulos_escritos():
-            rutas.add(ruta)
+        rutas = _rutas_de_import(ruta, self._modulos_escritos())
         u = self._nueva(ns, celda, [st], mapa, "import {}".format(ruta), directa=directa,
                         liga=frozenset({nombre}), importa=(nombre, ruta, completo))
         self._ligar(ns, nombre, u.id)
-        self.rutas_import[(ns, nombre)].update(rutas or {ruta})
+        self.rutas_import[(ns, nombre)].update(rutas)
 
     def _modulos_escritos(self) -> Set[str]:
         """Modules that %%writefile cells write, known up front (a module may be imported before)."""
@@ -943,8 +955,9 @@ class _Cuaderno:
         return resultado
 
     def tiene_valor_no_modulo(self, ns: str, nombre: str) -> bool:
-        """Whether some binding of ``nombre`` is not an import (a def, an assignment...)."""
-        return any(self.unidades[u].importa is None for u in self.ligaduras.get((ns, nombre), ()))
+        """Whether some binding of ``nombre`` is neither an import nor an alias (``t = torch``)."""
+        return any(self.unidades[u].importa is None and (ns, nombre, u) not in self.unidades_alias
+                   for u in self.ligaduras.get((ns, nombre), ()))
 
     def analisis(self, uid: int) -> _Analisis:
         if uid not in self._analisis:
@@ -969,6 +982,7 @@ class _Cuaderno:
             for t in objetivos:
                 if isinstance(t, ast.Name):
                     self.alias[(u.ns, t.id)].append((raiz.id, tuple(attrs)))
+                    self.unidades_alias.add((u.ns, t.id, u.id))
 
 
 # --------------------------------------------------------------------------- analysing one unit
@@ -1109,9 +1123,7 @@ class _Visitante:
         alias: Dict[str, Set[str]] = collections.defaultdict(set)
         escritos = self.c._modulos_escritos()
         for nombre, ruta in resumen.importaciones:
-            alias[nombre].add(ruta)
-            if ruta.split(".")[0] in escritos:
-                alias[nombre].add("@" + ruta)
+            alias[nombre].update(_rutas_de_import(ruta, escritos))
         for s in resumen.asignaciones:
             raiz, attrs, _ = _cadena(s.value)
             if isinstance(raiz, ast.Name):
@@ -1145,12 +1157,6 @@ class _Visitante:
     def _es_yo(self, nodo) -> bool:
         yo = self.ambitos[-1].yo if self.ambitos else None
         return yo is not None and isinstance(nodo, ast.Name) and nodo.id == yo
-
-    def _de_yo(self, nodo) -> bool:
-        """``self`` or an attribute chain hanging from it (the student's own object)."""
-        while isinstance(nodo, (ast.Attribute, ast.Subscript)):
-            nodo = nodo.value
-        return self._es_yo(nodo)
 
     @staticmethod
     def _es_super(nodo) -> bool:
@@ -1298,14 +1304,15 @@ class _Visitante:
     def _regla_backward(self, f: ast.Attribute, n: ast.Call) -> None:
         """``red.backward(x, y, y_pred)`` is the student's network; ``perdida.backward()`` is autograd."""
         receptor = f.value
-        if self._de_yo(receptor) or self._es_super(receptor):
+        if self._es_yo(receptor) or self._es_super(receptor):
             self.ok_backward.add(id(f))
             return
         raiz, _, _ = _cadena(receptor)
         if isinstance(raiz, ast.Name) and self._rutas_de(raiz.id):
             return  # a module's backward: judged as a dotted path
         posicionales = n.args
-        honesta = (len(posicionales) >= 2 and not any(isinstance(a, (ast.Starred, ast.Constant)) for a in posicionales)
+        honesta = (len(posicionales) + len(n.keywords) >= 2
+                   and not any(isinstance(a, (ast.Starred, ast.Constant)) for a in posicionales)
                    and not any(k.arg is None or k.arg in _BACKWARD_KW for k in n.keywords))
         if not honesta:
             self._marcar(n, "Tensor.backward()")
@@ -1313,7 +1320,7 @@ class _Visitante:
 
     def _regla_getattr(self, cual: str, n: ast.Call) -> None:
         if len(n.args) < 2 or any(isinstance(a, ast.Starred) for a in n.args[:2]) or any(k.arg is None for k in n.keywords):
-            if not (len(n.args) >= 2 and self._de_yo(n.args[0])):
+            if not (len(n.args) >= 2 and self._es_yo(n.args[0])):
                 self._marcar(n, "{} con argumentos calculados".format(cual))
             return
         objeto, nombre = n.args[0], n.args[1]
@@ -1322,8 +1329,8 @@ class _Visitante:
             raiz, attrs, nodos = _cadena(objeto)
             self._juzgar_cadena(raiz, attrs + [texto], nodos + [None], n)
             return
-        if self._de_yo(objeto):
-            return
+        if self._es_yo(objeto):
+            return  # the student's own object: getattr(self, f"W{k}")
         raiz, _, _ = _cadena(objeto)
         if isinstance(raiz, ast.Name) and self._rutas_de(raiz.id):
             self._marcar(n, "{} con un nombre calculado sobre un módulo".format(cual))
