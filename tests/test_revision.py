@@ -58,6 +58,9 @@ AUTOGRAD_WRONG = {
     "ultima_capa_uses_autograd": {T_ULTIMA},
     "capa_uses_autograd": {T_CAPA_B, T_CAPA_P},
     "backward_calls_autograd": {T_BACK_B, T_BACK_P},
+    # autograd through the network past the in-process traps (saved engine): decoys and this review
+    "capa_autograd_saved_engine": {T_CAPA_B, T_CAPA_P},
+    "backward_autograd_saved_engine": {T_BACK_B, T_BACK_P},
 }
 
 
