@@ -183,13 +183,13 @@ def test_feedback_was_generated(graded):
 
 
 def test_student_wall_clock_limit_kills_the_sandbox(graded):
-    """Past the per-student limit the rest of the notebook is not run: what finished counts, the
+    """Past the per-student budget the rest of the notebook is not run: what finished counts, the
     rest scores 0 with a reason, and nothing of the student's is left running."""
     course, _, _ = graded
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     res = pipeline.autograde_student(course, "1004", timeout=3)
     assert res.failure is None
-    assert "se superó el tiempo máximo por alumno (3 s)" in " ".join(res.notes)
+    assert "se agotó el presupuesto de 3 s de tiempo en el sandbox" in " ".join(res.notes)
     assert auto_points(course, "1004")["test_suma"] == 0
     leftover = {p.pid for p in psutil.Process().children(recursive=True)} - before
     assert not leftover
