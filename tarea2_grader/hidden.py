@@ -204,6 +204,9 @@ PISTAS = {
     "fprima_en_h": "f' se evaluó en h = f(u) y no en la pre-activación u.",
     "sin_fprima": "falta multiplicar por f'(u) (la derivada de la activación).",
     "dh_sin_fprima": "∂L/∂h(k−1) debe pasar por f'(u): (∂L/∂h ⊙ f'(u)) · Wᵀ.",
+    "desconocida": "solo fallan los casos con una activación que no es de la Parte 1: f puede ser cualquiera con la "
+                   "interfaz; no decidas nada por su nombre (si tiene parámetro, llega en p) y toma su derivada de "
+                   "f(u, gradient=True) o f(u, p, gradient=True).",
     "ceros": "los gradientes quedaron en cero.",
     "sin_cambio": "los parámetros no cambiaron: actualízalos en su lugar (p -= lr * p.grad dentro de torch.no_grad()).",
     "generador": "desde el segundo paso no cambia nada: guarda list(parameters); un generador se agota.",
@@ -309,6 +312,16 @@ def autograd_primero(llamadas, que):
 SENUELO = ("{}: los gradientes coinciden con los que da autograd a través de las activaciones de este test, "
            "que no se pueden derivar con autograd (su derivada solo la da f(u, gradient=True)). En esta tarea "
            "los gradientes se calculan a mano, así que esta parte vale 0 puntos.")
+
+
+CONOCIDAS = ("sig", "tanh", "relu", "swish", "celu")  # the notebook's own activations
+
+
+def _pista_desconocida(fallidos, algun_caso_pasa):
+    """The hint for code that only works with the notebook's own activations: every failed case
+    uses one the notebook never showed (``fallidos``: the activations of each failed case)."""
+    return ["desconocida"] if fallidos and algun_caso_pasa and all(
+        set(fs) - set(CONOCIDAS) for fs in fallidos) else []
 
 
 def como_autograd(obtenidos, por_autograd, esperados, tol):
@@ -583,11 +596,19 @@ def _plan_capa(nombres_f):
 def _juzgar_capa(datos, obs):
     faltante(obs)
     autograd_primero(obs["resultados"], "grad_capa_escondida")
-    problemas, senuelo = [], False
+    problemas, senuelo, fallidos, pasan = [], False, [], 0
     for c, r in zip(datos["casos"], obs["resultados"]):
-        got = resultado(r, "grad_capa_escondida(..., {})".format(c["f"]))
+        try:
+            got = resultado(r, "grad_capa_escondida(..., {})".format(c["f"]))
+        except Incorrecto as e:
+            if c["f"] in CONOCIDAS:
+                raise
+            problemas.append(str(e))  # an activation never shown: said with the others, and a hint
+            fallidos.append([c["f"]])
+            continue
         if not (isinstance(got, (tuple, list)) and len(got) == 3):
             problemas.append("grad_capa_escondida debe devolver (dL_dW, dL_db, dL_dh_prev)")
+            fallidos.append([c["f"]])
             continue
         exp = refs.grad_capa_autograd(c["dL_dh"], c["h_prev"], c["W"], c["b"], c["f"], c["p"])
         tol = TOL64 if c["W"].dtype == torch.float64 else TOL32
@@ -595,12 +616,17 @@ def _juzgar_capa(datos, obs):
             got, refs.grad_capa_senuelo(c["dL_dh"], c["h_prev"], c["W"], c["b"], c["f"], c["p"]), exp, tol)
         mutantes = [(clave, refs.grad_capa_mutada(c["dL_dh"], c["h_prev"], c["W"], c["b"], c["f"], c["p"], clave))
                     for clave in refs.ERRORES_CAPA]
+        antes = len(problemas)
         for i, (n, t, e) in enumerate(zip(("dL_dW", "dL_db", "dL_dh_prev"), got, exp)):
             problemas.append(con_pista(comparar("{} con {} ({})".format(n, c["f"], c["W"].dtype), t, e, tol), t,
                                        [(clave, m[i]) for clave, m in mutantes if m is not None], tol))
+        if any(problemas[antes:]):
+            fallidos.append([c["f"]])
+        else:
+            pasan += 1
     if senuelo:
         raise Incorrecto(SENUELO.format("grad_capa_escondida"))
-    exigir(problemas, "grad_capa_escondida no coincide con torch.autograd")
+    exigir(problemas, "grad_capa_escondida no coincide con torch.autograd", _pista_desconocida(fallidos, pasan))
 
 
 @prueba("capa", ayudas=ACTIVACIONES_PRESTADAS)(_plan_capa(("sig", "tanh", "relu")))
@@ -651,11 +677,19 @@ def _nombres_de_pesos(c):
 def _juzgar_backward(datos, obs):
     faltante(obs, "la clase")
     autograd_primero(obs["resultados"], "backward")
-    problemas, senuelo = [], False
+    problemas, senuelo, fallidos, pasan = [], False, [], 0
     for c, r in zip(datos["casos"], obs["resultados"]):
         red = "-".join(c["fs"])
         if "etapa" in r:
-            resultado(r, "{} (red {})".format(r["etapa"], red))
+            if set(c["fs"]) <= set(CONOCIDAS):
+                resultado(r, "{} (red {})".format(r["etapa"], red))
+            try:  # a network with an activation never shown: said with the others, and a hint
+                resultado(r, "{} (red {})".format(r["etapa"], red))
+            except Incorrecto as e:
+                problemas.append(str(e))
+                fallidos.append(c["fs"])
+                continue
+        antes = len(problemas)
         exp = refs.grads_red_autograd(c, c["x"], c["y"])
         tol = TOL64 if c["x"].dtype == torch.float64 else TOL32
         mutantes = [(clave, refs.grads_red_mutada(c, c["x"], c["y"], clave)) for clave in refs.ERRORES_RED]
@@ -678,9 +712,13 @@ def _juzgar_backward(datos, obs):
             por_autograd = refs.grads_red_senuelo(c, c["x"], c["y"])
             senuelo = senuelo or como_autograd([g for _, g in obtenidos], [por_autograd[n] for n, _ in obtenidos],
                                                [exp[n] for n, _ in obtenidos], tol)
+        if any(problemas[antes:]):
+            fallidos.append(c["fs"])
+        else:
+            pasan += 1
     if senuelo:
         raise Incorrecto(SENUELO.format("backward"))
-    exigir(problemas, "Los gradientes de backward no coinciden con torch.autograd")
+    exigir(problemas, "Los gradientes de backward no coinciden con torch.autograd", _pista_desconocida(fallidos, pasan))
 
 
 @prueba("backward", ayudas=ACTIVACIONES_PRESTADAS)(_plan_backward([("relu",), ("sig", "tanh"), ("tanh", "relu", "sig")], 2))

@@ -422,6 +422,11 @@ def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
             for p, g in zip(parametros, _gradientes(perdida, parametros, torch.ones_like(perdida))):
                 p.grad = g
 '''),
+    _w("backward_dispatch_by_name", "backward decide por el nombre de la activación (swish o celu) si tiene parámetro.",
+       {T_BACK_P},
+       ffnn_backward=_mut(BASE_FFNN, "                if p is None:\n                    df = f(us[k], gradient=True)",
+                          "                if f.__name__ not in (\"swish\", \"celu\"):\n"
+                          "                    df = f(us[k], gradient=True)")),
     _w("backward_zero_grads", "backward deja todos los gradientes en cero.", {T_BACK_B, T_BACK_P},
        ffnn_backward=BASE_FFNN.split("    def backward")[0] + '''    def backward(self, x, y, y_pred):
         for p in self.parameters():
@@ -508,7 +513,8 @@ HINTS = {
     "dL_dU_divides_by_B_again": "doble_B", "dL_dhL_uses_U_not_UT": None, "ultima_capa_uses_autograd": None,
     "capa_fprime_at_output": "fprima_en_h", "capa_bias_mean": "sesgo_promedio", "capa_missing_fprime": "sin_fprima",
     "capa_ignores_param": "param_uno", "capa_dh_prev_skips_fprime": "dh_sin_fprima", "capa_uses_autograd": None,
-    "capa_autograd_saved_engine": None, "capa_dispatch_by_name": None, "backward_autograd_saved_engine": None,
+    "capa_autograd_saved_engine": None, "capa_dispatch_by_name": "desconocida",
+    "backward_dispatch_by_name": "desconocida", "backward_autograd_saved_engine": None,
     "backward_missing_1_over_B": "falta_B", "backward_calls_autograd": None, "backward_zero_grads": "ceros",
     "backward_only_last_layer": None, "backward_last_hidden_layer_only": None, "backward_wrong_h_index": None,
     "backward_fprime_at_output": "fprima_en_h", "backward_ignores_layer_param": "param_uno",
