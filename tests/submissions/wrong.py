@@ -296,7 +296,8 @@ WRONG = [
        derivadas_codigo=_mut(BASE_DERIVADAS, "return d_dT, d_dalpha", "return d_dT")),
     _w("swish_pair_swapped", "swish(T, beta, gradient=True) devuelve el par al revés: (d/dbeta, d/dx).", {T_SWISH},
        derivadas_codigo=_mut(BASE_DERIVADAS, "return d_dT, d_dbeta", "return d_dbeta, d_dT")),
-    _w("sig_grad_uses_autograd", "La derivada de la sigmoide se calcula con torch.autograd.grad.", {T_BASICAS},
+    # swish calls sig: the review of the source flags swish's test too (it reaches code that uses autograd)
+    _w("sig_grad_uses_autograd", "La derivada de la sigmoide se calcula con torch.autograd.grad.", {T_BASICAS, T_SWISH},
        derivadas_codigo=_mut(BASE_DERIVADAS, "        return s * (1 - s)\n    return s\n",
                              "        X = T.detach().clone().requires_grad_(True)\n"
                              "        with torch.enable_grad():\n"
