@@ -98,6 +98,17 @@ def test_points_total_100_with_a_real_hand_graded_share():
     assert 20 <= manual <= 35
 
 
+def test_statement_states_the_grading_budget_the_grader_applies():
+    """The statement tells students the sandbox budget; it must be the one grading uses by default."""
+    from tarea2_grader import nbplugin, pipeline
+    nb = nbformat.read(SOURCE, as_version=4)
+    intro = "".join(c.source for c in nb.cells[:3] if c.cell_type == "markdown")
+    stated = re.search(r"tu notebook tiene en total\s+(\d+) segundos", intro)
+    assert stated, "the statement must state the grading budget near the top"
+    default = nbplugin.TrustedExecute.class_traits()["budget"].default_value
+    assert float(stated.group(1)) == default == pipeline.DEFAULT_BUDGET
+
+
 RELEASE = ROOT / "release" / "tarea2" / "tarea2.ipynb"
 
 
