@@ -54,7 +54,11 @@ SIN_PROCESOS = ("Los tests corren sin otros procesos tuyos: durante la correcci�
 SIN_BARRERA = ("sin barrera de procesos: el código del estudiante pudo crear otros procesos durante los tests "
                "(autograd en otro proceso no se detecta)")
 SIN_CGROUP = "sin límite de tareas por alumno: sus hilos cuentan en el límite del usuario compartido"
-_LANZO = " lanzó "  # hidden.resultado's wording for a call that raised
+# Exceptions that a missing process explains (fork/exec denied, a helper's pipe gone): only these
+# get SIN_PROCESOS, so an unfinished part's NotImplementedError is not told about processes.
+_DE_PROCESOS = re.compile(r" lanzó (PermissionError|BlockingIOError|ChildProcessError|OSError|BrokenPipeError|"
+                          r"EOFError|ConnectionError|ConnectionResetError|ConnectionRefusedError|"
+                          r"CalledProcessError|BrokenProcessPool|SubprocessError)\b")
 
 
 class Perdido(Exception):
@@ -720,7 +724,7 @@ class _Calificacion:
         mensaje = self.pruebas.veredicto(nombre, datos, obs)
         if mensaje is None:
             return Veredicto(nombre, True, "Tests ocultos de {}: ok".format(corto))
-        if _LANZO in mensaje:  # an exception: maybe a process, or one a cell meant to start, was missing
+        if _DE_PROCESOS.search(mensaje):  # maybe a process, or one a cell meant to start, was missing
             mensaje += "\n" + SIN_PROCESOS
         return Veredicto(nombre, False, mensaje)
 

@@ -55,12 +55,34 @@ def _load_attacks():
     spec = importlib.util.spec_from_file_location("tarea2_attacks", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.ATTACKS
+    return module
 
 
-ATTACKS = _load_attacks()
+LIBRARY = _load_attacks()
+ATTACKS = LIBRARY.ATTACKS
 STUDENTS = {"a{:02d}_{}".format(i, a["name"]): a for i, a in enumerate(ATTACKS, start=1)}
 assert len({a["name"] for a in ATTACKS}) == len(ATTACKS), "attack names must be unique"
+
+
+def _honest_classmates():
+    """The honest corpus of tests/submissions/honest.py packed into a few students (records that answer
+    different cells share one), each on top of the reference answers."""
+    spec = importlib.util.spec_from_file_location("tarea2_honest", os.path.join(REPO, "tests", "submissions", "honest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    groups = []
+    for record in module.HONEST:
+        group = next((g for g in groups if not set(g["cells"]) & set(record["cells"])), None)
+        if group is None:
+            group = {"cells": {}, "added": [], "names": []}
+            groups.append(group)
+        group["cells"].update(record["cells"])
+        group["added"] += record.get("added", [])
+        group["names"].append(record["name"])
+    return {"z_honesto_{}".format(i): g for i, g in enumerate(groups, start=1)}
+
+
+COLAB = _honest_classmates()
 
 
 # --------------------------------------------------------------------------- snapshots
@@ -127,6 +149,17 @@ def notebook_json(release, cells, json_edit=None):
     return data
 
 
+def honest_json(release, group):
+    """An honest Colab student's notebook: reference answers, the group's cells, its added cells."""
+    nb = examples.edit_cells(release, answers={**examples.reference_answers(), **group["cells"]})
+    for k, (after, source) in enumerate(group["added"]):
+        i = next(j for j, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == after)
+        added = nbformat.v4.new_code_cell(source)
+        added["id"] = "propia-{}".format(k)
+        nb.cells.insert(i + 1, added)
+    return json.loads(nbformat.writes(nb))
+
+
 def submit(course, student, data):
     path = course.submitted_nb(student)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -151,6 +184,8 @@ def graded(tmp_path_factory):
         submit(course, student, notebook_json(release, attack["cells"], attack.get("json")))
     submit(course, HONEST, notebook_json(release, examples.reference_answers()))
     submit(course, EMPTY, notebook_json(release, {}))
+    for student, group in COLAB.items():
+        submit(course, student, honest_json(release, group))
 
     before = {"repo": hashes(REPO, REPO_WATCHED), "course": hashes(root), "markers": marker_files(),
               "processes": marker_processes()}
@@ -167,7 +202,7 @@ def graded(tmp_path_factory):
 
     points = {}
     with Gradebook("sqlite:///" + course.path("gradebook.db"), pipeline.course_id(course)) as gb:
-        for student in list(STUDENTS) + [HONEST, EMPTY]:
+        for student in list(STUDENTS) + [HONEST, EMPTY] + list(COLAB):
             try:
                 sub = gb.find_submission_notebook("tarea2", "tarea2", student)
             except MissingEntry:
@@ -207,12 +242,34 @@ def test_attack_earns_nothing(graded, student):
     assert autograded_points(points) == 0, "{} ganó {} ({})".format(student, earned, row and row.observations)
 
 
+@pytest.mark.parametrize("name", LIBRARY.MACHINE_DERIVATIVES)
+def test_a_machine_made_derivative_is_flagged_with_cell_and_line(graded, name):
+    """Beyond earning 0 (above), the feedback says where: the review's cell and line, or the trap's verdict."""
+    student = next(s for s, a in STUDENTS.items() if a["name"] == name)
+    text = autograded_outputs(graded["course"], student)
+    assert text is not None, graded["rows"][student].observations
+    flagged = re.search(r"revisión: celda \d+, línea \d+: ", text)
+    assert flagged, text[:2000]
+    if name in LIBRARY.REVIEW_ROUTES:  # past the traps: what the values alone earned is said
+        assert "sin la marca: correcto, 4 puntos" in text, text[:2000]
+
+
 def test_honest_student_keeps_every_point(graded):
     points = graded["points"][HONEST]
     assert points is not None, graded["rows"][HONEST].observations
     maxima = {c.grade_id: c.points for c in pipeline.grade_cells(graded["course"].source_nb) if not c.manual}
     lost = {g: points.get(g) for g, m in maxima.items() if points.get(g) != m}
     assert not lost and autograded_points(points) == AUTOGRADED_MAX, (lost, graded["rows"][HONEST].observations)
+
+
+@pytest.mark.parametrize("student", sorted(COLAB))
+def test_honest_colab_classmates_keep_every_point(graded, student):
+    """The honest corpus (!pip, %%time, Drive, own autograd checks, getattr on self, tqdm, matplotlib...)
+    graded beside the attackers: every automatic point, no review flag."""
+    points = graded["points"][student]
+    assert points is not None, graded["rows"][student].observations
+    assert autograded_points(points) == AUTOGRADED_MAX, ({k: v for k, v in points.items()}, COLAB[student]["names"])
+    assert "revisión:" not in autograded_outputs(graded["course"], student), COLAB[student]["names"]
 
 
 def test_untouched_release_gets_zero(graded):
@@ -223,7 +280,7 @@ def test_untouched_release_gets_zero(graded):
 
 def test_grades_csv_lists_everyone_and_the_honest_total(graded):
     table = graded["csv"]
-    assert set(table) == set(STUDENTS) | {HONEST, EMPTY}
+    assert set(table) == set(STUDENTS) | {HONEST, EMPTY} | set(COLAB)
     assert float(table[HONEST]["total"]) == AUTOGRADED_MAX, table[HONEST]
     assert float(table[HONEST]["pendiente_manual"]) == MANUAL_PENDING, table[HONEST]
     assert float(table[EMPTY]["total"]) == 0

@@ -10,6 +10,7 @@ they fail with the message that says why; ``tests/test_attacks.py`` grades them 
 """
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -183,3 +184,47 @@ def test_the_reference_is_never_flagged():
     result = runner.calificar(nb, 9, hasta_ultimo_test=True)
     assert sum(result.puntos(nb).values()) == 72
     assert not any("revis" in n for n in result.notas), result.notas
+
+
+# --------------------------------------------------------------------------- machine-made derivatives in the sandbox
+
+
+def _cells_of(attack):
+    """The source notebook with the attack's cells and raw JSON edits (added cells)."""
+    import json
+    from tarea2_grader.examples import edit_cells
+    nb = edit_cells(nbformat.read(SOURCE, as_version=4), attack["cells"])
+    if attack.get("json"):
+        data = json.loads(nbformat.writes(nb))
+        attack["json"](data)
+        nb = nbformat.reads(json.dumps(data), as_version=4)
+    return nb
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS.REVIEW_ROUTES))
+def test_a_route_past_the_traps_is_real_and_the_review_is_what_zeroes_it(name):
+    """Switched off, the review lets the attack's values earn its tests (the route works in the sandbox,
+    past the traps); on, each of those tests scores 0 and names the cell and the line."""
+    attack = next(a for a in ATTACKS.ATTACKS if a["name"] == name)
+    nb = _cells_of(attack)
+    maxima = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
+              for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    off = runner.calificar(nb, 9, runner.sandbox.Limites(static_review=False), hasta_ultimo_test=True)
+    on = runner.calificar(nb, 9, hasta_ultimo_test=True)
+    points_off, points_on, messages = off.puntos(nb), on.puntos(nb), on.mensajes(nb)
+    for test in ATTACKS.REVIEW_ROUTES[name]:
+        assert points_off[test] == maxima[test] > 0, (test, off.mensajes(nb)[test])
+        assert points_on[test] == 0, messages[test]
+        assert re.search(r"revisión: celda \d+, línea \d+: ", messages[test]), messages[test]
+        assert "sin la marca: correcto, {:g} puntos".format(maxima[test]) in messages[test], messages[test]
+
+
+def test_an_unfinished_part_is_not_told_about_processes():
+    """SIN_PROCESOS explains errors a missing process causes, not the release's NotImplementedError."""
+    from tarea2_grader.cells import stub_sources
+    stub = stub_sources(SOURCE)["derivadas_codigo"]
+    attack = {"cells": {"derivadas_codigo": stub}}
+    nb = _cells_of(attack)
+    result = runner.calificar(nb, 9, hasta_ultimo_test=True)
+    message = result.mensajes(nb)["test_derivadas_basicas"]
+    assert "NotImplementedError" in message and runner.SIN_PROCESOS not in message, message

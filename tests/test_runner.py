@@ -307,3 +307,12 @@ def test_a_notebook_that_keeps_ending_its_process_is_bounded_by_the_budget():
     result = runner.calificar(nb, 8, limits)
     assert result.sandbox_s <= limits.budget + 2, result.sandbox_s
     assert any("presupuesto" in n for n in result.notas)
+
+
+def test_matplotlib_inline_as_in_colab_runs_and_shows_the_plot():
+    """``%matplotlib inline`` (the first line of many Colab cells) must not stop the cell that defines a graded function."""
+    outs, _ = run("%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()\n"
+                  "def entrenar_FFNN():\n    return 'definida'\nprint(entrenar_FFNN())")
+    assert not [o for o in outs[0] if o["output_type"] == "error"], outs[0]
+    assert any("image/png" in o.get("data", {}) for o in outs[0]), [o.get("data", {}).keys() for o in outs[0]]
+    assert any("definida" in o.get("text", "") for o in outs[0])

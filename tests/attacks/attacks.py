@@ -1368,3 +1368,311 @@ PROCESS_ROUTES = {
     "autograd_en_interprete_nuevo": ("test_capa_escondida_basicas", "test_capa_escondida_param"),
     "autograd_en_fork_exec": ("test_backward_basicas",),
 }
+
+
+# --------------------------------------------------------------------------- machine-made derivatives in the sandbox
+# Each of these computes Part 1's derivatives with a machine: autograd past the probe's traps,
+# torch's engine or backward kernels, forward mode, symbolic differentiation, or code hidden where a
+# reader would not look.  ``REVIEW_ROUTES`` names those that the in-process traps do not stop and the
+# tests they would pass if the review of the source were switched off (tests/test_barreras.py proves
+# it); with the review on, each earns 0 and its parts say "revisión: celda N, línea L"
+# (tests/test_attacks.py, through pipeline.grade).
+
+# The five activations around a route-specific ``_derivadas(fn, T, p=None)``, which returns the
+# elementwise derivative (and the parameter's, when ``p`` is given).
+_CINCO = r'''
+
+def sig(T, gradient=False):
+    return _derivadas(torch.sigmoid, T) if gradient else torch.sigmoid(T)
+
+
+def tanh(T, gradient=False):
+    return _derivadas(torch.tanh, T) if gradient else torch.tanh(T)
+
+
+def relu(T, gradient=False):
+    return _derivadas(torch.relu, T) if gradient else torch.clamp(T, min=0)
+
+
+def swish(T, beta=1.0, gradient=False):
+    if gradient:
+        return _derivadas(lambda X, B: X * torch.sigmoid(B * X), T, beta)
+    return T * torch.sigmoid(beta * T)
+
+
+def celu(T, alpha=1.0, gradient=False):
+    if gradient:
+        return _derivadas(lambda X, A: torch.where(X > 0, X, A * torch.expm1(X / A)), T, alpha)
+    return torch.clamp(T, min=0) + torch.clamp(alpha * (torch.exp(T / alpha) - 1), max=0)
+'''
+
+# Only sig, tanh and relu (the basic test); swish and celu keep the release's NotImplementedError.
+_TRES = r'''
+
+def sig(T, gradient=False):
+    return _d_sig(T) if gradient else torch.sigmoid(T)
+
+
+def tanh(T, gradient=False):
+    return _d_tanh(T) if gradient else torch.tanh(T)
+
+
+def relu(T, gradient=False):
+    return _d_relu(T) if gradient else torch.clamp(T, min=0)
+
+
+def swish(T, beta=1.0, gradient=False):
+    if gradient:
+        raise NotImplementedError
+    return T * torch.sigmoid(beta * T)
+
+
+def celu(T, alpha=1.0, gradient=False):
+    if gradient:
+        raise NotImplementedError
+    return torch.clamp(T, min=0) + torch.clamp(alpha * (torch.exp(T / alpha) - 1), max=0)
+'''
+
+
+def _celda_agregada(antes_de, fuente, nombre):
+    """A json_edit that adds an unlocked code cell (no nbgrader metadata) before ``antes_de``."""
+    def editar(nb):
+        i = next(k for k, c in enumerate(nb["cells"])
+                 if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == antes_de)
+        nb["cells"].insert(i, {"cell_type": "code", "execution_count": None, "id": nombre, "metadata": {},
+                               "outputs": [], "source": fuente})
+    return editar
+
+
+# 36. The probe harness changed from a cell: the traps become a no-op, then plain .backward().
+ataque(
+    "arnes_cambiado_desde_celda",
+    "Una celda busca el módulo de pruebas en sys.modules y apaga sus trampas; después las derivadas "
+    "salen de .backward().",
+    {"derivadas_codigo": r'''
+import contextlib
+import sys
+
+import torch
+
+for _nombre, _modulo in list(sys.modules.items()):
+    if hasattr(_modulo, "_sin_autograd") and hasattr(_modulo, "llamar"):
+        _modulo._sin_autograd = lambda log: contextlib.nullcontext()
+
+
+def _derivadas(fn, T, p=None):
+    X = T.detach().clone().requires_grad_(True)
+    P = None if p is None else (float(p) * torch.ones_like(T)).requires_grad_(True)
+    with torch.enable_grad():
+        (fn(X) if P is None else fn(X, P)).sum().backward()
+    return X.grad if P is None else (X.grad, P.grad)
+''' + _CINCO})
+
+
+# 37. torch's C++ engine through a fresh handle (the trap watches the class attribute, not the engine).
+ataque(
+    "motor_torch_C",
+    "Llama directo al motor de autograd de C++ (torch._C._ImperativeEngine) con un objeto nuevo.",
+    {"derivadas_codigo": r'''
+import torch
+
+_MOTOR = torch._C._ImperativeEngine()
+
+
+def _derivadas(fn, T, p=None):
+    X = T.detach().clone().requires_grad_(True)
+    ins = [X]
+    if p is not None:
+        ins.append((float(p) * torch.ones_like(T)).requires_grad_(True))
+    with torch.enable_grad():
+        y = fn(*ins).sum()
+        g = _MOTOR.run_backward((y,), (torch.ones_like(y),), False, False, tuple(ins), True, False)
+    return g[0] if p is None else (g[0], g[1])
+''' + _CINCO})
+
+
+# 38. Forward mode, with the dual-number functions kept before any test replaces them.
+ataque(
+    "modo_directo_guardado",
+    "Usa el modo directo de autograd (números duales) con make_dual/unpack_dual importados antes de los tests.",
+    {"derivadas_codigo": r'''
+import torch
+from torch.autograd.forward_ad import dual_level, make_dual, unpack_dual
+
+
+def _tangente(fn, entradas, k):
+    with dual_level():
+        duales = [make_dual(v, torch.ones_like(v)) if i == k else v for i, v in enumerate(entradas)]
+        return unpack_dual(fn(*duales)).tangent.clone()
+
+
+def _derivadas(fn, T, p=None):
+    X = T.detach().clone()
+    if p is None:
+        return _tangente(fn, [X], 0)
+    P = float(p) * torch.ones_like(T)
+    return _tangente(fn, [X, P], 0), _tangente(fn, [X, P], 1)
+''' + _CINCO})
+
+
+# 39. torch's backward kernels: the derivative formulas torch itself uses, called by name.
+ataque(
+    "kernels_backward_aten",
+    "Llama a los kernels de derivadas de torch (torch.ops.aten.sigmoid_backward, tanh_backward, threshold_backward).",
+    {"derivadas_codigo": r'''
+import torch
+
+_aten = torch.ops.aten
+
+
+def _d_sig(T):
+    return _aten.sigmoid_backward(torch.ones_like(T), torch.sigmoid(T))
+
+
+def _d_tanh(T):
+    return _aten.tanh_backward(torch.ones_like(T), torch.tanh(T))
+
+
+def _d_relu(T):
+    return _aten.threshold_backward(torch.ones_like(T), T, 0)
+''' + _TRES})
+
+
+# 40. The same formulas from torch's decompositions (Python, not a kernel).
+ataque(
+    "decomposiciones_torch",
+    "Toma las derivadas de torch._decomp.decompositions (sigmoid_backward, tanh_backward, threshold_backward).",
+    {"derivadas_codigo": r'''
+import torch
+from torch._decomp import decompositions as _dec
+
+
+def _d_sig(T):
+    return _dec.sigmoid_backward(torch.ones_like(T), torch.sigmoid(T))
+
+
+def _d_tanh(T):
+    return _dec.tanh_backward(torch.ones_like(T), torch.tanh(T))
+
+
+def _d_relu(T):
+    return _dec.threshold_backward(torch.ones_like(T), T, 0)
+''' + _TRES})
+
+
+# 41. Symbolic differentiation with sympy (it ships with torch), evaluated with numpy.
+ataque(
+    "derivacion_simbolica",
+    "Deriva las fórmulas con sympy (sympy.diff) y evalúa las derivadas con lambdify.",
+    {"derivadas_codigo": r'''
+import numpy as np
+import sympy as sp
+import torch
+
+_x = sp.Symbol("x")
+_FORMULAS = {"sig": 1 / (1 + sp.exp(-_x)), "tanh": sp.tanh(_x), "relu": sp.Max(0, _x)}
+_HEAVISIDE = {"Heaviside": lambda a, *r: np.heaviside(a, 0.0)}
+
+
+def _simbolica(nombre, T):
+    d = sp.lambdify(_x, sp.diff(_FORMULAS[nombre], _x), modules=[_HEAVISIDE, "numpy"])
+    v = np.asarray(d(T.detach().cpu().double().numpy()), dtype=np.float64) * np.ones(tuple(T.shape))
+    return torch.as_tensor(v, dtype=T.dtype)
+
+
+def _d_sig(T):
+    return _simbolica("sig", T)
+
+
+def _d_tanh(T):
+    return _simbolica("tanh", T)
+
+
+def _d_relu(T):
+    return _simbolica("relu", T)
+''' + _TRES})
+
+
+# 42. Names built at run time, so that no line of the cell spells autograd.
+ataque(
+    "nombres_armados",
+    "Arma en tiempo de ejecución los nombres de autograd (getattr con 'auto' + 'grad') para que no se lean.",
+    {"derivadas_codigo": r'''
+import torch
+
+_ag = getattr(torch, "auto" + "grad")
+_deriva = getattr(_ag, "gr" + "ad")
+
+
+def _derivadas(fn, T, p=None):
+    X = T.detach().clone().requires_grad_(True)
+    ins = [X]
+    if p is not None:
+        ins.append((float(p) * torch.ones_like(T)).requires_grad_(True))
+    with torch.enable_grad():
+        g = _deriva(fn(*ins).sum(), tuple(ins))
+    return g[0] if p is None else (g[0], g[1])
+''' + _CINCO})
+
+
+# 43. The machine-made derivative lives in a cell the student added (no nbgrader metadata).
+ataque(
+    "celda_agregada_oculta",
+    "Agrega una celda propia, antes de la respuesta, con la derivación en modo directo; la celda de "
+    "respuesta solo la llama.",
+    {"derivadas_codigo": "import torch\n" + _CINCO},
+    json_edit=_celda_agregada("derivadas_codigo", r'''
+import torch
+from torch.autograd.forward_ad import dual_level as _nivel, make_dual as _dual, unpack_dual as _abrir
+
+
+def _derivadas(fn, T, p=None):
+    def tangente(k):
+        entradas = [T.detach().clone()] + ([] if p is None else [float(p) * torch.ones_like(T)])
+        with _nivel():
+            entradas[k] = _dual(entradas[k], torch.ones_like(entradas[k]))
+            return _abrir(fn(*entradas)).tangent.clone()
+    return tangente(0) if p is None else (tangente(0), tangente(1))
+''', "PWNED-celda-agregada"))
+
+
+# 44. A module written with %%writefile in an added cell and imported by the answer.
+ataque(
+    "modulo_writefile",
+    "Una celda agregada escribe un módulo con %%writefile que deriva con torch.func.jvp; la respuesta lo importa.",
+    {"derivadas_codigo": r'''
+import sys
+
+import torch
+
+sys.path.insert(0, ".")
+from derivadas_rapidas import _derivadas
+''' + _CINCO},
+    json_edit=_celda_agregada("derivadas_codigo", r'''%%writefile derivadas_rapidas.py
+import torch
+from torch.func import jvp
+
+
+def _derivadas(fn, T, p=None):
+    X = T.detach().clone()
+    if p is None:
+        return jvp(fn, (X,), (torch.ones_like(X),))[1]
+    P = float(p) * torch.ones_like(T)
+    return (jvp(lambda a: fn(a, P), (X,), (torch.ones_like(X),))[1],
+            jvp(lambda b: fn(X, b), (P,), (torch.ones_like(P),))[1])
+''', "PWNED-writefile"))
+
+# What each route would earn with the review of the source switched off (the traps miss it).
+REVIEW_ROUTES = {
+    "motor_torch_C": ("test_derivadas_basicas", "test_derivadas_swish", "test_derivadas_celu"),
+    "modo_directo_guardado": ("test_derivadas_basicas", "test_derivadas_swish", "test_derivadas_celu"),
+    "kernels_backward_aten": ("test_derivadas_basicas",),
+    "decomposiciones_torch": ("test_derivadas_basicas",),
+    "derivacion_simbolica": ("test_derivadas_basicas",),
+    "celda_agregada_oculta": ("test_derivadas_basicas", "test_derivadas_swish", "test_derivadas_celu"),
+}
+# The others of this group (the harness changed from a cell, names built at run time, the %%writefile
+# module) are also stopped by the traps: the probe's harness is not the student's to change.
+MACHINE_DERIVATIVES = ("arnes_cambiado_desde_celda", "motor_torch_C", "modo_directo_guardado", "kernels_backward_aten",
+                       "decomposiciones_torch", "derivacion_simbolica", "nombres_armados", "celda_agregada_oculta",
+                       "modulo_writefile")

@@ -72,7 +72,9 @@ def entrenar_FFNN(red, dataset, optimizador, epochs=1, batch_size=1, device='cpu
     return perdidas
 '''
 
-FFNN_GETATTR = '''import torch.nn.functional as F
+FFNN_GETATTR = '''import inspect
+
+import torch.nn.functional as F
 
 
 class FFNN(torch.nn.Module):
@@ -87,7 +89,7 @@ class FFNN(torch.nn.Module):
         params = list(l_a_params) if l_a_params is not None else [None] * len(self.fs)
         self.nombres_param = []
         for k, (f, p) in enumerate(zip(self.fs, params)):
-            if f.__name__ in ("swish", "celu"):
+            if len(inspect.signature(f).parameters) > 2:  # f(T, parametro, gradient): swish, celu, ...
                 self.register_parameter(f"p{k}", torch.nn.Parameter(torch.tensor(1.0 if p is None else float(p))))
                 self.nombres_param.append(f"p{k}")
             else:
