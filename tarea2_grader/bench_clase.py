@@ -54,7 +54,7 @@ from typing import Dict, List, Optional, Sequence
 
 import nbformat
 
-from tarea2_grader import bench, examples, nbplugin, pipeline
+from tarea2_grader import bench, cells, examples, nbplugin, pipeline
 from tarea2_grader import workers as parallel
 from tarea2_grader.__main__ import prepare_demo_course
 
@@ -74,7 +74,15 @@ KINDS = (
     ("mata_kernel", "1006", "`os._exit` en la celda de CELoss", 1),
     ("sin_tocar", "1002", "el enunciado sin tocar", 2),
     ("alternativa", None, "otra solución correcta (estilo distinto), notebook normal", 12),
+    # Adversaries (issue 20): weight 0, one of each at the end of a class of ADVERSARIES_FROM or more;
+    # the reference solution apart from what is said.  Each must cost at most the budget + 2 s.
+    ("dormilon", None, "cada celda de respuesta duerme justo bajo el límite por celda", 0),
+    ("choques", None, "cada celda de respuesta termina su propio proceso (`os._exit`)", 0),
+    ("hilos", None, "5000 hilos en una celda de respuesta", 0),
+    ("salida_enorme", None, "una imagen de 40 MB en la salida de una celda", 0),
 )
+ADVERSARIES = tuple(k[0] for k in KINDS if k[3] == 0)
+ADVERSARIES_FROM = 20  # smaller classes (the tests' samples) have none
 FIRST_NAMES = ("Ana", "Bruno", "Carla", "Diego", "Elena", "Felipe", "Gabriela", "Hugo", "Irene",
                "Javier", "Karen", "Luis", "Marta", "Nicolas", "Olga", "Pablo", "Rocio")
 LAST_NAMES = ("Torres", "Rojas", "Munoz", "Fuentes", "Vidal", "Soto", "Pinto", "Reyes", "Lagos",
@@ -85,6 +93,7 @@ GOAL_CLASS = 300          # students ...
 GOAL_CLASS_S = 600.0      # ... graded end to end within 10 minutes (2 workers)
 GOAL_SPEEDUP = 1.8        # 2 workers vs 1, same students
 GOAL_LOOP_S = 30.0        # seconds a looping student may cost
+GOAL_BUDGET_SLACK = 2.0   # no student's sandbox time past the budget by more than this (issue 20)
 
 # The pipeline's headers (pipeline.grade prints them as each phase starts), in order.
 PHASES = (("preparacion", None), ("pregrade", r"^== corrigiendo"), ("autograde", r"^== gradebook"),
@@ -110,12 +119,40 @@ def looping_step(sgd_source: str) -> str:
     return sgd_source.replace("def step(self):", "def step(self):\n        while True:\n            pass", 1)
 
 
-def mix_texts() -> Dict[str, tuple]:
-    """{kind: (file name, file text)} for every kind of :data:`KINDS`."""
+THREAD_FLOOD = """import threading
+_parar = threading.Event()
+for _ in range(5000):
+    try:
+        threading.Thread(target=_parar.wait, daemon=True).start()
+    except RuntimeError:
+        break
+_parar.set()
+"""
+HUGE_IMAGE = """from IPython.display import Image, display
+display(Image(data=b"\\x89PNG\\r\\n\\x1a\\n" + bytes(40_000_000), format="png"))
+"""
+
+
+def adversary_answers(reference: Dict[str, str], cell_seconds: float) -> Dict[str, Dict[str, str]]:
+    """{adversary kind: answer cells}: the reference answers with what each adversary adds."""
+    code = [gid for gid in cells.answer_cell_ids(examples.SOURCE) if gid in reference]
+    first = code[0]
+    return {
+        "dormilon": {g: "import time\ntime.sleep({:g})\n".format(max(cell_seconds - 1, 0.5)) + reference[g] for g in code},
+        "choques": {g: "import os\nos._exit(3)\n" + reference[g] for g in code},
+        "hilos": {first: THREAD_FLOOD + reference[first]},
+        "salida_enorme": {first: HUGE_IMAGE + reference[first]},
+    }
+
+
+def mix_texts(cell_seconds: float = 15.0) -> Dict[str, tuple]:
+    """{kind: (file name, file text)} for every kind of :data:`KINDS` (``cell_seconds``: the cell limit)."""
     shipped = examples.submissions()
     reference = examples.reference_answers()
     built = {"alternativa": examples.fill(examples.alternative_answers(reference)),
              "bucle": examples.fill(dict(reference, sgd=looping_step(reference["sgd"])))}
+    for kind, answers in adversary_answers(reference, cell_seconds).items():
+        built[kind] = examples.fill(dict(reference, **answers))
     texts = {}
     for kind, example_id, _what, _weight in KINDS:
         if example_id is None:
@@ -129,8 +166,10 @@ def mix_texts() -> Dict[str, tuple]:
 def kind_sequence(n: int) -> List[str]:
     """The kind of each of ``n`` students: one of each kind first, then by weight (smooth
     weighted round robin: every 50 students after the first ones follow the weights exactly)."""
-    kinds = [k[0] for k in KINDS][:n]
-    weights = {k[0]: k[3] for k in KINDS}
+    adversaries = list(ADVERSARIES) if n >= ADVERSARIES_FROM else []
+    n -= len(adversaries)
+    kinds = [k[0] for k in KINDS if k[3]][:n]
+    weights = {k[0]: k[3] for k in KINDS if k[3]}
     total = sum(weights.values())
     current = dict.fromkeys(weights, 0)
     while len(kinds) < n:
@@ -139,7 +178,7 @@ def kind_sequence(n: int) -> List[str]:
         chosen = max(current, key=lambda k: current[k])  # first in KINDS order on ties
         current[chosen] -= total
         kinds.append(chosen)
-    return kinds
+    return kinds + adversaries
 
 
 def roster(n: int) -> List[Student]:
@@ -280,14 +319,15 @@ def phase_seconds(marks: Dict[str, float], wall: float) -> Dict[str, Optional[fl
     return out
 
 
-def verdict_costs(course: pipeline.Course) -> Dict[str, float]:
-    """{student: seconds the grader spent on them} from the course's verdict cache."""
+def verdict_costs(course: pipeline.Course, field: str = "segundos") -> Dict[str, float]:
+    """{student: seconds the grader spent on them} from the course's verdict cache (``field``:
+    ``segundos``, the wall time of their grading, or ``sandbox_s``, what their budget was charged)."""
     folder = Path(course.path(parallel.CACHE_DIRNAME))
     costs = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
         data = json.loads(path.read_text(encoding="utf-8"))
         student = str(data["alumno"])  # twice when nbgrader's pass graded them again: the worse
-        costs[student] = max(costs.get(student, 0.0), float(data["resultado"]["segundos"]))
+        costs[student] = max(costs.get(student, 0.0), float(data["resultado"].get(field, 0.0)))
     return costs
 
 
@@ -304,6 +344,7 @@ def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, ce
                 wall_s=run["wall_s"], returncode=run["returncode"], cpu_s=run["cpu_s"], orphans=run["orphans"],
                 phases=phase_seconds(run["marks"], run["wall_s"]), load_start=load_start, load_end=load1(),
                 grades=str(Path(course.path("grades.csv"))), costs=verdict_costs(course),
+                sandbox=verdict_costs(course, "sandbox_s"),
                 from_cache=sorted(pipeline.passed_from_cache(course)),
                 log=str(work / (name + ".log")))
 
@@ -402,12 +443,16 @@ def summarize(results: dict) -> dict:
     for kind, _id, _what, _weight in KINDS:
         values = [c for sid, c in costs.items() if kinds.get(sid) == kind]
         if values:
-            by_kind[kind] = dict(n=len(values), median=statistics.median(values), max=max(values))
+            charged = [c for sid, c in full.get("sandbox", {}).items() if kinds.get(sid) == kind]
+            by_kind[kind] = dict(n=len(values), median=statistics.median(values), max=max(values),
+                                 sandbox_max=max(charged) if charged else None)
     slowest = max(costs.items(), key=lambda kv: kv[1]) if costs else None
     loops = [c for sid, c in costs.items() if kinds.get(sid) == "bucle"]
     for run in (one, runs.get("dos")) if "dos" in runs else (one,):
         loops += [c for sid, c in run["costs"].items() if kinds.get(sid) == "bucle"]
     ungraded = sorted(set(kinds) - set(costs))
+    charged = [(c, sid, run["name"]) for run in results["runs"] for sid, c in run.get("sandbox", {}).items()]
+    worst = max(charged) if charged else None
     pre_one, pre_two = one["phases"].get("pregrade"), two["phases"].get("pregrade")
     cores = results["machine"]["cores"] or 1
     ceiling = None
@@ -421,6 +466,8 @@ def summarize(results: dict) -> dict:
         per_student_full=per_student(full), rate_full=60.0 * full["students"] / full["wall_s"],
         projected_300=per_student(full) * GOAL_CLASS,
         by_kind=by_kind, slowest=slowest, loop_max=max(loops) if loops else None,
+        budget_max=None if worst is None else dict(seconds=worst[0], student=worst[1], run=worst[2],
+                                                  kind=kinds.get(worst[1])),
         not_in_cache=ungraded,
     )
     diffs = results["diffs"]
@@ -429,6 +476,7 @@ def summarize(results: dict) -> dict:
         aceleracion=summary["speedup"] >= GOAL_SPEEDUP,
         iguales=not any(grade_diffs(d) for d in diffs.values()),
         bucle=None if summary["loop_max"] is None else summary["loop_max"] <= GOAL_LOOP_S,
+        presupuesto=None if worst is None else worst[0] <= results["args"]["budget"] + GOAL_BUDGET_SLACK,
     )
     results["summary"] = summary
     return summary
@@ -561,6 +609,12 @@ def render(results: dict) -> str:
     lines.append("| ningún alumno con un bucle cuesta más de {:g} s | {} | {} |".format(
         GOAL_LOOP_S, loop_text(s, results["args"]), 
         _yes(s["goals"]["bucle"])))
+    worst = s.get("budget_max")
+    lines.append("| ningún alumno gasta más que el presupuesto ({:g} s) + {:g} s de tiempo en el sandbox, haga lo que "
+                 "haga (adversarios: {}) | {} | {} |".format(
+                     args["budget"], GOAL_BUDGET_SLACK, ", ".join(ADVERSARIES),
+                     "—" if worst is None else "el que más: {seconds:.1f} s, alumno {student} ({kind}, corrida {run})"
+                     .format(**worst), _yes(s["goals"].get("presupuesto"))))
     for key, diffs in results["diffs"].items():
         for d in diffs:
             lines.append("")
@@ -569,12 +623,13 @@ def render(results: dict) -> str:
     lines.append("")
     lines.append("### Costo por alumno según el tipo de entrega (clase completa, `veredictos/*.json`)")
     lines.append("")
-    lines.append("| tipo | qué es | alumnos | mediana s | máximo s |")
-    lines.append("|---|---|---:|---:|---:|")
+    lines.append("| tipo | qué es | alumnos | mediana s | máximo s | sandbox máx. s (presupuesto) |")
+    lines.append("|---|---|---:|---:|---:|---:|")
     for kind, _id, what, _weight in KINDS:
         k = s["by_kind"].get(kind)
         if k:
-            lines.append("| {} | {} | {} | {} | {} |".format(kind, what, k["n"], _s(k["median"]), _s(k["max"])))
+            lines.append("| {} | {} | {} | {} | {} | {} |".format(kind, what, k["n"], _s(k["median"]), _s(k["max"]),
+                                                             _s(k.get("sandbox_max"))))
     lines.append("")
     if s["slowest"]:
         sid, secs = s["slowest"]
@@ -593,6 +648,11 @@ def cell_limit(timeout_celda: Optional[float]) -> float:
     """Seconds per cell that ``make grade`` applies: the command line's, else the course config's."""
     from tarea2_grader.__main__ import autograde_args
     return pipeline.trusted_settings(pipeline.Course(str(ROOT)), autograde_args(timeout_celda)).cell_timeout
+
+
+def budget_limit() -> float:
+    """Sandbox seconds per student that ``make grade`` charges at most (the course config's budget)."""
+    return pipeline.trusted_settings(pipeline.Course(str(ROOT))).budget
 
 
 def parser() -> argparse.ArgumentParser:
@@ -638,13 +698,13 @@ def main(argv=None) -> int:
     results = dict(command=shlex.join(["python", "-m", "tarea2_grader.bench_clase", *argv]),
                    args=dict(alumnos=args.alumnos, muestra=sample, muestra_nbgrader=stock_sample,
                              timeout_celda=args.timeout_celda,
-                             cell_limit=cell_limit(args.timeout_celda)),
+                             cell_limit=cell_limit(args.timeout_celda), budget=budget_limit()),
                    machine=dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                                 cpu=bench.cpu_model(), cores=os.cpu_count(), load_start=load1()),
                    runs=[], diffs={}, compared={}, work=str(work))
     try:
         students = roster(args.alumnos)
-        texts = mix_texts()
+        texts = mix_texts(results["args"]["cell_limit"])
         write_class(work / "clase", students, texts)
         write_class(work / "muestra", students[:sample], texts)
         if stock_sample != sample:

@@ -74,7 +74,7 @@ def test_markdown_table_is_well_formed_and_keeps_the_other_device(quick_run):
 
 # --------------------------------------------------------------------------- make bench: a whole class
 
-from tarea2_grader import bench_clase  # noqa: E402
+from tarea2_grader import bench_clase, cells, examples  # noqa: E402
 
 # 20 s per cell: the loop is cut soon, and no correct cell comes near it even on a loaded machine
 # (at 5 s the plots cell ran out of time in one run only, a difference the benchmark reported).
@@ -183,7 +183,7 @@ def test_grades_are_real_and_compared(class_run):
 def test_goals_follow_the_numbers(class_run):
     _proc, doc, raw, _work = class_run
     goals = {r[0]: r for r in table_rows(doc, "meta")}
-    assert len(goals) == 4
+    assert len(goals) == 5
     s = raw["summary"]
     verdict = {True: "sí", False: "**no**"}
     per_student = raw["runs"][-1]["wall_s"] / 2
@@ -195,6 +195,28 @@ def test_goals_follow_the_numbers(class_run):
     loop = max(run["costs"]["200002"] for run in raw["runs"] if run["costs"])
     row = next(r for k, r in goals.items() if k.startswith("ningún alumno"))
     assert "{:.1f} s".format(loop) in row[1] and row[2] == verdict[loop <= 30]
+    # The budget: the most any student was charged, in any run, against the config's budget + 2 s.
+    charged = max((c, sid) for run in raw["runs"] for sid, c in run.get("sandbox", {}).items())
+    assert charged[0] > 0
+    row = next(r for k, r in goals.items() if k.startswith("ningún alumno gasta"))
+    assert "{:.1f} s, alumno {}".format(*charged) in row[1]
+    assert row[2] == verdict[charged[0] <= raw["args"]["budget"] + 2]
+
+
+def test_adversaries_close_a_large_class_and_each_adds_what_it_says():
+    assert bench_clase.kind_sequence(bench_clase.ADVERSARIES_FROM - 1)[-1] not in bench_clase.ADVERSARIES
+    kinds = bench_clase.kind_sequence(300)
+    assert kinds[-len(bench_clase.ADVERSARIES):] == list(bench_clase.ADVERSARIES)
+    assert len(kinds) == 300 and sum(k in bench_clase.ADVERSARIES for k in kinds) == len(bench_clase.ADVERSARIES)
+    reference = examples.reference_answers()
+    adv = bench_clase.adversary_answers(reference, 15.0)
+    code = cells.answer_cell_ids(examples.SOURCE)
+    assert set(adv["dormilon"]) == set(adv["choques"]) == set(code)
+    assert all(adv["dormilon"][g].startswith("import time\ntime.sleep(14)\n") for g in code)
+    assert all(adv["choques"][g].endswith(reference[g]) for g in code)
+    huge = {}
+    exec(bench_clase.HUGE_IMAGE.replace("display(", "huge['img'] = ("), {"huge": huge})
+    assert len(huge["img"].data) >= 40_000_000
 
 
 def test_a_planted_grade_difference_is_reported(class_run, tmp_path):
