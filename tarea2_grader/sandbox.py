@@ -8,9 +8,10 @@ is a fresh scratch folder; it has no network, its own PID, IPC, UTS and ``/tmp``
 capabilities, and, when the grader runs as root, it runs as an unprivileged user.  When the
 grader goes, the sandbox goes (``--die-with-parent``), with every process a student started.
 
-Without bubblewrap (macOS, a locked-down server) the same agent runs as a plain subprocess:
+Without bubblewrap (macOS, a locked-down server) grading refuses to start unless the course sets
+``c.TrustedExecute.require_sandbox = False``; then the same agent runs as a plain subprocess:
 verdicts still come from outside it and the time and memory limits still apply, but files are
-not isolated; :func:`aviso_sin_aislamiento` says so once, in Spanish.
+not isolated; :func:`aviso_sin_aislamiento` says so once, in Spanish, and every row of grades.csv.
 """
 import dataclasses
 import os
