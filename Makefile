@@ -23,7 +23,7 @@ define apt_tool
 	  fi; }
 endef
 
-# Student code runs inside bubblewrap; without it grading still runs, without file isolation, and says so.
+# Student code runs inside bubblewrap; without it grading refuses (unless TrustedExecute.require_sandbox = False).
 sandbox:
 	$(call apt_tool,bwrap,bubblewrap,aislamiento del código de los estudiantes)
 

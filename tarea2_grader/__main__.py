@@ -3,7 +3,9 @@
 * ``release``: ``nbgrader generate_assignment`` of source/tarea2 into release/tarea2.
 * ``grade``: collect the zips in downloaded/tarea2/archive/, repair and grade every student
   (``--workers N`` at a time, or on a Dask cluster with ``--cluster``), then one nbgrader
-  autograde run writes the gradebook; feedback and grades.csv.
+  autograde run writes the gradebook; feedback and grades.csv.  Exit status: 0 every student
+  graded, 2 nothing graded (the canary found the grader broken; nothing written), 3 some students
+  left ungraded by a failure of the grader (run it again: it grades exactly them).
 * ``notas``: rewrite grades.csv and the table from the gradebook (after grading the
   written answers in formgrader), without running anything again.
 * ``demo``: the whole ``grade`` pipeline on the example submissions in examples/, in a
@@ -44,9 +46,22 @@ def cmd_grade(args) -> int:
     course = pipeline.Course(os.path.abspath(args.course))
     if not os.path.exists(course.source_nb):
         print("no existe " + course.source_nb, file=sys.stderr)
-        return 2
-    pipeline.grade(course, **grade_options(args))
-    return 0
+        return pipeline.EXIT_NOTHING_GRADED
+    return graded_status(lambda: pipeline.grade(course, **grade_options(args)))[0]
+
+
+def graded_status(run) -> tuple:
+    """(exit status, rows) of a grading run: 2 when the grader is broken (nothing written, the
+    Spanish reason on stderr), 3 when some students were left ungraded by a grader failure."""
+    from .canario import CorrectorRoto
+    try:
+        rows = run()
+    except CorrectorRoto as exc:
+        print(str(exc), file=sys.stderr)
+        return pipeline.EXIT_NOTHING_GRADED, []
+    if any(r.ungraded for r in rows):
+        return pipeline.EXIT_UNGRADED, rows
+    return pipeline.EXIT_GRADED, rows
 
 
 def grade_options(args) -> dict:
@@ -116,12 +131,14 @@ def cmd_demo(args) -> int:
     demo_dir = os.path.abspath(args.dir)
     course = prepare_demo_course(demo_dir, os.path.join(REPO, "examples"))
     print("curso de demostración: " + os.path.relpath(demo_dir))
-    rows = pipeline.grade(course, **grade_options(args))
+    status, rows = graded_status(lambda: pipeline.grade(course, **grade_options(args)))
+    if status == pipeline.EXIT_NOTHING_GRADED:
+        return status
     print_example_summary(course, [r.student for r in rows])
     print("\ngrades.csv: {}   retroalimentación: {}   ({:.0f} s)".format(
         os.path.relpath(course.path("grades.csv")), os.path.relpath(course.path("feedback")),
         time.time() - start))
-    return 0
+    return status
 
 
 def print_example_summary(course: pipeline.Course, students) -> None:
@@ -151,7 +168,7 @@ def cmd_devolver(args) -> int:
     course = devolver_course(args.course)
     try:
         result = devolver.devolver(course)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, devolver.Rechazada) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     print("\n".join(devolver.report_lines(course, result)))

@@ -139,9 +139,25 @@ def write_worksheet(rows: List[dict], folders: Dict[str, str], path: str, result
                 result.pending.append(sid)
 
 
+class Rechazada(RuntimeError):
+    """Nothing may be handed back yet (the message, in Spanish, says why)."""
+
+
+def refuse_ungraded(rows: List[dict]) -> None:
+    """Raise :class:`Rechazada` while a student is ungraded by a failure of the grader: their blank
+    grade would go to the LMS as if it were the grade."""
+    ungraded = [r["student_id"] for r in rows if (r.get("observaciones") or "").startswith(pipeline.UNGRADED_PREFIX)]
+    if ungraded:
+        raise Rechazada("devolver: no se devuelve nada mientras haya alumnos sin corregir por una falla del "
+                        "corrector ({}: {}). Vuelve a ejecutar `make grade` (corrige solo a ellos) y luego "
+                        "`make devolver`.".format(len(ungraded), ", ".join(ungraded)))
+
+
 def devolver(course: pipeline.Course, out_dir: Optional[str] = None) -> Devolucion:
-    """Write the Moodle feedback zip and grading worksheet of a graded course."""
+    """Write the Moodle feedback zip and grading worksheet of a graded course (refused while a
+    student is ungraded by a failure of the grader)."""
     rows = read_grades(course)
+    refuse_ungraded(rows)
     out = out_dir or course.path(OUT_DIR)
     os.makedirs(out, exist_ok=True)
     result = Devolucion(os.path.join(out, ZIP_NAME), os.path.join(out, CSV_NAME), moodle_folders(course))

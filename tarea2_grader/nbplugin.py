@@ -116,6 +116,12 @@ def add_rubrics(nb, resources) -> int:
 
 #: What nbgrader's log says for a student whose verdicts came from the workers' cache.
 FROM_CACHE_LOG = "Veredictos de %s ya calculados (corrección en paralelo)"
+#: What it says for a student the grading machinery could not grade (the pipeline reads it back).
+MACHINERY_LOG = "Falla del corrector con %s: %s"
+
+
+class MachineryFailure(RuntimeError):
+    """The grading machinery (not the student) failed: nothing may be written for this student."""
 
 
 class TrustedExecute(NbGraderPreprocessor):
@@ -139,7 +145,10 @@ class TrustedExecute(NbGraderPreprocessor):
                                help="Wall seconds per cell and per test once a cell or test of the same "
                                     "student has run out of time (a loop costs one full limit, not one "
                                     "per cell that calls it).").tag(config=True)
-    require_sandbox = Bool(False, help="Refuse to grade when bubblewrap is not available.").tag(config=True)
+    require_sandbox = Bool(True, help="Refuse to grade when bubblewrap is not available (False: grade without "
+                                      "isolating files, and say so in every row).").tag(config=True)
+    sandbox_python = Unicode("", help="The interpreter that runs student code in the sandbox (empty: the course's "
+                                      "virtual environment).").tag(config=True)
     fresh_seeds = Bool(False, help="Draw new hidden inputs instead of reusing the recorded seed.").tag(config=True)
     tests_module = Unicode("tarea2_grader.hidden", help="Module that defines the hidden tests.").tag(config=True)
     use_cache = Bool(True, help="Reuse verdicts already computed for exactly this notebook, seed, limits and "
@@ -154,7 +163,8 @@ class TrustedExecute(NbGraderPreprocessor):
     def limits(self) -> sandbox.Limites:
         """The configured per-student limits."""
         return sandbox.Limites(self.cell_timeout, self.test_timeout, self.memory_mb, self.cpu_seconds,
-                               self.timeout_after_loop, self.budget, self.disk_mb, self.static_review)
+                               self.timeout_after_loop, self.budget, self.disk_mb, self.static_review,
+                               python=self.sandbox_python)
 
     def graded(self, nb, seed, aislar, student, root) -> "runner.Resultado":
         """The verdicts for ``nb``: from the cache when this exact job was graded, else graded now."""
@@ -174,7 +184,13 @@ class TrustedExecute(NbGraderPreprocessor):
                       "bubblewrap" if aislar else "un proceso aparte, sin aislar archivos", seed)
         result = runner.calificar(nb, seed, self.limits(), pruebas, aislar,
                                   hasta_ultimo_test=not self.rerun_after_last_test)
-        cache.put(key, student, result)
+        if result.falla:
+            self.log.error(MACHINERY_LOG, student, result.falla)
+            raise MachineryFailure(result.falla)
+        try:
+            cache.put(key, student, result)
+        except OSError as exc:  # the cache only saves time: the verdicts still go to the gradebook
+            self.log.warning("No se pudo guardar en veredictos/ el resultado de %s: %s", student, exc)
         return result
 
     def show_submitted_outputs(self, nb, resources) -> None:
@@ -197,7 +213,9 @@ class TrustedExecute(NbGraderPreprocessor):
         student, assignment = info.get("student", "desconocido"), info.get("assignment", "tarea")
         aislar = runner.aislamiento_disponible()
         if self.require_sandbox and not aislar:
-            raise RuntimeError(sandbox.aviso_sin_aislamiento() or "bubblewrap no está disponible")
+            why = sandbox.diagnostico_bwrap() or "bubblewrap no está disponible"
+            self.log.error(MACHINERY_LOG, student, why)
+            raise MachineryFailure(why)
         seed = seed_for(course_root(resources), assignment, student, self.fresh_seeds)
         result = self.graded(nb, seed, aislar, student, course_root(resources))
         from tarea2_grader import inert

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 import nbformat
 import psutil
 
-from . import collect, repair
+from . import canario, collect, repair
 from . import workers as parallel
 
 ASSIGNMENT = "tarea2"
@@ -57,6 +57,14 @@ PASS_WALL_PER_STUDENT = 60  # wall seconds a student may add to the nbgrader pas
 
 REASON_TIMEOUT = "se superó el tiempo máximo de corrección por alumno ({} s)"
 REASON_METADATA = "los metadatos de nbgrader del notebook están corruptos"
+UNGRADED_PREFIX = "sin corregir (falla del corrector): "
+NO_ISOLATION_NOTE = ("sin aislamiento: corregido sin bubblewrap ({}); el código del estudiante pudo leer y escribir "
+                     "archivos de este computador")
+
+# Exit status of `python -m tarea2_grader grade` (README, "Si el corrector falla").
+EXIT_GRADED = 0          # every student graded (or given the reason their notebook could not be)
+EXIT_NOTHING_GRADED = 2  # the canary failed (or bubblewrap is missing): nothing was written
+EXIT_UNGRADED = 3        # some students left ungraded by a failure of the machinery: run it again
 
 
 # ---------------------------------------------------------------- course paths
@@ -131,10 +139,12 @@ class StudentResult:
     student: str
     notes: List[str] = field(default_factory=list)
     failure: Optional[str] = None
+    machinery: bool = False  # the failure is the grading machinery's: ungraded, not 0
 
     def observations(self) -> str:
         """The Spanish text of the ``observaciones`` column."""
-        items = ([self.failure] if self.failure else []) + self.notes
+        failure = (UNGRADED_PREFIX + self.failure) if self.failure and self.machinery else self.failure
+        items = ([failure] if failure else []) + self.notes
         return "; ".join(items)
 
 
@@ -434,7 +444,8 @@ def sanitized_notebook(course: Course, student: str, cfg=None) -> nbformat.Noteb
 def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, scheduler: str = "",
              recompute: bool = False, say=lambda *a: None, progress: bool = True,
              on_ready: Callable[[str], None] = lambda student: None,
-             prepare: Callable[[str], bool] = lambda student: True) -> Dict[str, str]:
+             prepare: Callable[[str], bool] = lambda student: True,
+             failed: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """Grade ``students`` in parallel into the verdict cache, before nbgrader's own run.
 
     Local threads (``workers``, 0: one per core) or the Dask cluster at ``scheduler``.  Students
@@ -442,7 +453,8 @@ def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, sche
     ``recompute``.  ``prepare(student)`` runs just before the student's job is built (False: the
     student is not graded at all); ``on_ready(student)`` as each student's verdicts are in the cache.
     Returns {student: why the parallel grading skipped them}: nbgrader's run then grades those
-    itself, so nothing here can change a grade, only its cost.
+    itself, so nothing here can change a grade, only its cost.  ``failed`` (a dict) receives the
+    students the machinery could not grade (:func:`workers.grade_jobs`): nobody grades them now.
     """
     from .nbplugin import seed_for
     cfg = load_config(course)
@@ -473,7 +485,7 @@ def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, sche
     say("   {} alumno(s) en {}".format(len(students), where))
     bar = parallel.Progress(len(students)) if students and progress else None
     resumed: List[str] = []
-    errors = parallel.grade_jobs(jobs(), cache, workers, scheduler, bar, resumed, on_ready)
+    errors = parallel.grade_jobs(jobs(), cache, workers, scheduler, bar, resumed, on_ready, failed)
     if bar is not None and (skipped or refused):
         bar.step(len(skipped) + len(refused), instant=True)
     skipped.update(errors)
@@ -591,6 +603,7 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
     started = re.compile(r"(?:Calificando|Veredictos de) (\S+) ")
     failed = re.compile(r"There was an error processing assignment '[^']*' for student '([^']+)'")
     errors = set()
+    machinery = machinery_failures_in_log
 
     bar = parallel.Progress(len(students)) if show_progress else None
 
@@ -615,15 +628,27 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "a" if append_log else "w", encoding="utf-8") as fh:
         fh.write(run.output)
+    broken = machinery(run.output)
     for student, result in results.items():
         done = os.path.exists(course.autograded_nb(student))
-        if student in errors or not done:
+        if student in broken:
+            result.failure, result.machinery = broken[student], True
+            shutil.rmtree(os.path.dirname(course.autograded_nb(student)), ignore_errors=True)
+        elif student in errors or not done:
             result.failure = (REASON_TIMEOUT.format(int(limit)) if run.timed_out and not done
                               else failure_reason(Run(1, run.output), limit))
             shutil.rmtree(os.path.dirname(course.autograded_nb(student)), ignore_errors=True)
         else:
             result.notes.extend(grading_notes(course, student))
     return results
+
+
+def machinery_failures_in_log(output: str) -> Dict[str, str]:
+    """{student: reason} for the students nbgrader's pass could not grade by a failure of the
+    machinery (``TrustedExecute`` logs them: :data:`tarea2_grader.nbplugin.MACHINERY_LOG`)."""
+    from .nbplugin import MACHINERY_LOG
+    pattern = re.escape(MACHINERY_LOG).replace(re.escape("%s"), r"(\S+)", 1).replace(re.escape("%s"), r"(.*)", 1)
+    return {m.group(1): m.group(2).strip() for m in re.finditer(pattern, output)}
 
 
 def autograde_log(course: Course) -> str:
@@ -863,6 +888,7 @@ class Row:
     pending_total: float
     observations: str
     seed: Optional[int] = None
+    ungraded: bool = False  # the machinery failed: no points at all (blank in grades.csv), not 0
 
 
 def build_rows(cells: List[CellInfo], scores: Dict[str, Dict[str, Optional[float]]],
@@ -884,7 +910,7 @@ def build_rows(cells: List[CellInfo], scores: Dict[str, Dict[str, Optional[float
             else:
                 got[c.part] += per_cell.get(c.grade_id) or 0.0
         rows.append(Row(student, got, pend, sum(got.values()), sum(pend.values()), res.observations(),
-                        seeds.get(student) if res.failure is None else None))
+                        seeds.get(student) if res.failure is None else None, res.machinery))
     return rows
 
 
@@ -904,9 +930,10 @@ def write_csv(path: str, cells: List[CellInfo], rows: List[Row]) -> None:
         writer.writerow(["student_id", "total", "pendiente_manual"]
                         + ["parte_" + p for p in parts] + ["observaciones", "semilla"])
         for row in rows:
-            writer.writerow([row.student, fmt(row.total), fmt(row.pending_total)]
-                            + [fmt(row.parts[p]) for p in parts] + [row.observations,
-                                                                     "" if row.seed is None else row.seed])
+            num = (lambda x: "") if row.ungraded else fmt  # an ungraded student has no points, not 0
+            writer.writerow([row.student, num(row.total), num(row.pending_total)]
+                            + [num(row.parts[p]) for p in parts] + [row.observations,
+                                                                    "" if row.seed is None else row.seed])
 
 
 def part_maxima(cells: List[CellInfo]) -> Dict[str, float]:
@@ -925,6 +952,9 @@ def format_table(cells: List[CellInfo], rows: List[Row]) -> str:
     lines = ["  ".join(head), "  ".join(maxl)]
     for r in rows:
         cols = [r.student.ljust(width)]
+        if r.ungraded:
+            lines.append("  ".join(cols + ["-".rjust(5)] * len(parts) + ["-".rjust(6), "-".rjust(5)]))
+            continue
         for p in parts:
             cell = fmt(r.parts[p]) + ("*" if r.pending[p] else "")
             cols.append(cell.rjust(5))
@@ -959,10 +989,9 @@ def grade(course: Course, student_timeout: Optional[float] = None,
     verdicts kept from an earlier or interrupted run.
     """
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
-    from . import runner, sandbox
-    if not sandbox.bwrap_works():
-        say(sandbox.aviso_sin_aislamiento() or "")
+    from . import runner
     te = trusted_settings(course, autograde_args, student_timeout)
+    no_isolation = isolation(te, say)  # raises canario.CorrectorRoto when bubblewrap is required
     settings = parallel_settings(course, workers, scheduler)
     if not settings.scheduler:  # the local workers' sandboxes import torch while the class is collected
         runner.TALLERES.precalentar(te.limits(), runner.aislamiento_disponible(),
@@ -975,8 +1004,10 @@ def grade(course: Course, student_timeout: Optional[float] = None,
     try:
         # zip_collect does not use the gradebook: it runs while generate_assignment records source/
         # in it (the block waits for it even when the sync fails)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tarea2-recoger") as pool:
+        # the canary proves the sandbox works meanwhile, on a warm sandbox: checked before anyone is graded
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tarea2-recoger") as pool:
             collecting = pool.submit(collect_archives, course)
+            canary = pool.submit(canario.comprobar, te.limits(), settings.scheduler)
             release_nb = sync_gradebook(course, scratch)
             collected = collecting.result()
         students = course.students()
@@ -986,7 +1017,11 @@ def grade(course: Course, student_timeout: Optional[float] = None,
             return []
         shown = ", ".join(students[:12]) + (", ..." if len(students) > 12 else "")
         say("   {} alumno(s): {}".format(len(students), shown))
+        canary.result()  # raises canario.CorrectorRoto: nothing has been written
         results = {s: StudentResult(s, list(collected.get(s, []))) for s in students}
+        if no_isolation:
+            for res in results.values():
+                res.notes.insert(0, NO_ISOLATION_NOTE.format(no_isolation))
 
         def repaired(student: str) -> bool:
             """Repair the notebook just before its job is built (False: it cannot be graded)."""
@@ -996,12 +1031,15 @@ def grade(course: Course, student_timeout: Optional[float] = None,
             "veredictos fuera de él) ==".format(len(students)))
         others = [a for a in autograde_args if not a.startswith("--TrustedExecute.")]
         passes = GradebookPasses(course, te.budget, [*others, *trusted_args(te)], settings.pass_batch)
+        broken: Dict[str, str] = {}
         try:
             pregrade(course, students, te, settings.workers, settings.scheduler, recompute, say, not quiet,
-                     passes.add, repaired)
+                     passes.add, repaired, broken)
         except BaseException:
             passes.stop()
             raise
+        for student, why in broken.items():
+            results[student].failure, results[student].machinery = why, True
         for student, res in results.items():
             if res.failure:
                 say("   {}: no se corrige: {}".format(student, res.failure))
@@ -1009,7 +1047,7 @@ def grade(course: Course, student_timeout: Optional[float] = None,
         say("== gradebook (nbgrader autograde con los veredictos calculados) ==")
         graded = passes.finish(ready, say, not quiet)
         for student, res in graded.items():
-            results[student].failure = res.failure
+            results[student].failure, results[student].machinery = res.failure, res.machinery
             results[student].notes += res.notes
             if res.failure:
                 say("   {}: {}".format(student, res.failure))
@@ -1019,7 +1057,40 @@ def grade(course: Course, student_timeout: Optional[float] = None,
     say("== retroalimentación (feedback/) ==")
     generate_feedback(course, [s for s, r in results.items() if r.failure is None],
                       settings.workers or parallel.default_workers())
-    return write_grades(course, results, say)
+    rows = write_grades(course, results, say)
+    report_ungraded(results, say)
+    return rows
+
+
+def isolation(te, say=print) -> Optional[str]:
+    """None when student code runs in bubblewrap here; else why not, when the config allows grading
+    without it (``c.TrustedExecute.require_sandbox = False``).  Raises :class:`canario.CorrectorRoto`
+    otherwise: nobody is graded."""
+    why = sandbox_problem()
+    if why and te.require_sandbox:
+        raise canario.CorrectorRoto(canario.mensaje("{}. Cómo arreglarlo: {}.".format(why, canario.ARREGLO_BWRAP)))
+    if why:
+        say("aviso: {}; se corrige sin aislar los archivos (c.TrustedExecute.require_sandbox = False) y cada "
+            "fila de grades.csv lo dice".format(why))
+    return why
+
+
+def sandbox_problem() -> Optional[str]:
+    """Why bubblewrap cannot isolate student code here (None: it can)."""
+    from . import sandbox
+    return sandbox.diagnostico_bwrap()
+
+
+def report_ungraded(results: Dict[str, StudentResult], say=print) -> List[str]:
+    """Say whom the machinery failed to grade and how to grade exactly them; their ids."""
+    ungraded = sorted(s for s, r in results.items() if r.machinery)
+    if ungraded:
+        say("== sin corregir por una falla del corrector (no es culpa de los alumnos): {} ==".format(len(ungraded)))
+        for student in ungraded:
+            say("   {}: {}".format(student, results[student].failure))
+        say("   Vuelve a ejecutar `make grade` cuando esté resuelto: se corrigen solo ellos (los demás conservan "
+            "sus veredictos). `make devolver` se niega mientras tanto.")
+    return ungraded
 
 
 def warm_coordinator(tests_module: str, root: str) -> None:
@@ -1055,7 +1126,7 @@ def state_path(course: Course) -> str:
 def save_state(course: Course, results: Dict[str, StudentResult]) -> None:
     """Remember failures and notes so that ``report`` can rebuild grades.csv later."""
     os.makedirs(course.logs_dir, exist_ok=True)
-    data = {s: {"failure": r.failure, "notes": r.notes} for s, r in results.items()}
+    data = {s: {"failure": r.failure, "notes": r.notes, "machinery": r.machinery} for s, r in results.items()}
     with open(state_path(course), "w", encoding="utf-8") as fh:
         json.dump(data, fh, ensure_ascii=False, indent=1)
 
@@ -1066,7 +1137,8 @@ def load_state(course: Course) -> Dict[str, StudentResult]:
     if os.path.exists(state_path(course)):
         with open(state_path(course), encoding="utf-8") as fh:
             for sid, data in json.load(fh).items():
-                results[sid] = StudentResult(sid, data.get("notes", []), data.get("failure"))
+                results[sid] = StudentResult(sid, data.get("notes", []), data.get("failure"),
+                                             bool(data.get("machinery")))
     return results
 
 

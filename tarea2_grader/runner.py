@@ -59,6 +59,8 @@ SIN_CGROUP = "sin límite de tareas por alumno: sus hilos cuentan en el límite 
 _DE_PROCESOS = re.compile(r" lanzó (PermissionError|BlockingIOError|ChildProcessError|OSError|BrokenPipeError|"
                           r"EOFError|ConnectionError|ConnectionResetError|ConnectionRefusedError|"
                           r"CalledProcessError|BrokenProcessPool|SubprocessError)\b")
+MSG_TALLER_CAIDO = ("el entorno de corrección (el sandbox entero, no solo tu proceso) terminó dos veces mientras "
+                    "corría tu código, también en un sandbox nuevo: lo que quedaba no se ejecutó y sus tests valen 0")
 
 
 class Perdido(Exception):
@@ -93,6 +95,7 @@ class Resultado:
     aislado: bool
     segundos: float = 0.0
     sandbox_s: float = 0.0  # sandbox time charged to the student's budget
+    falla: str = ""  # non-empty: the grading machinery failed (no sandbox), so these verdicts grade nothing
 
     def puntos(self, nb) -> Dict[str, float]:
         """grade_id -> points of every autograded test cell (full points or 0)."""
@@ -109,7 +112,7 @@ class Resultado:
     def como_datos(self) -> dict:
         """Plain JSON data (what a grading worker sends back to the coordinator)."""
         return {"semilla": self.semilla, "aislado": self.aislado, "segundos": self.segundos, "sandbox_s": self.sandbox_s,
-                "notas": list(self.notas),
+                "notas": list(self.notas), "falla": self.falla,
                 "outputs": [[i, outs] for i, outs in sorted(self.outputs.items())],
                 "veredictos": [[i, v.prueba, v.ok, v.mensaje] for i, v in sorted(self.veredictos.items())]}
 
@@ -119,7 +122,7 @@ class Resultado:
         return cls(int(data["semilla"]), {int(i): outs for i, outs in data["outputs"]},
                    {int(i): Veredicto(p, bool(ok), m) for i, p, ok, m in data["veredictos"]},
                    list(data["notas"]), bool(data["aislado"]), float(data["segundos"]),
-                   float(data.get("sandbox_s", 0.0)))
+                   float(data.get("sandbox_s", 0.0)), str(data.get("falla") or ""))
 
 
 def es_test(cell) -> bool:
@@ -239,7 +242,7 @@ class Taller:
         self.limites, self.aislar = limites, aislar
         self.scratch = sandbox.nuevo_scratch()
         self._control, theirs = socket.socketpair()
-        argv, workdir = sandbox.comando(self.scratch, "", aislar, limites.disk_mb)
+        argv, workdir = sandbox.comando(self.scratch, "", aislar, limites.disk_mb, limites.python)
         config = {"fd": theirs.fileno(), "memory_mb": limites.memory_mb, "cpu_seconds": limites.cpu_seconds,
                   "isolated": aislar, "workdir": workdir}
         argv[-1] = json.dumps(config)
@@ -391,7 +394,7 @@ class _Talleres:
 
     @staticmethod
     def _clave(limites, aislar):
-        return (limites.memory_mb, limites.cpu_seconds, limites.disk_mb, aislar)
+        return (limites.memory_mb, limites.cpu_seconds, limites.disk_mb, limites.python, aislar)
 
     def precalentar(self, limites, aislar, cuantos: int = 1) -> None:
         """Start sandboxes in the background until ``cuantos`` are warm or warming (their torch
@@ -553,6 +556,8 @@ class _Calificacion:
         self.estado: List[list] = []  # [source, seconds] of the cells that succeeded: what a new holder replays
         self.reposiciones = 0
         self.gastado = 0.0  # seconds of sandbox time charged to this student
+        self.falla = ""  # the machinery failed: this student is left ungraded (Resultado.falla)
+        self.caidas = 0  # whole sandboxes lost while this student's code ran
 
     # -- the session
 
@@ -563,6 +568,9 @@ class _Calificacion:
                     if self.taller is None:
                         self.taller = TALLERES.tomar(self.limites, self.aislar)
                     self.sesion = self.taller.sesion()
+                    if not self.sesion.vivo:  # no student statement has run in it yet
+                        self.sesion = None
+                        raise Perdido("el proceso del estudiante no arrancó en el sandbox")
                     if not self.sesion.barrera and not any(n.startswith(SIN_BARRERA) for n in self.notas):
                         self.notas.append("{} ({})".format(SIN_BARRERA, self.sesion.motivo_barrera))
                     if self.aislar and self.taller.grupo.ruta is None and not any(n.startswith(SIN_CGROUP) for n in self.notas):
@@ -573,6 +581,8 @@ class _Calificacion:
                         self.taller.cerrar()
                         self.taller = None
                     self.perdido = str(exc) if intento else ""
+                    if intento:  # a fresh sandbox is out of the student's reach: the machinery failed
+                        self.falla = "no se pudo iniciar el sandbox ({})".format(_texto(str(exc), 600))
         return self.sesion if not self.perdido else None
 
     def _limite(self, base: float) -> float:
@@ -625,6 +635,13 @@ class _Calificacion:
             except Perdido:  # the whole sandbox went with it: the next request takes another one
                 self.taller.cerrar()
                 self.taller = None
+                muerte = {"sandbox": True}
+                self.caidas += 1
+                if self.caidas >= 2:  # retried once on a fresh sandbox: now it is the student's
+                    self.perdido = MSG_TALLER_CAIDO
+                    return muerte
+        if self.perdido:
+            return muerte
         self.reposiciones += 1
         if self.reposiciones > MAX_REPOSICIONES:
             self.perdido = "su código terminó o excedió el tiempo {} veces".format(MAX_REPOSICIONES)
@@ -646,7 +663,7 @@ class _Calificacion:
 
     # -- cells
 
-    def celda(self, i, cell):
+    def celda(self, i, cell, reintento=False):
         limite = self._limite(self.limites.cell_timeout)
         gid = cell.metadata.get("nbgrader", {}).get("grade_id") or "celda {}".format(i + 1)
         inicio = time.monotonic()
@@ -662,7 +679,13 @@ class _Calificacion:
             self._agotado(gid, limite)
             return
         except Caido:
-            desc = _descripcion_muerte(self._reponer())
+            muerte = self._reponer()
+            if muerte.get("sandbox") and not reintento and not self.perdido:
+                return self.celda(i, cell, reintento=True)  # the sandbox died: once more, on a fresh one
+            if self.perdido:
+                self.outputs[i] = [_error("NoEjecutada", MSG_PERDIDO.format(self.perdido))]
+                return
+            desc = _descripcion_muerte(muerte)
             self.outputs[i] = [_error("ProcesoTerminado", MSG_CRASH_CELDA.format(desc))]
             self.notas.append("la celda {} hizo terminar el proceso ({}): se corrigió el resto".format(gid, desc))
             return
@@ -678,7 +701,7 @@ class _Calificacion:
 
     # -- tests
 
-    def prueba(self, nombre, fuentes) -> Veredicto:
+    def prueba(self, nombre, fuentes, reintento=False) -> Veredicto:
         spec = self.pruebas.PRUEBAS[nombre]
         try:
             datos = self.pruebas.plan_de(nombre, self.semilla, self.pruebas.Contexto(fuentes))
@@ -702,7 +725,12 @@ class _Calificacion:
             return Veredicto(nombre, False, "tiempo excedido: las llamadas a tu código en {} no terminaron en {:g} s "
                                             "(¿un bucle infinito?). {}".format(corto, limite, SIN_PROCESOS))
         except Caido:
-            desc = _descripcion_muerte(self._reponer())
+            muerte = self._reponer()
+            if muerte.get("sandbox") and not reintento and not self.perdido:
+                return self.prueba(nombre, fuentes, reintento=True)  # the sandbox died: once more, on a fresh one
+            if self.perdido:
+                return Veredicto(nombre, False, "No se pudo evaluar {}: {}.".format(corto, self.perdido))
+            desc = _descripcion_muerte(muerte)
             return Veredicto(nombre, False, "Tu código hizo terminar el proceso durante {} ({}).".format(corto, desc))
         except Perdido as exc:
             if self.sin_presupuesto():
@@ -836,7 +864,7 @@ def calificar(nb, semilla: int, limites: Optional[sandbox.Limites] = None, prueb
     finally:
         trabajo.cerrar()
     return Resultado(int(semilla), trabajo.outputs, trabajo.veredictos, trabajo.notas, aislar,
-                     time.monotonic() - t0, round(trabajo.gastado, 3))
+                     time.monotonic() - t0, round(trabajo.gastado, 3), trabajo.falla)
 
 
 _DISPONIBLE: List[bool] = []

@@ -8,9 +8,10 @@ is a fresh scratch folder; it has no network, its own PID, IPC, UTS and ``/tmp``
 capabilities, and, when the grader runs as root, it runs as an unprivileged user.  When the
 grader goes, the sandbox goes (``--die-with-parent``), with every process a student started.
 
-Without bubblewrap (macOS, a locked-down server) the same agent runs as a plain subprocess:
+Without bubblewrap (macOS, a locked-down server) grading refuses to start unless the course sets
+``c.TrustedExecute.require_sandbox = False``; then the same agent runs as a plain subprocess:
 verdicts still come from outside it and the time and memory limits still apply, but files are
-not isolated; :func:`aviso_sin_aislamiento` says so once, in Spanish.
+not isolated; :func:`aviso_sin_aislamiento` says so once, in Spanish, and every row of grades.csv.
 """
 import dataclasses
 import os
@@ -42,6 +43,7 @@ class Limites:
     budget: float = 60.0           # seconds of sandbox time for everything one notebook causes
     disk_mb: int = 512             # the student's working folder (a tmpfs: RAM), besides /tmp and /dev/shm
     static_review: bool = True     # read the submitted source for machine-made derivatives (revision.py)
+    python: str = ""               # the interpreter the sandbox runs (empty: the course's virtual environment)
 
 
 def bwrap_path():
@@ -51,15 +53,24 @@ def bwrap_path():
 
 def bwrap_works():
     """Whether bubblewrap can create a sandbox here (it needs user namespaces or root)."""
+    return diagnostico_bwrap() is None
+
+
+def diagnostico_bwrap():
+    """None when bubblewrap can create a sandbox here, else why not (Spanish, for the instructor)."""
     path = bwrap_path()
     if not path:
-        return False
+        return "bubblewrap (bwrap) no está instalado"
     try:
         run = subprocess.run([path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return run.returncode == 0
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return "bubblewrap ({}) no se pudo ejecutar ({})".format(path, exc)
+    if run.returncode != 0:
+        err = run.stderr.decode("utf-8", "replace").strip()[-300:]
+        return "bubblewrap ({}) no logra crear un sandbox aquí (salió con código {}{})".format(
+            path, run.returncode, ": " + err if err else "")
+    return None
 
 
 def aviso_sin_aislamiento():
@@ -73,8 +84,9 @@ def aviso_sin_aislamiento():
             "`sudo dnf install bubblewrap` (Fedora); `make grade` lo instala solo cuando corre como root.")
 
 
-def _python_roots():
-    """Folders the interpreter and the virtual environment live in."""
+def _python_roots(python=None):
+    """Folders the interpreter and the virtual environment live in (real paths: the sandbox binds
+    nothing through a symbolic link), those of ``python`` included."""
     roots = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), os.path.realpath(sys.exec_prefix),
              os.path.realpath(sys.base_exec_prefix)}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
@@ -83,15 +95,39 @@ def _python_roots():
             roots.add(os.path.realpath(path))
     # the executable's own folder and the one its symlink points to
     roots.add(os.path.dirname(os.path.realpath(sys.executable)))
+    if python:
+        roots.update(_installation_of(python))
     inside_usr = [r for r in roots if r == "/usr" or r.startswith("/usr/")]
     others = sorted(r for r in roots if r not in inside_usr)
     # drop folders already inside another bound folder
     return [r for r in others if not any(r != o and r.startswith(o + os.sep) for o in others)]
 
 
-def interprete():
-    """The interpreter the sandbox runs: the virtual environment's python."""
-    return os.path.join(sys.prefix, "bin", "python") if sys.prefix != sys.base_prefix else sys.executable
+def _installation_of(python):
+    """Real folders an interpreter needs: its virtual environment (when it is one), the folder of the
+    executable it links to, and that installation's prefix (its ``lib/python3.*``)."""
+    folders = {os.path.dirname(python), os.path.dirname(os.path.realpath(python))}
+    venv = os.path.dirname(os.path.dirname(python))
+    if os.path.exists(os.path.join(venv, "pyvenv.cfg")):
+        folders.add(os.path.realpath(venv))
+    base = os.path.dirname(os.path.dirname(os.path.realpath(python)))
+    lib = os.path.join(base, "lib")
+    if os.path.isdir(lib) and any(n.startswith("python3") for n in os.listdir(lib)):
+        folders.add(base)
+    return {os.path.realpath(f) for f in folders}
+
+
+def interprete(python=""):
+    """The interpreter the sandbox runs: ``python`` when configured, else the virtual environment's.
+
+    Its folder is resolved (a ``.venv`` reached through a symbolic link would not exist inside the
+    sandbox) but not the file itself: a virtual environment's ``bin/python`` links to the base
+    interpreter, and only the path inside the environment finds its ``pyvenv.cfg``.
+    """
+    if not python:
+        python = os.path.join(sys.prefix, "bin", "python") if sys.prefix != sys.base_prefix else sys.executable
+    python = os.path.abspath(python)
+    return os.path.join(os.path.realpath(os.path.dirname(python)), os.path.basename(python))
 
 
 TMP_MB = 128   # the sandbox's /tmp (RAM)
@@ -103,17 +139,18 @@ def _tmpfs(path, size_mb):
     return ["--perms", "01777", "--size", str(int(size_mb) * 1024 * 1024), "--tmpfs", path]
 
 
-def comando(scratch, config_json, usar_bwrap=True, disco_mb=512):
+def comando(scratch, config_json, usar_bwrap=True, disco_mb=512, python=""):
     """The argv that starts the agent for one student, and the folder it works in.
 
     In bubblewrap every writable place is a tmpfs of a fixed size (the working folder
     ``disco_mb``, ``/tmp`` and ``/dev/shm`` :data:`TMP_MB` / :data:`SHM_MB`): what a student writes
-    is capped, and counted in the sandbox, not on the course's disk.
+    is capped, and counted in the sandbox, not on the course's disk.  ``python``: the interpreter
+    (:func:`interprete`).
     """
-    python = interprete()
+    python = interprete(python)
     if not usar_bwrap:
         return [python, "-B", AGENT, config_json], scratch
-    roots = _python_roots()
+    roots = _python_roots(python)
     args = [bwrap_path(), *_tmpfs("/tmp", TMP_MB)]
     for folder in _ancestors(roots + [INSIDE_AGENT]):
         args += ["--perms", "0755", "--dir", folder]

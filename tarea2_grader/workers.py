@@ -20,6 +20,7 @@ How ``make grade`` uses it (:func:`tarea2_grader.pipeline.grade`):
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import hashlib
 import json
@@ -39,6 +40,9 @@ from tarea2_grader import cells, runner, sandbox
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 CACHE_DIRNAME = "veredictos"  # at the course root: gitignored, never visible to student code
 KEY_VERSION = "1"
+# Fault injection for the tests: the students (comma separated) whose result this process cannot
+# write, as on a full disk.  Read on the trusted side only (no student code runs here).
+FAULT_ENV = "TAREA2_FALLA_DISCO_LLENO"
 
 
 # ---------------------------------------------------------------- keys
@@ -207,7 +211,10 @@ class VerdictCache:
         return self.get(key) is not None
 
     def put(self, key: str, student: str, resultado: "runner.Resultado", worker: str = "") -> None:
-        """Store a result (atomically: an interrupted write leaves no half entry)."""
+        """Store a result (atomically: an interrupted write leaves no half entry).  Raises OSError
+        when it cannot (a full disk: the caller decides what that costs)."""
+        if student in os.environ.get(FAULT_ENV, "").split(","):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path(key))
         os.makedirs(self.directory, exist_ok=True)
         tmp = self.path(key) + ".{}.tmp".format(os.getpid())
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -336,6 +343,21 @@ class Progress:
             self.stream.flush()
 
 
+def store_result(cache: VerdictCache, reply: dict, failed: Dict[str, str]) -> bool:
+    """Put a worker's result in the cache; False (with the reason in ``failed``) when the machinery
+    failed: the result says so, or it cannot be written."""
+    resultado = runner.Resultado.desde_datos(reply["resultado"])
+    if resultado.falla:
+        failed[reply["student"]] = resultado.falla
+        return False
+    try:
+        cache.put(reply["key"], reply["student"], resultado, reply.get("worker", ""))
+    except OSError as exc:
+        failed[reply["student"]] = "no se pudo guardar su resultado en {} ({})".format(CACHE_DIRNAME, exc)
+        return False
+    return True
+
+
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
     return "{} min {:02d} s".format(seconds // 60, seconds % 60) if seconds >= 60 else "{} s".format(seconds)
@@ -343,13 +365,17 @@ def _duration(seconds: float) -> str:
 
 def grade_jobs(jobs: Iterable[GradingJob], cache: VerdictCache, workers: int = 0, scheduler: str = "",
                progress: Optional[Progress] = None, resumed: Optional[list] = None,
-               on_ready: Callable[[str], None] = lambda student: None) -> Dict[str, str]:
+               on_ready: Callable[[str], None] = lambda student: None,
+               failed: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """Grade the jobs not yet in ``cache`` and store their results; {student: grader error}.
 
     ``resumed`` (a list) receives the students whose job was already in the cache;
     ``on_ready(student)`` is called for them first, then for each student as its result is stored.
+    ``failed`` (a dict) receives {student: reason} for those the machinery failed (no sandbox, a
+    result that could not be stored): they are neither cached nor ready, so a rerun grades them.
     """
     resumed = resumed if resumed is not None else []
+    failed = failed if failed is not None else {}
     errors: Dict[str, str] = {}
 
     def pending():
@@ -364,9 +390,9 @@ def grade_jobs(jobs: Iterable[GradingJob], cache: VerdictCache, workers: int = 0
 
     def on_result(reply: dict) -> None:
         if "resultado" in reply:
-            cache.put(reply["key"], reply["student"], runner.Resultado.desde_datos(reply["resultado"]),
-                      reply.get("worker", ""))
-            on_ready(reply["student"])
+            stored = store_result(cache, reply, failed)
+            if stored:
+                on_ready(reply["student"])
         else:
             errors[reply.get("student", "?")] = reply.get("error", "")
         if progress is not None:

@@ -22,7 +22,7 @@ import pytest
 from conftest import student_notebook, write_zip
 from test_pipeline import GOOD, auto_points, nb_text
 
-from tarea2_grader import nbplugin, pipeline, sandbox
+from tarea2_grader import canario, nbplugin, pipeline, sandbox
 from tarea2_grader import workers as parallel
 
 ARCHIVE = os.path.join("downloaded", "tarea2", "archive")
@@ -168,7 +168,8 @@ def test_interrupted_grading_resumes_without_regrading(sequential, fake_course_f
     real = parallel.grade_job
 
     def spy(job):
-        graded_again.append(job.student)
+        if job.student != canario.STUDENT:  # the canary goes through grade_job before anyone is graded
+            graded_again.append(job.student)
         return real(job)
 
     monkeypatch.setattr(parallel, "grade_job", spy)
