@@ -245,3 +245,31 @@ def test_write_csv_neutralises_every_text_cell_that_looks_like_a_formula(tmp_pat
         assert row[0] == "'" + payload and row[4] == "'" + payload
         assert pipeline.csv_id(row[0]) == payload
     assert pipeline.csv_text("1001") == "1001" and pipeline.csv_id("1001") == "1001"
+
+
+def test_moodle_worksheet_neutralises_a_full_name_written_as_a_formula(tmp_path):
+    name = "=HYPERLINK(\"http://x\";\"nota\")"
+    result = devolver.Devolucion(str(tmp_path / "z.zip"), str(tmp_path / "w.csv"))
+    folders = {"1001": name + "_1001" + devolver.MOODLE_SUFFIX + "_"}
+    devolver.write_worksheet([{"student_id": "1001", "total": "72", "pendiente_manual": "0"}], folders,
+                             result.csv_path, result)
+    with open(result.csv_path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[1][:3] == [devolver.MOODLE_PARTICIPANT + "1001", "'" + name, "72"]
+
+
+@pytest.fixture(scope="module")
+def regraded(course, restored):
+    """`make grade` run again after the review."""
+    rows = pipeline.grade(course, quiet=True)
+    return dict(_snapshot(course), rows={r.student: r for r in rows})
+
+
+def test_a_new_grading_run_keeps_the_restored_points(regraded):
+    flagged = regraded["csv"][FLAGGED]
+    assert flagged["revision"] == pipeline.REVISION_RESTORED
+    assert float(flagged["total"]) == AUTOGRADED_MAX
+    for grade_id in FLAGGED_TESTS:
+        auto, manual, _ = regraded["grades"][FLAGGED][grade_id]
+        assert (auto, manual) == (0.0, POINTS[grade_id]), grade_id
+    assert regraded["csv"][HONEST]["revision"] == "" and float(regraded["csv"][HONEST]["total"]) == AUTOGRADED_MAX
