@@ -885,6 +885,9 @@ def flagged_in_autograded(course: Course, student: str) -> List[str]:
 def review_of(sub, flagged: Iterable[str]) -> Dict[str, Optional[float]]:
     """{flagged grade_id: the manual score a person typed in formgrader, or None} of one gradebook
     SubmissionNotebook."""
+    flagged = list(flagged)
+    if not flagged:
+        return {}
     manual = {g.name: g.manual_score for g in sub.grades}
     return {gid: (None if manual.get(gid) is None else float(manual[gid])) for gid in flagged if gid in manual}
 
