@@ -22,6 +22,7 @@ c.Autograde.autograde_preprocessors = [
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "tarea2_grader.sharedgb.SharedSaveAutoGrades",
+    "tarea2_grader.nbplugin.MarkFlaggedForReview",  # flagged test cells: formgrader lists them for a person
     "tarea2_grader.sharedgb.SharedAssignLatePenalties",
     "tarea2_grader.cellmeta.CachedCheckCellMetadata",
 ]

@@ -86,7 +86,10 @@ def read_grades(course: pipeline.Course) -> List[dict]:
     if not os.path.exists(path):
         raise FileNotFoundError("no existe {}: corre primero `make grade`".format(path))
     with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    for row in rows:  # an id that looked like a formula was written with a leading apostrophe
+        row["student_id"] = pipeline.csv_id(row.get("student_id") or "")
+    return rows
 
 
 def feedback_files(course: pipeline.Course, student: str) -> List[str]:
@@ -134,7 +137,8 @@ def write_worksheet(rows: List[dict], folders: Dict[str, str], path: str, result
             if not sid.isdigit():
                 result.no_moodle_id.append(sid)
                 continue
-            writer.writerow([MOODLE_PARTICIPANT + sid, full_name(folders.get(sid, ""), sid), row["total"], stamp])
+            writer.writerow([MOODLE_PARTICIPANT + sid, pipeline.csv_text(full_name(folders.get(sid, ""), sid)),
+                             row["total"], stamp])
             if float(row.get("pendiente_manual") or 0) > 0:
                 result.pending.append(sid)
 

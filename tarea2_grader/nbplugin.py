@@ -230,7 +230,49 @@ class TrustedExecute(NbGraderPreprocessor):
         if not self.rerun_after_last_test:
             self.show_submitted_outputs(nb, resources)
         inert.notebook_metadata(nb)  # widget state: rendered by a script in formgrader and feedback
+        flagged = result.marcadas(nb)  # by cell index: before the rubric cells are inserted
         add_rubrics(nb, resources)
         nb.metadata[META_KEY] = {"semilla": seed, "aislado": aislar, "notas": result.notas,
-                                 "segundos": round(result.segundos, 1)}
+                                 "segundos": round(result.segundos, 1), FLAGGED_KEY: flagged}
+        return nb, resources
+
+
+#: Where TrustedExecute lists, in the autograded notebook's metadata, the test cells the static review flagged.
+FLAGGED_KEY = "marcadas"
+
+
+def flagged_cells(nb_metadata) -> list:
+    """grade_ids of the test cells that TrustedExecute recorded as flagged by the static review."""
+    meta = (nb_metadata or {}).get(META_KEY) or {}
+    found = meta.get(FLAGGED_KEY, []) if isinstance(meta, dict) else []
+    return [g for g in found if isinstance(g, str)] if isinstance(found, list) else []
+
+
+class MarkFlaggedForReview(NbGraderPreprocessor):
+    """After nbgrader's ``SaveAutoGrades``: the test cells the static review flagged need manual grading.
+
+    A flagged cell scores 0 automatically; setting ``needs_manual_grade`` on its gradebook row makes
+    formgrader list it ("needs manual grade"), where the TA reads the "revisión: ..." message and may
+    type the points in the cell's score box (``Grade.manual_score``, which nbgrader prefers to the
+    automatic score).  The list of flagged cells is the one ``TrustedExecute`` wrote into this
+    notebook's metadata (computed outside the student's process); a notebook with none opens no
+    gradebook.
+    """
+
+    def preprocess(self, nb, resources):
+        flagged = flagged_cells(nb.metadata)
+        if not flagged:
+            return nb, resources
+        from nbgrader.api import MissingEntry
+        from tarea2_grader.sharedgb import SharedEngineGradebook
+        info = resources["nbgrader"]
+        with SharedEngineGradebook(info["db_url"]) as gb:
+            for grade_id in flagged:
+                try:
+                    grade = gb.find_grade(grade_id, info["notebook"], info["assignment"], info["student"])
+                except MissingEntry:  # not a grade cell of this assignment: nothing to list
+                    self.log.warning("Celda marcada sin nota en el gradebook: %s", grade_id)
+                    continue
+                grade.needs_manual_grade = True
+            gb.db.commit()
         return nb, resources

@@ -877,6 +877,65 @@ def read_scores(course: Course, students: Iterable[str]) -> Dict[str, Dict[str, 
     return scores
 
 
+# ---------------------------------------------------------------- review of flagged cells
+
+REVISION_MARKED = "marcada"      # a flagged test cell scores 0 and waits for a person (formgrader)
+REVISION_RESTORED = "restaurado"  # a person typed points in every flagged cell, some of them above 0
+REVISION_CONFIRMED = "revisada"   # a person reviewed every flagged cell and left each at 0
+
+
+def review_status(review: Dict[str, Optional[float]]) -> str:
+    """The ``revision`` column from {flagged grade_id: manual score, None while nobody typed one}."""
+    if not review:
+        return ""
+    if any(v is None for v in review.values()):
+        return REVISION_MARKED
+    return REVISION_RESTORED if any(v > 0 for v in review.values()) else REVISION_CONFIRMED
+
+
+def flagged_in_autograded(course: Course, student: str) -> List[str]:
+    """The test cells of a student that the static review flagged, as ``TrustedExecute`` recorded
+    them in the autograded notebook's metadata ([] when there is none)."""
+    from .nbplugin import flagged_cells
+    path = course.autograded_nb(student)
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return flagged_cells(json.load(fh).get("metadata", {}))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def review_of(sub, flagged: Iterable[str]) -> Dict[str, Optional[float]]:
+    """{flagged grade_id: the manual score a person typed in formgrader, or None} of one gradebook
+    SubmissionNotebook."""
+    flagged = list(flagged)
+    if not flagged:
+        return {}
+    manual = {g.name: g.manual_score for g in sub.grades}
+    return {gid: (None if manual.get(gid) is None else float(manual[gid])) for gid in flagged if gid in manual}
+
+
+def read_reviews(course: Course, students: Iterable[str]) -> Dict[str, Dict[str, Optional[float]]]:
+    """{student: :func:`review_of`} for the students with flagged cells (the gradebook is opened
+    only when someone has one)."""
+    from nbgrader.api import Gradebook, MissingEntry
+    flagged = {s: f for s, f in ((s, flagged_in_autograded(course, s)) for s in students) if f}
+    if not flagged:
+        return {}
+    db = "sqlite:///" + os.path.abspath(course.path("gradebook.db"))
+    reviews: Dict[str, Dict[str, Optional[float]]] = {}
+    with Gradebook(db, course_id(course)) as gb:
+        for student, cells in flagged.items():
+            try:
+                sub = gb.find_submission_notebook(course.notebook, course.assignment, student)
+            except MissingEntry:
+                continue
+            reviews[student] = review_of(sub, cells)
+    return reviews
+
+
 @dataclass
 class Row:
     """One line of grades.csv."""
@@ -889,12 +948,14 @@ class Row:
     observations: str
     seed: Optional[int] = None
     ungraded: bool = False  # the machinery failed: no points at all (blank in grades.csv), not 0
+    revision: str = ""  # review_status of the flagged cells: '', marcada, restaurado, revisada
 
 
 def build_rows(cells: List[CellInfo], scores: Dict[str, Dict[str, Optional[float]]],
-               results: Dict[str, StudentResult], seeds: Optional[Dict[str, int]] = None) -> List[Row]:
+               results: Dict[str, StudentResult], seeds: Optional[Dict[str, int]] = None,
+               reviews: Optional[Dict[str, Dict[str, Optional[float]]]] = None) -> List[Row]:
     """Per-student part totals; failed students get 0 and their reason."""
-    seeds = seeds or {}
+    seeds, reviews = seeds or {}, reviews or {}
     parts = parts_of(cells)
     rows = []
     for student in sorted(results):
@@ -910,7 +971,8 @@ def build_rows(cells: List[CellInfo], scores: Dict[str, Dict[str, Optional[float
             else:
                 got[c.part] += per_cell.get(c.grade_id) or 0.0
         rows.append(Row(student, got, pend, sum(got.values()), sum(pend.values()), res.observations(),
-                        seeds.get(student) if res.failure is None else None, res.machinery))
+                        seeds.get(student) if res.failure is None else None, ungraded=res.machinery,
+                        revision=review_status(reviews.get(student, {})) if res.failure is None else ""))
     return rows
 
 
@@ -919,21 +981,40 @@ def fmt(x: float) -> str:
     return ("%.1f" % x).rstrip("0").rstrip(".")
 
 
-def write_csv(path: str, cells: List[CellInfo], rows: List[Row]) -> None:
-    """grades.csv: student_id, total, pendiente_manual, parte_*, observaciones, semilla.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
-    ``semilla`` is the seed of the student's hidden inputs (a regrade reuses it).
+
+def csv_text(text: str) -> str:
+    """Text for a CSV cell that a spreadsheet never runs as a formula: one starting with
+    = + - @ (or a tab or carriage return) gets a leading apostrophe."""
+    text = str(text)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def csv_id(text: str) -> str:
+    """A student id read back from a grades.csv cell (:func:`csv_text` undone: ids never start
+    with an apostrophe)."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
+
+
+def write_csv(path: str, cells: List[CellInfo], rows: List[Row]) -> None:
+    """grades.csv: student_id, total, pendiente_manual, parte_*, observaciones, semilla, revision.
+
+    ``semilla`` is the seed of the student's hidden inputs (a regrade reuses it); ``revision`` says
+    whether a test cell flagged by the static review waits for a person (``marcada``) or was
+    reviewed (``restaurado``, ``revisada``).  Text cells never start like a spreadsheet formula.
     """
     parts = parts_of(cells)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["student_id", "total", "pendiente_manual"]
-                        + ["parte_" + p for p in parts] + ["observaciones", "semilla"])
+                        + ["parte_" + p for p in parts] + ["observaciones", "semilla", "revision"])
         for row in rows:
             num = (lambda x: "") if row.ungraded else fmt  # an ungraded student has no points, not 0
-            writer.writerow([row.student, num(row.total), num(row.pending_total)]
-                            + [num(row.parts[p]) for p in parts] + [row.observations,
-                                                                    "" if row.seed is None else row.seed])
+            writer.writerow([csv_text(row.student), num(row.total), num(row.pending_total)]
+                            + [num(row.parts[p]) for p in parts] + [csv_text(row.observations),
+                                                                    "" if row.seed is None else row.seed,
+                                                                    row.revision])
 
 
 def part_maxima(cells: List[CellInfo]) -> Dict[str, float]:
@@ -964,7 +1045,21 @@ def format_table(cells: List[CellInfo], rows: List[Row]) -> str:
     for r in rows:
         if r.observations:
             lines.append("{}: {}".format(r.student, r.observations))
+    lines += review_lines(rows)
     return "\n".join(lines)
+
+
+def review_lines(rows: List[Row]) -> List[str]:
+    """The table's lines about the cells the static review flagged (none when nobody has one)."""
+    reviewed = [r for r in rows if r.revision]
+    if not reviewed:
+        return []
+    lines = ["revisión (columna revision de grades.csv): " + ", ".join(
+        "{} {}".format(r.student, r.revision) for r in reviewed)]
+    if any(r.revision == REVISION_MARKED for r in reviewed):
+        lines.append("  marcada = un test vale 0 hasta que una persona lo revise: formgrader lo lista como "
+                     "\"needs manual grade\" (ver README, \"Partes marcadas por la revisión del código\")")
+    return lines
 
 
 # ---------------------------------------------------------------- the whole thing
@@ -1111,7 +1206,7 @@ def write_grades(course: Course, results: Dict[str, StudentResult], say=print) -
     from .nbplugin import read_seeds
     cells = grade_cells(course.source_nb)
     seeds = read_seeds(course.root).get(course.assignment, {})
-    rows = build_rows(cells, read_scores(course, results), results, seeds)
+    rows = build_rows(cells, read_scores(course, results), results, seeds, read_reviews(course, results))
     write_csv(course.path("grades.csv"), cells, rows)
     say("== notas (grades.csv) ==")
     say(format_table(cells, rows))

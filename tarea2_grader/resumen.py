@@ -54,6 +54,16 @@ class FailedTest:
 
 
 @dataclass
+class ReviewedTest:
+    """A test cell the static review flagged, and what a person decided (None: not reviewed yet)."""
+
+    grade_id: str
+    part: str
+    maximum: float
+    manual: Optional[float]
+
+
+@dataclass
 class Summary:
     """What one student's feedback says first."""
 
@@ -66,6 +76,8 @@ class Summary:
     failed: List[FailedTest] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
     failure: Optional[str] = None
+    revision: str = ""  # grades.csv's revision column
+    reviewed: List[ReviewedTest] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- building
@@ -101,19 +113,24 @@ def split_hints(text: str):
 
 
 def build_summary(student: str, cells: List[pipeline.CellInfo], scores: Dict[str, Optional[float]],
-                  result: pipeline.StudentResult, nb=None) -> Summary:
+                  result: pipeline.StudentResult, nb=None,
+                  review: Optional[Dict[str, Optional[float]]] = None) -> Summary:
     """The summary of one student from the grade cells, the gradebook scores, the pipeline's
-    result (notes, failure) and the autograded notebook (the verdict of each test cell).
+    result (notes, failure), the autograded notebook (the verdict of each test cell) and the
+    review of the cells the static review flagged (:func:`pipeline.review_of`).
 
-    Part totals come from :func:`pipeline.build_rows`, as in grades.csv.
+    Part totals and the review's status come from :func:`pipeline.build_rows`, as in grades.csv.
     """
-    row = pipeline.build_rows(cells, {student: scores}, {student: result})[0]
+    review = review or {}
+    row = pipeline.build_rows(cells, {student: scores}, {student: result}, reviews={student: review})[0]
     maxima = pipeline.part_maxima(cells)
     parts = [PartScore(p, row.parts[p], maxima[p], row.pending[p]) for p in maxima]
     summary = Summary(student, parts, row.total, sum(maxima.values()), row.pending_total,
-                      notes=list(result.notes), failure=result.failure)
+                      notes=list(result.notes), failure=result.failure, revision=row.revision)
     if result.failure:
         return summary
+    summary.reviewed = [ReviewedTest(c.grade_id, c.part, c.points, review[c.grade_id])
+                        for c in cells if c.grade_id in review]
     for c in cells:
         if c.points <= 0 or c.grade_id not in scores:
             continue
@@ -170,15 +187,23 @@ def student_summary(course: pipeline.Course, student: str) -> Summary:
     nb = nbformat.read(path, as_version=4) if os.path.exists(path) else None
     result = student_result(course, student, nb)
     scores: Dict[str, Optional[float]] = {}
+    review: Dict[str, Optional[float]] = {}
     if result.failure is None:
         db = "sqlite:///" + os.path.abspath(course.path("gradebook.db"))
         with Gradebook(db, pipeline.course_id(course)) as gb:
             try:
-                scores = pipeline.submission_scores(
-                    gb.find_submission_notebook(course.notebook, course.assignment, student))
+                sub = gb.find_submission_notebook(course.notebook, course.assignment, student)
+                scores = pipeline.submission_scores(sub)
+                review = pipeline.review_of(sub, flagged_of(nb))
             except MissingEntry:
                 result = pipeline.StudentResult(student, result.notes, "no hay notas de este alumno en el gradebook")
-    return build_summary(student, course_cells(course, nb), scores, result, nb)
+    return build_summary(student, course_cells(course, nb), scores, result, nb, review)
+
+
+def flagged_of(nb) -> List[str]:
+    """The test cells the static review flagged, as recorded in the autograded notebook."""
+    from .nbplugin import flagged_cells
+    return flagged_cells(nb.metadata) if nb is not None else []
 
 
 def example_student(course: pipeline.Course, students) -> Optional[str]:
@@ -227,10 +252,24 @@ def summary_text(s: Summary) -> str:
             lines.append("  - parte {}, {} ({} de {}):".format(f.part, f.grade_id, pts(f.points), pts(f.maximum)))
             lines += ["      " + m for m in (f.message or ["(sin mensaje)"])]
             lines += ["      Pista: " + h for h in f.hints]
+    if s.reviewed:
+        lines.append("Revisión del código:")
+        lines += ["  - " + review_text(r) for r in s.reviewed]
     if s.notes:
         lines.append("Observaciones:")
         lines += ["  - " + n for n in s.notes]
     return "\n".join(lines)
+
+
+def review_text(r: ReviewedTest) -> str:
+    """One Spanish line about a flagged test cell (no student text in it)."""
+    where = "parte {}, {}".format(r.part, r.grade_id)
+    if r.manual is None:
+        return ("{}: marcada por usar una derivada hecha por máquina; vale 0 hasta que una persona "
+                "la revise".format(where))
+    if r.manual > 0:
+        return "{}: revisada por una persona, puntos restaurados: {} de {}".format(where, pts(r.manual), pts(r.maximum))
+    return "{}: revisada por una persona: 0 de {}".format(where, pts(r.maximum))
 
 
 def esc(text) -> str:
@@ -267,6 +306,10 @@ def summary_html(s: Summary) -> str:
             out += ["<div>{}</div>".format(esc(m)) for m in (f.message or ["(sin mensaje)"])]
             out += ['<div class="text-info"><b>Pista:</b> {}</div>'.format(esc(h)) for h in f.hints]
             out.append("</li>")
+        out.append("</ul>")
+    if s.reviewed:
+        out.append('<div><b>Revisión del código</b> ({})</div><ul class="resumen-revision">'.format(esc(s.revision)))
+        out += ['<li data-revision="{}">{}</li>'.format(esc(r.grade_id), esc(review_text(r))) for r in s.reviewed]
         out.append("</ul>")
     if s.notes:
         out.append("<div><b>Observaciones</b></div><ul class=\"resumen-notas\">")
@@ -331,10 +374,11 @@ class ResumenCorreccion(NbGraderPreprocessor):
             sub = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
             cells = grade_cells_of(gb, sub)  # held: the session keeps loaded objects weakly
             scores = pipeline.submission_scores(sub)
+            review = pipeline.review_of(sub, flagged_of(nb))
             del cells
         result = student_result(course, info["student"], nb)
         result = pipeline.StudentResult(result.student, result.notes, None)  # it has a notebook: it was graded
-        summary = build_summary(info["student"], course_cells(course, nb), scores, result, nb)
+        summary = build_summary(info["student"], course_cells(course, nb), scores, result, nb, review)
         nb.cells.insert(0, summary_cell(summary))
         return nb, resources
 

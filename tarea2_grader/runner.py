@@ -82,6 +82,7 @@ class Veredicto:
     prueba: Optional[str]
     ok: bool
     mensaje: str
+    marcada: bool = False  # the static review flagged the graded code: a person must review it
 
 
 @dataclasses.dataclass
@@ -109,18 +110,23 @@ class Resultado:
         """grade_id -> the verdict's message."""
         return {nb.cells[i].metadata.get("nbgrader", {}).get("grade_id"): v.mensaje for i, v in self.veredictos.items()}
 
+    def marcadas(self, nb) -> List[str]:
+        """grade_ids of the test cells the static review flagged, in notebook order."""
+        return [nb.cells[i].metadata.get("nbgrader", {}).get("grade_id")
+                for i, v in sorted(self.veredictos.items()) if v.marcada]
+
     def como_datos(self) -> dict:
         """Plain JSON data (what a grading worker sends back to the coordinator)."""
         return {"semilla": self.semilla, "aislado": self.aislado, "segundos": self.segundos, "sandbox_s": self.sandbox_s,
                 "notas": list(self.notas), "falla": self.falla,
                 "outputs": [[i, outs] for i, outs in sorted(self.outputs.items())],
-                "veredictos": [[i, v.prueba, v.ok, v.mensaje] for i, v in sorted(self.veredictos.items())]}
+                "veredictos": [[i, v.prueba, v.ok, v.mensaje, v.marcada] for i, v in sorted(self.veredictos.items())]}
 
     @classmethod
     def desde_datos(cls, data: dict) -> "Resultado":
         """The inverse of :meth:`como_datos`."""
         return cls(int(data["semilla"]), {int(i): outs for i, outs in data["outputs"]},
-                   {int(i): Veredicto(p, bool(ok), m) for i, p, ok, m in data["veredictos"]},
+                   {int(v[0]): Veredicto(v[1], bool(v[2]), v[3], bool(v[4:5] and v[4])) for v in data["veredictos"]},
                    list(data["notas"]), bool(data["aislado"]), float(data["segundos"]),
                    float(data.get("sandbox_s", 0.0)), str(data.get("falla") or ""))
 
@@ -842,7 +848,7 @@ def con_revision(v: Veredicto, revision, puntos) -> Veredicto:
         cola = REVISION_SIN_MARCA.format(float(puntos or 0))
     else:
         cola = "sin la marca: " + v.mensaje
-    return Veredicto(v.prueba, False, "\n".join(lineas) + "\n" + cola)
+    return Veredicto(v.prueba, False, "\n".join(lineas) + "\n" + cola, marcada=True)
 
 
 def calificar(nb, semilla: int, limites: Optional[sandbox.Limites] = None, pruebas=None,

@@ -155,9 +155,10 @@ def test_grades_csv(graded):
     with open(os.path.join(course.root, "grades.csv"), encoding="utf-8") as fh:
         table = list(csv.DictReader(fh))
     assert list(table[0]) == ["student_id", "total", "pendiente_manual", "parte_1", "parte_2", "observaciones",
-                              "semilla"]
+                              "semilla", "revision"]
     by_id = {r["student_id"]: r for r in table}
     assert set(by_id) == set(expected)
+    assert {r["revision"] for r in table} == {""}  # nothing flagged by the review of the source
     assert by_id["1001"]["parte_1"] == "2" and by_id["1001"]["parte_2"] == "3"
     assert by_id["1001"]["pendiente_manual"] == "1"
     assert by_id["1003"]["parte_2"] == "0"
