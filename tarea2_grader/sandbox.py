@@ -42,6 +42,8 @@ class Limites:
     budget: float = 60.0           # seconds of sandbox time for everything one notebook causes
     disk_mb: int = 512             # the student's working folder (a tmpfs: RAM), besides /tmp and /dev/shm
     static_review: bool = True     # read the submitted source for machine-made derivatives (revision.py)
+    output_bytes: int = 2000000    # content kept per output (c.SizeLimits.output_mb; tarea2_grader/tamano.py)
+    notebook_bytes: int = 20000000  # content kept for all of a notebook's outputs (c.SizeLimits.notebook_mb)
 
 
 def bwrap_path():
