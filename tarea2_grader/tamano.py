@@ -128,18 +128,20 @@ def note_text(nbytes: int, limit: int, what: str = "salida", per_notebook: bool 
 
 
 def _cut_stream(output: dict, keep_bytes: int, note: str) -> dict:
-    """A stream output's beginning (``keep_bytes`` at most, note included) followed by the note."""
+    """A stream output's beginning followed by the note, within ``keep_bytes`` (or the note alone)."""
+    name = "stderr" if output.get("name") == "stderr" else "stdout"
+    alone = {"output_type": "stream", "name": name, "text": note + "\n"}
     text = output.get("text")
     if isinstance(text, list):
         text = "".join(t for t in text if isinstance(t, str))
     if not isinstance(text, str) or omitted_size(text) is not None:
-        return {"output_type": "stream", "name": "stdout", "text": note + "\n"}
-    keep = max(0, keep_bytes - len(note.encode("utf-8")) - 2)
-    head = text.encode("utf-8")[:keep].decode("utf-8", "ignore")
-    if head:
-        note = note.replace(" omitida:", " recortada, se muestra el comienzo:", 1)
-        head += "" if head.endswith("\n") else "\n"
-    name = "stderr" if output.get("name") == "stderr" else "stdout"
+        return alone
+    note = note.replace(" omitida:", " recortada, se muestra el comienzo:", 1)
+    keep = keep_bytes - content_size({"o": "stream", "n": name, "t": note}) - 2  # two newlines
+    head = text.encode("utf-8")[:max(0, keep)].decode("utf-8", "ignore")
+    if not head:
+        return alone
+    head += "" if head.endswith("\n") else "\n"
     return {"output_type": "stream", "name": name, "text": head + note + "\n"}
 
 
