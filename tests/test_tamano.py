@@ -295,7 +295,7 @@ def test_a_huge_attachment_becomes_a_note_in_its_cell(graded):
     nb = nbformat.read(course.autograded_nb("9003"), as_version=4)
     cell = next(c for c in nb.cells if "Mi gráfico" in c.source)
     assert not cell.get("attachments")
-    assert "(adjunto 'g.png' de 3,0 MB omitido: supera el límite de 2 MB por adjunto)" in cell.source
+    assert "(adjunto 'g.png' de 3 MB omitido: supera el límite de 2 MB por adjunto)" in cell.source
 
 
 def test_a_zip_bomb_is_refused_in_that_students_row(graded):
