@@ -30,7 +30,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 import nbformat
 import psutil
 
-from . import collect, repair
+from . import collect, repair, tamano
 from . import workers as parallel
 
 ASSIGNMENT = "tarea2"
@@ -295,7 +295,7 @@ def refusal_notes(course: Course) -> Dict[str, str]:
     notes: Dict[str, List[str]] = {}
     for item in collect.read_refusals(course.extracted_dir):
         info = collect.match_path(item["archivo"], patterns)
-        line = "'{}' rechazado: {}".format(item["archivo"].rsplit("/", 1)[-1], item.get("motivo", ""))
+        line = "no se extrajo '{}' ({})".format(item["archivo"].rsplit("/", 1)[-1], item.get("motivo", ""))
         if info and collect.ASCII_ID.match(info["student_id"]):
             notes.setdefault(info["student_id"], []).append(line)
         else:
@@ -364,7 +364,6 @@ def repair_student(course: Course, student: str, release_nb: str, result: Studen
         result.failure = "no se encontró ningún notebook en la entrega"
         return False
     try:  # before anything reads the whole file: outputs and attachments over the size caps cut
-        from . import tamano
         result.notes.extend(tamano.cap_submission(path, tamano.SizeLimits(config=load_config(course))))
     except tamano.TooLarge as exc:
         result.failure = str(exc)
