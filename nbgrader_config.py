@@ -80,3 +80,16 @@ c.GenerateFeedback.preprocessors = [
 # notebook name ("Copia de tarea2.ipynb"); see tarea2_grader/collect.py to adapt
 # the pattern, e.g. c.LmsCollectorPlugin.named_regexp = r"...(?P<student_id>...)...".
 c.ZipCollectApp.collector_plugin = "tarea2_grader.collect.LmsCollectorPlugin"
+# Archives are extracted with size limits (zip bombs, huge files): only notebooks and archives one
+# level deep are taken out, and what is refused goes into that student's row in grades.csv.
+c.ZipCollectApp.extractor_plugin = "tarea2_grader.collect.SafeExtractorPlugin"
+
+# Size limits (tarea2_grader/tamano.py; 1 MB = 1,000,000 bytes):
+c.SizeLimits.file_mb = 200          # each submitted file, uncompressed; also each student's files in all
+c.SizeLimits.archive_mb = 4096      # everything extracted from the LMS download(s)
+c.SizeLimits.archive_entries = 100000  # an archive with more entries is not opened
+# Each student output or markdown attachment kept in the autograded notebook (formgrader, feedback):
+# a larger one is replaced by a note ("(salida de 150 MB omitida: supera el límite de 2 MB por salida)";
+# a long text keeps its beginning); past the notebook's cap, the later outputs become notes too.
+c.SizeLimits.output_mb = 2
+c.SizeLimits.notebook_mb = 20

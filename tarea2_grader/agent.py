@@ -143,6 +143,42 @@ def _plain(text, limit=200000):
     return text if len(text) <= limit else text[:limit] + "\n[... salida recortada ...]\n"
 
 
+# A string left out for its size; the supervisor (tarea2_grader.tamano) reads the size and shows a note.
+OMITTED_PREFIX = "\x00tarea2-omitido:"
+
+
+def _size(value, depth=0):
+    """Characters of every string inside an output (what the supervisor measures, near enough)."""
+    if isinstance(value, str):
+        digits = value[len(OMITTED_PREFIX):] if value.startswith(OMITTED_PREFIX) else ""
+        return int(digits) if digits.isdigit() else len(value)
+    if depth > 20:
+        return 0
+    if isinstance(value, dict):
+        return sum(_size(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_size(v, depth + 1) for v in value)
+    return 0
+
+
+def shrink_outputs(outputs, max_output, max_cell):
+    """Replace the outputs over ``max_output`` characters, and those past ``max_cell`` for the cell,
+    by a stand-in that records their size: the reply stays small and the supervisor writes the note."""
+    total = 0
+    for i, out in enumerate(outputs):
+        size = _size(out)
+        if size > max_output or total + size > max_cell:
+            if out.get("output_type") == "stream" and total + max_output <= max_cell:
+                text = out.get("text", "")[:max_output]
+                outputs[i] = {"output_type": "stream", "name": out.get("name"), "text": text,
+                              "resto": OMITTED_PREFIX + str(max(0, size - len(text)))}
+            else:
+                outputs[i] = {"output_type": "display_data", "metadata": {},
+                              "data": {"text/plain": OMITTED_PREFIX + str(size)}}
+        total += _size(outputs[i])
+    return outputs
+
+
 class _Stream(io.TextIOBase):
     """sys.stdout / sys.stderr stand-in that appends stream outputs to the cell's record."""
 
@@ -165,11 +201,28 @@ class _Stream(io.TextIOBase):
         if not s:
             return 0
         last = self._outputs[-1] if self._outputs else None
-        if last is not None and last.get("output_type") == "stream" and last.get("name") == self.name:
-            last["text"] += s
+        if last is not None and last.get("output_type") == "stream" and last.get("name") == self.name \
+                and "parts" in last:
+            if last["kept"] <= Cell.max_output:  # past it, only the size is kept
+                last["parts"].append(s)
+                last["kept"] += len(s)
+            else:
+                last["dropped"] += len(s)
         else:
-            self._outputs.append({"output_type": "stream", "name": self.name, "text": s})
+            self._outputs.append({"output_type": "stream", "name": self.name, "parts": [s], "kept": len(s),
+                                  "dropped": 0})
         return len(s)
+
+    @staticmethod
+    def finish(outputs):
+        """Join each stream's pieces into its text (a string grown piece by piece costs quadratic time)."""
+        for out in outputs:
+            if isinstance(out, dict) and isinstance(out.get("parts"), list):
+                out["text"] = "".join(str(p) for p in out.pop("parts"))
+                out.pop("kept", None)
+                dropped = out.pop("dropped", 0)
+                if isinstance(dropped, int) and dropped > 0:
+                    out["resto"] = OMITTED_PREFIX + str(dropped)
 
     def flush(self):
         pass
@@ -195,6 +248,7 @@ class Cell:
     """Outputs of the cell being run (nbformat-shaped dicts)."""
 
     outputs = []
+    max_output = 2 * 1000 * 1000  # characters one stream keeps (the request's max_output)
 
 
 def make_shell(workdir):
@@ -291,6 +345,7 @@ def run_cell(shell, source):
                         "traceback": []})
     finally:
         sys.stdout, sys.stderr = saved
+        _Stream.finish(outputs)
     return outputs
 
 
@@ -466,8 +521,10 @@ def handle_cell(shell, msg):
     holder and rebuilds the state before that cell in a fresh one, by running the cells that
     had succeeded again (``replay``: no outputs sent back).
     """
+    Cell.max_output = int(msg.get("max_output") or Cell.max_output)
     outputs = run_cell(shell, msg["source"])
     reset_process_signals()
+    shrink_outputs(outputs, Cell.max_output, int(msg.get("max_cell") or MAX_FRAME // 4))
     memory = any(o.get("output_type") == "error" and o.get("ename") == "MemoryError" for o in outputs)
     reply = {"id": msg["id"], "status": "ok", "memory": memory}
     if not msg.get("replay"):

@@ -21,7 +21,7 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Integer, Unicode
 
-from tarea2_grader import pauta, runner, sandbox
+from tarea2_grader import pauta, runner, sandbox, tamano
 
 SEEDS_FILE = "semillas.json"
 META_KEY = "tarea2_calificacion"
@@ -75,12 +75,12 @@ NOT_RERUN_EMPTY = ("[La entrega no trae salidas de esta celda. Las celdas poster
                    "vuelven a ejecutar al corregir: no cambian ningún punto automático.]\n")
 
 
-def submitted_outputs(nb, submitted) -> dict:
+def submitted_outputs(nb, submitted, caps: tamano.Caps = tamano.Caps()) -> dict:
     """{cell index: outputs} for the code cells after ``nb``'s last test cell, from ``submitted``.
 
     Each cell gets the outputs of the submitted code cell with the same source (in order, each
-    used once), sanitized like any student output, after a line that says where they come from;
-    an answer cell without submitted outputs gets that line alone.
+    used once), sanitized and size-capped like any student output, after a line that says where
+    they come from; an answer cell without submitted outputs gets that line alone.
     """
     last = runner.ultimo_test(nb)
     pool = [c for c in submitted.cells if c.cell_type == "code"]
@@ -93,7 +93,8 @@ def submitted_outputs(nb, submitted) -> dict:
         if match is not None:
             used.add(match)
             raw = pool[match].get("outputs") or []
-            outputs = [o for o in (runner.saneada(x) for x in raw[:500]) if o]
+            capped = (tamano.cap_output(x, caps) if isinstance(x, dict) else x for x in raw[:500])
+            outputs = [o for o in (runner.saneada(x) for x in capped) if o]
         answer = (cell.metadata.get("nbgrader") or {}).get("solution")
         if outputs or answer:
             label = {"output_type": "stream", "name": "stdout", "text": NOT_RERUN if outputs else NOT_RERUN_EMPTY}
@@ -162,9 +163,11 @@ class TrustedExecute(NbGraderPreprocessor):
 
     def limits(self) -> sandbox.Limites:
         """The configured per-student limits."""
+        caps = tamano.SizeLimits(config=self.config).caps()
         return sandbox.Limites(self.cell_timeout, self.test_timeout, self.memory_mb, self.cpu_seconds,
                                self.timeout_after_loop, self.budget, self.disk_mb, self.static_review,
-                               python=self.sandbox_python)
+                               python=self.sandbox_python, output_bytes=caps.output,
+                               notebook_bytes=caps.notebook)
 
     def graded(self, nb, seed, aislar, student, root) -> "runner.Resultado":
         """The verdicts for ``nb``: from the cache when this exact job was graded, else graded now."""
@@ -201,11 +204,12 @@ class TrustedExecute(NbGraderPreprocessor):
         coursedir.root = course_root(resources)
         path = os.path.join(coursedir.format_path(coursedir.submitted_directory, info.get("student", ""),
                                                   info.get("assignment", "")), info.get("notebook", "") + ".ipynb")
-        try:
-            submitted = nbformat.read(path, as_version=4)
+        caps = tamano.SizeLimits(config=self.config).caps()
+        try:  # read in chunks: a string over the output cap is never held whole
+            submitted = nbformat.reads(tamano.read_shrunk(path, caps.output).decode("utf-8-sig"), as_version=4)
         except Exception:  # no readable submission here (e.g. graded from another folder)
             submitted = nbformat.v4.new_notebook()
-        for i, outputs in submitted_outputs(nb, submitted).items():
+        for i, outputs in submitted_outputs(nb, submitted, caps).items():
             nb.cells[i].outputs = [nbformat.from_dict(o) for o in outputs]
 
     def preprocess(self, nb, resources):
@@ -231,8 +235,9 @@ class TrustedExecute(NbGraderPreprocessor):
             self.show_submitted_outputs(nb, resources)
         inert.notebook_metadata(nb)  # widget state: rendered by a script in formgrader and feedback
         flagged = result.marcadas(nb)  # by cell index: before the rubric cells are inserted
+        cut = tamano.cap_notebook(nb, tamano.SizeLimits(config=self.config).caps())  # before the rubrics
         add_rubrics(nb, resources)
-        nb.metadata[META_KEY] = {"semilla": seed, "aislado": aislar, "notas": result.notas,
+        nb.metadata[META_KEY] = {"semilla": seed, "aislado": aislar, "notas": result.notas + cut.messages(),
                                  "segundos": round(result.segundos, 1), FLAGGED_KEY: flagged}
         return nb, resources
 

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 import nbformat
 import psutil
 
-from . import canario, collect, repair
+from . import canario, collect, repair, tamano
 from . import workers as parallel
 
 ASSIGNMENT = "tarea2"
@@ -255,11 +255,14 @@ def sync_gradebook(course: Course, scratch: str) -> str:
 # ---------------------------------------------------------------- collect
 
 def collector_args(course: Course) -> List[str]:
-    """Command-line options selecting our collector when the config names none."""
+    """Command-line options selecting our collector and extractor when the config names none."""
     cfg = load_config(course)
-    if "collector_plugin" in cfg.ZipCollectApp:
-        return []
-    return ["--ZipCollectApp.collector_plugin=tarea2_grader.collect.LmsCollectorPlugin"]
+    args = []
+    if "collector_plugin" not in cfg.ZipCollectApp:
+        args.append("--ZipCollectApp.collector_plugin=tarea2_grader.collect.LmsCollectorPlugin")
+    if "extractor_plugin" not in cfg.ZipCollectApp:
+        args.append("--ZipCollectApp.extractor_plugin=tarea2_grader.collect.SafeExtractorPlugin")
+    return args
 
 
 def collection_plan(course: Course):
@@ -291,7 +294,30 @@ def collection_notes(course: Course) -> Dict[str, List[str]]:
                 len(entry.candidates), name, ", ".join(entry.name_of(p) for p in entry.skipped())))
     for rel in plan.unmatched + plan.bad_ids:
         print("  aviso: archivo sin alumno reconocible, ignorado: " + rel)
+    for sid, reason in refusal_notes(course).items():
+        notes.setdefault(sid, []).append(reason)
     return notes
+
+
+def refusal_notes(course: Course) -> Dict[str, str]:
+    """{student: Spanish note} for the files the extractor refused (tarea2_grader/collect.py)."""
+    patterns = collect.LmsCollectorPlugin(config=load_config(course)).active_patterns()
+    notes: Dict[str, List[str]] = {}
+    for item in collect.read_refusals(course.extracted_dir):
+        info = collect.match_path(item["archivo"], patterns)
+        line = "no se extrajo '{}' ({})".format(item["archivo"].rsplit("/", 1)[-1], item.get("motivo", ""))
+        if info and collect.ASCII_ID.match(info["student_id"]):
+            notes.setdefault(info["student_id"], []).append(line)
+        else:
+            print("  aviso: no se extrajo {} ({})".format(item["archivo"], item.get("motivo", "")))
+    return {sid: "; ".join(lines) for sid, lines in notes.items()}
+
+
+def refused_students(collected: Dict[str, List[str]], students: Sequence[str]) -> Dict[str, "StudentResult"]:
+    """Students with notes from the collection but nothing collected (every file they sent was
+    refused): a row with the reason."""
+    return {sid: StudentResult(sid, [], "entrega rechazada: " + "; ".join(notes))
+            for sid, notes in collected.items() if sid not in students and notes}
 
 
 def set_aside_unreadable_archives(course: Course) -> List[str]:
@@ -346,6 +372,11 @@ def repair_student(course: Course, student: str, release_nb: str, result: Studen
     path = course.submitted_nb(student)
     if not os.path.exists(path):
         result.failure = "no se encontró ningún notebook en la entrega"
+        return False
+    try:  # before anything reads the whole file: outputs and attachments over the size caps cut
+        result.notes.extend(tamano.cap_submission(path, tamano.SizeLimits(config=load_config(course))))
+    except tamano.TooLarge as exc:
+        result.failure = str(exc)
         return False
     try:
         report = repair.repair_notebook(path, release_nb, course.source_nb)
@@ -1106,7 +1137,8 @@ def grade(course: Course, student_timeout: Optional[float] = None,
             release_nb = sync_gradebook(course, scratch)
             collected = collecting.result()
         students = course.students()
-        if not students:
+        refused = refused_students(collected, students)
+        if not students and not refused:
             say("   No hay entregas: deja el zip descargado de la plataforma (o varios) en {} "
                 "y vuelve a ejecutar `make grade`.".format(os.path.relpath(course.archive_dir, course.root)))
             return []
@@ -1114,6 +1146,7 @@ def grade(course: Course, student_timeout: Optional[float] = None,
         say("   {} alumno(s): {}".format(len(students), shown))
         canary.result()  # raises canario.CorrectorRoto: nothing has been written
         results = {s: StudentResult(s, list(collected.get(s, []))) for s in students}
+        results.update(refused)
         if no_isolation:
             for res in results.values():
                 res.notes.insert(0, NO_ISOLATION_NOTE.format(no_isolation))

@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-from tarea2_grader import agent, cells, sandbox
+from tarea2_grader import agent, cells, sandbox, tamano
 
 # hidden and wire (torch) are imported when first needed, so that a sandbox can start warming up
 # while this process imports torch: see _Talleres.precalentar.
@@ -510,9 +510,11 @@ def saneada(o) -> Optional[dict]:
     if not isinstance(o, dict):
         return None
     kind = o.get("output_type")
-    if kind == "stream":
+    if kind == "stream":  # its size is capped by tamano.cap_output, before
+        text = o.get("text")
+        text = "".join(t for t in text if isinstance(t, str)) if isinstance(text, list) else text
         return {"output_type": "stream", "name": "stderr" if o.get("name") == "stderr" else "stdout",
-                "text": _texto(o.get("text"))}
+                "text": text if isinstance(text, str) else ""}
     if kind in ("display_data", "execute_result"):
         from tarea2_grader import inert
         data = inert.bundle(o.get("data") if isinstance(o.get("data"), dict) else {})
@@ -551,6 +553,7 @@ class _Calificacion:
         self.nb, self.semilla, self.limites, self.pruebas = nb, semilla, limites, pruebas
         self.aislar = aislar
         self.outputs: Dict[int, List[dict]] = {}
+        self.espacio = limites.notebook_bytes  # content the notebook's outputs may still keep
         self.veredictos: Dict[int, Veredicto] = {}
         self.notas: List[str] = []
         self.fuentes: List[str] = []
@@ -674,7 +677,8 @@ class _Calificacion:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id") or "celda {}".format(i + 1)
         inicio = time.monotonic()
         try:
-            reply = self._pedir({"op": "cell", "source": cell.source}, limite, CELL_SLACK)
+            reply = self._pedir({"op": "cell", "source": cell.source, "max_output": self.limites.output_bytes,
+                                 "max_cell": self.limites.notebook_bytes}, limite, CELL_SLACK)
         except Vencido:
             self._reponer()
             if self.sin_presupuesto():
@@ -699,11 +703,27 @@ class _Calificacion:
             self.outputs[i] = [_error("NoEjecutada", MSG_PERDIDO.format(exc))]
             return
         outs = reply.get("outputs") if isinstance(reply.get("outputs"), list) else []
-        self.outputs[i] = [s for s in (saneada(o) for o in outs[:500]) if s]
+        self.outputs[i] = self._acotadas(outs[:500], gid)
         self.fuentes.append(cell.source)
         self.estado.append([cell.source, time.monotonic() - inicio])
         if reply.get("memory"):
             self.notas.append("memoria excedida en {}".format(gid))
+
+    def _acotadas(self, outs, gid: str) -> List[dict]:
+        """Untrusted outputs made valid and inert, each within the size caps (tarea2_grader/tamano.py):
+        what the notebook's earlier cells kept counts against the notebook's cap."""
+        caps = tamano.Caps(self.limites.output_bytes, self.limites.notebook_bytes)
+        kept, cut = [], 0
+        for o in outs:
+            capped = tamano.cap_output(o, caps, self.espacio) if isinstance(o, dict) else o
+            cut += capped is not o
+            s = saneada(capped)
+            if s:
+                kept.append(s)
+                self.espacio = max(0, self.espacio - tamano.content_size(s))
+        if cut:
+            self.notas.append("{} salida(s) de {} omitida(s) o recortada(s) por tamaño".format(cut, gid))
+        return kept
 
     # -- tests
 

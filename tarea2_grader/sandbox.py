@@ -44,6 +44,8 @@ class Limites:
     disk_mb: int = 512             # the student's working folder (a tmpfs: RAM), besides /tmp and /dev/shm
     static_review: bool = True     # read the submitted source for machine-made derivatives (revision.py)
     python: str = ""               # the interpreter the sandbox runs (empty: the course's virtual environment)
+    output_bytes: int = 2000000    # content kept per output (c.SizeLimits.output_mb; tarea2_grader/tamano.py)
+    notebook_bytes: int = 20000000  # content kept for all of a notebook's outputs (c.SizeLimits.notebook_mb)
 
 
 def bwrap_path():

@@ -51,7 +51,7 @@ FAULT_ENV = "TAREA2_FALLA_DISCO_LLENO"
 # the package they import is listed): editing anything else (the pipeline, the benchmark, the
 # CLI) keeps the verdicts already computed.
 GRADING_MODULES = ("agent", "ayudas", "ayudas_red", "cells", "hidden", "inert", "probes", "refs", "revision", "runner",
-                   "sandbox", "selfcheck", "wire", "workers")
+                   "sandbox", "selfcheck", "tamano", "wire", "workers")
 
 
 def tests_file(tests_module: str, search: Iterable[str] = ()) -> Optional[str]:
