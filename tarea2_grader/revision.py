@@ -39,6 +39,7 @@ import difflib
 import json
 import re
 import sys
+import threading
 import unicodedata
 import warnings
 from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
@@ -414,6 +415,23 @@ def _mapa_lineas(original: str, transformado: str) -> List[int]:
     return mapa
 
 
+_PARSE_LOCK = threading.Lock()
+
+
+def _ast_parse(texto: str) -> ast.Module:
+    """``ast.parse``, one thread at a time, retried once after a spurious ``SystemError``.
+
+    CPython 3.11 keeps the AST constructor's recursion depth in per-interpreter state, so parses
+    running in two threads of the coordinator can fail with "AST constructor recursion depth
+    mismatch" (python/cpython#106905); the text itself is fine, and a second parse succeeds.
+    """
+    with _PARSE_LOCK:
+        try:
+            return ast.parse(texto)
+        except SystemError:
+            return ast.parse(texto)
+
+
 def _parsear(fuente: str) -> Tuple[ast.Module, List[int]]:
     """The cell's AST and its line map; plain Python is parsed as is, IPython syntax transformed first.
 
@@ -423,7 +441,7 @@ def _parsear(fuente: str) -> Tuple[ast.Module, List[int]]:
     if not isinstance(fuente, str):
         raise _Ilegible("no es texto")
     try:
-        arbol = ast.parse(fuente)
+        arbol = _ast_parse(fuente)
         return arbol, list(range(1, len(_lineas(fuente)) + 1))
     except (SyntaxError, ValueError, TypeError, OverflowError):
         pass
@@ -433,7 +451,7 @@ def _parsear(fuente: str) -> Tuple[ast.Module, List[int]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             texto = _transformador().transform_cell(fuente)
-        arbol = ast.parse(texto)
+        arbol = _ast_parse(texto)
     except (RecursionError, MemoryError) as exc:
         raise _Ilegible(type(exc).__name__)
     except Exception as exc:  # SyntaxError, ValueError (null bytes), whatever IPython's tokenizer raises

@@ -553,3 +553,21 @@ def test_undefined_or_dynamic_names_give_a_review_note_and_no_mark():
 ])
 def test_allow_list(ruta, esperado):
     assert revision.juzgar_ruta(ruta) == esperado
+
+
+def test_a_spurious_systemerror_of_the_ast_constructor_is_retried(monkeypatch):
+    """CPython 3.11's "AST constructor recursion depth mismatch" (threads of the coordinator) must not
+    leave a notebook unreviewed: the parse is retried once."""
+    import ast as ast_module
+    real, calls = ast_module.parse, []
+
+    def flaky(text, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise SystemError("AST constructor recursion depth mismatch (before=3, after=40)")
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(revision.ast, "parse", flaky)
+    attack = {"derivadas_codigo": _derivadas_con_relu(_X + "        return torch.autograd.grad(torch.relu(X).sum(), X)[0]\n")}
+    resultado, _, _ = _revisar(attack)
+    assert len(calls) > 1 and T_BASICAS in resultado.partes_marcadas()
