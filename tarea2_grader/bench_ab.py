@@ -272,7 +272,7 @@ def render(resultados: dict) -> str:
 # --------------------------------------------------------------------------- main
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tarea2_grader.bench_clase --ab COMMIT",
+    p = argparse.ArgumentParser(prog="python -m tarea2_grader.bench_clase",
                                 description="Compara la CPU del sandbox por alumno de referencia entre un commit base "
                                             "y este árbol, alternando los lados (issue 19, meta e).")
     p.add_argument("--ab", required=True, metavar="COMMIT", help="el commit base (p. ej. b9cea39)")
