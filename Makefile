@@ -59,6 +59,7 @@ devolver: $(STAMP)
 
 # The whole job: a synthetic class of 300 graded with 1 and 2 workers and with stock nbgrader
 # (15-40 min on a 2-core machine, by CPU, mostly stock nbgrader); e.g. make bench BENCH_ARGS="--alumnos 60 --muestra 14".
+# make bench BENCH_ARGS="--ab b9cea39": sandbox CPU per reference student, that commit against this tree (~10 min).
 bench: $(STAMP) sandbox
 	$(PY) -m tarea2_grader.bench_clase $(BENCH_ARGS)
 

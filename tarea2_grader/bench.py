@@ -734,7 +734,8 @@ def _render_end_to_end(results: dict) -> list:
 DOC_HEADER = """# Benchmarks de la Tarea 2
 
 Generado por `make bench` (la corrección de un curso entero de punta a punta,
-`python -m tarea2_grader.bench_clase`) y `make bench-referencia` (la solución de referencia,
+`python -m tarea2_grader.bench_clase`; con `BENCH_ARGS="--ab COMMIT"`, la CPU del sandbox por
+alumno de referencia de COMMIT contra este árbol, `tarea2_grader.bench_ab`) y `make bench-referencia` (la solución de referencia,
 `python -m tarea2_grader.bench`; `--device cuda` para la sección CUDA, `--correccion` para la
 comparación de un alumno con nbgrader). Cada comando reemplaza sólo su propia sección. No edites
 este archivo a mano.
@@ -748,7 +749,7 @@ de torch.
 """
 
 
-SECTIONS = ("clase", "cpu", "cuda", "correccion")
+SECTIONS = ("clase", "ab", "cpu", "cuda", "correccion")
 
 
 def _marker(device: str, end: bool) -> str:

@@ -674,11 +674,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--salida", type=Path, default=bench.DOC_PATH,
                    help="markdown donde se escribe la sección (por defecto docs/benchmark.md)")
     p.add_argument("--json", type=Path, default=None, help="también los resultados en bruto, en JSON")
+    p.add_argument("--ab", metavar="COMMIT", default=None,
+                   help="en vez de todo lo anterior: A/B de la CPU del sandbox por alumno de referencia entre COMMIT "
+                        "y este árbol (tarea2_grader.bench_ab; --ab COMMIT --help para sus opciones)")
     return p
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--ab" or a.startswith("--ab=") for a in argv):
+        from tarea2_grader import bench_ab
+        return bench_ab.main(argv)
     args = parser().parse_args(argv)
     if args.alumnos < 1 or not 1 <= args.muestra or (args.muestra_nbgrader is not None and args.muestra_nbgrader < 1):
         print("--alumnos, --muestra y --muestra-nbgrader deben ser al menos 1", file=sys.stderr)
