@@ -19,7 +19,6 @@ import os
 import shutil
 import statistics
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import quote

@@ -21,7 +21,6 @@ import re
 import tokenize
 
 import nbformat
-import pytest
 
 from tarea2_grader import examples, similitud
 
