@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test release grade bench bench-referencia lab venv clean sandbox navegador devolver publicar
+.PHONY: demo test release grade bench bench-referencia lab venv clean sandbox navegador devolver publicar informe
 
 venv: $(STAMP)
 
@@ -57,6 +57,11 @@ grade: $(STAMP) sandbox
 devolver: $(STAMP)
 	$(PY) -m tarea2_grader devolver
 
+# Course report for the teaching team in informe/ (after make grade, or make demo); UMBRAL=0.6 changes the
+# similarity from which a pair of submissions is flagged.
+informe: $(STAMP)
+	$(PY) -m tarea2_grader informe $(if $(UMBRAL),--umbral $(UMBRAL))
+
 # The whole job: a synthetic class of 300 graded with 1 and 2 workers and with stock nbgrader
 # (15-40 min on a 2-core machine, by CPU, mostly stock nbgrader); e.g. make bench BENCH_ARGS="--alumnos 60 --muestra 14".
 # make bench BENCH_ARGS="--ab b9cea39": sandbox CPU per reference student, that commit against this tree (~10 min).
@@ -72,4 +77,4 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab
 
 clean:
-	rm -rf demo_course veredictos devolucion gradebook.db submitted feedback .pytest_cache semillas.json semillas.json.lock
+	rm -rf demo_course veredictos devolucion informe gradebook.db submitted feedback .pytest_cache semillas.json semillas.json.lock

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tarea2_grader {release,grade,notas,demo,devolver,publicar}``.
+"""Command line: ``python -m tarea2_grader {release,grade,notas,demo,devolver,informe,publicar}``.
 
 * ``release``: ``nbgrader generate_assignment`` of source/tarea2 into release/tarea2.
 * ``grade``: collect the zips in downloaded/tarea2/archive/, repair and grade every student
@@ -11,6 +11,9 @@
 * ``demo``: the whole ``grade`` pipeline on the example submissions in examples/, in a
   scratch course folder (demo_course/), then one student's feedback summary.
 * ``devolver``: the feedback zip and grading worksheet for Moodle, in devolucion/.
+* ``informe``: after grading, ``informe/index.html`` for the teaching team (how the class did,
+  submissions that look copied per answer cell), with similitud.csv and partes.csv; also written
+  at the end of ``grade`` and ``demo`` (a failure there only prints a warning).
 * ``publicar``: export what students get (release/tarea2 and a README with the Colab link) to
   publicado/, refusing if it holds solutions, hidden tests or grader code (see publicar.py).
 """
@@ -47,7 +50,11 @@ def cmd_grade(args) -> int:
     if not os.path.exists(course.source_nb):
         print("no existe " + course.source_nb, file=sys.stderr)
         return pipeline.EXIT_NOTHING_GRADED
-    return graded_status(lambda: pipeline.grade(course, **grade_options(args)))[0]
+    status, _rows = graded_status(lambda: pipeline.grade(course, **grade_options(args)))
+    if status != pipeline.EXIT_NOTHING_GRADED:
+        from . import informe
+        informe.build_safely(course)
+    return status
 
 
 def graded_status(run) -> tuple:
@@ -135,6 +142,8 @@ def cmd_demo(args) -> int:
     if status == pipeline.EXIT_NOTHING_GRADED:
         return status
     print_example_summary(course, [r.student for r in rows])
+    from . import informe
+    informe.build_safely(course)
     print("\ngrades.csv: {}   retroalimentación: {}   ({:.0f} s)".format(
         os.path.relpath(course.path("grades.csv")), os.path.relpath(course.path("feedback")),
         time.time() - start))
@@ -175,6 +184,18 @@ def cmd_devolver(args) -> int:
     return 0
 
 
+def cmd_informe(args) -> int:
+    """Write the course report (informe/) from what grading left."""
+    from . import informe
+    course = devolver_course(args.course)
+    if not os.path.exists(course.path("grades.csv")):
+        print("no hay grades.csv en {}: corrija primero (make grade o make demo).".format(course.root),
+              file=sys.stderr)
+        return 2
+    print("informe del curso: " + os.path.relpath(informe.build(course, args.umbral)))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser."""
     p = argparse.ArgumentParser(prog="python -m tarea2_grader", description=__doc__,
@@ -210,6 +231,12 @@ def parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("devolver", help="retroalimentación (zip) y notas (hoja de calificaciones) para Moodle")
     dev.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
     dev.set_defaults(func=cmd_devolver)
+    inf = sub.add_parser("informe", help="informe del curso para el equipo docente (informe/index.html)")
+    inf.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
+    inf.add_argument("--umbral", type=float, default=None,
+                     help="similitud (0 a 1) de una celda desde la que se marca un par (por defecto: "
+                          "c.Informe.umbral de nbgrader_config.py, o 0.5)")
+    inf.set_defaults(func=cmd_informe)
     pub = sub.add_parser("publicar", help="exportar lo que reciben los estudiantes a publicado/, sin soluciones")
     pub.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
     pub.add_argument("--destino", default=None, help="carpeta de destino (por defecto: publicado/ en el curso)")

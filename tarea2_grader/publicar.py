@@ -366,9 +366,23 @@ def stage(course: pipeline.Course, staging: Path, repo: Optional[str], rama: str
     (staging / README).write_text(student_readme(course, repo, rama), encoding="utf-8")
 
 
+REPORT_DIR = "informe"  # the course report (informe.py): for the teaching team only
+REPORT_MARKER = b'<meta name="tarea2-informe"'
+
+
+def check_no_report(course: pipeline.Course, release_dir: Path) -> None:
+    """Refuse to publish the course report: an ``informe`` folder, or a page carrying its marker."""
+    for rel in release_files(release_dir):
+        path = release_dir / rel
+        if REPORT_DIR in rel.parts or (path.suffix.lower() in (".html", ".htm")
+                                        and REPORT_MARKER in path.read_bytes()):
+            raise PublishError("release/{}/{} es (o contiene) el informe del curso, que es solo para el equipo "
+                               "docente; no se publicó nada. Sáquelo de release/.".format(course.assignment, rel))
+
+
 def check_destination(course: pipeline.Course, destino: Path) -> None:
     """Refuse a destination whose content publicar would destroy, or one inside source/ or release/."""
-    for private in ("source", "release"):
+    for private in ("source", "release", REPORT_DIR):
         inner = Path(course.path(private)).resolve()
         if destino == inner or inner in destino.parents:
             raise PublishError("el destino {} está dentro de {}/: elija otra carpeta.".format(destino, private))
@@ -421,6 +435,7 @@ def publicar(course: pipeline.Course, destino: Optional[str] = None, repo: Optio
     if not os.path.exists(release_nb):
         raise PublishError("no existe {}: genérelo con `make release`.".format(
             os.path.relpath(release_nb, course.root)))
+    check_no_report(course, Path(course.path("release", course.assignment)))
     destino_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="." + destino_path.name + "-", dir=destino_path.parent))
     umask = os.umask(0)

@@ -224,3 +224,26 @@ def test_a_destination_with_other_files_is_refused_and_left_alone(tmp_path):
     assert "tiene otros archivos (notas.txt)" in err
     assert sorted(os.listdir(dest)) == ["notas.txt"]
     assert (dest / "notas.txt").read_text() == "no borrar"
+
+
+@pytest.mark.parametrize("where", ["informe/index.html", "resumen_curso.html"])
+def test_the_course_report_in_release_is_refused(tmp_path, where):
+    """The instructor's report (informe/, or one of its pages renamed) never reaches students."""
+    from tarea2_grader import informe
+    root = course_copy(str(tmp_path / "curso"))
+    target = os.path.join(root, "release", "tarea2", where)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "w", encoding="utf-8") as fh:
+        fh.write(informe.page("Informe del curso", "<p>1001 y 1003 parecen copiados</p>"))
+    status, out, err = publicar_in_process(root)
+    assert status == 1, out + err
+    assert "informe del curso" in err and "no se publicó nada" in err
+    assert not os.path.exists(os.path.join(root, "publicado"))
+
+
+def test_a_destination_inside_the_report_folder_is_refused(tmp_path):
+    root = course_copy(str(tmp_path / "curso"))
+    status, out, err = publicar_in_process(root, "--destino", os.path.join(root, "informe", "x"))
+    assert status == 1, out + err
+    assert "está dentro de informe/" in err
+    assert not os.path.exists(os.path.join(root, "informe"))
