@@ -104,10 +104,11 @@ def test_a_process_route_is_real_without_the_barrier(name):
 
 @pytest.mark.parametrize("name", sorted(ATTACKS.PROCESS_ROUTES))
 def test_a_process_route_earns_nothing_in_the_sandbox_and_says_why(name):
+    """With the review of the source switched off: the barrier alone zeroes the route (issue 19, goal a)."""
     from tarea2_grader.examples import edit_cells
     attack = next(a for a in ATTACKS.ATTACKS if a["name"] == name)
     nb = edit_cells(nbformat.read(SOURCE, as_version=4), attack["cells"])
-    result = runner.calificar(nb, 5, hasta_ultimo_test=True)
+    result = runner.calificar(nb, 5, runner.sandbox.Limites(static_review=False), hasta_ultimo_test=True)
     points, messages = result.puntos(nb), result.mensajes(nb)
     for test in ATTACKS.PROCESS_ROUTES[name]:
         assert points[test] == 0, (test, messages[test])
