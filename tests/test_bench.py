@@ -249,3 +249,13 @@ def test_a_planted_grade_difference_is_reported(class_run, tmp_path):
     goal, doc = goal_row([note])
     assert goal[2] == "sí" and "0 diferencia(s) en las notas y 1 en las observaciones" in goal[1]
     assert "alumno 200001, columna `observaciones`" in doc
+
+
+def test_a_command_rewriting_its_section_keeps_the_hand_written_history(tmp_path):
+    doc = tmp_path / "benchmark.md"
+    bench.write_section(doc, "historia", "## Historia\n\nescrita a mano")
+    bench.write_section(doc, "clase", "## Clase\n\nprimera corrida")
+    bench.write_section(doc, "clase", "## Clase\n\nsegunda corrida")
+    text = doc.read_text(encoding="utf-8")
+    assert "escrita a mano" in text and "segunda corrida" in text and "primera corrida" not in text
+    assert text.index("segunda corrida") < text.index("escrita a mano")  # the history stays last
