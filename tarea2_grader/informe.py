@@ -365,7 +365,7 @@ def similarity_section(course: pipeline.Course, res: similitud.Resultado, links:
 
 REVISION_MEANING = {
     pipeline.REVISION_MARKED: "espera a una persona: la celda marcada vale 0 hasta que alguien ponga su puntaje",
-    pipeline.REVISION_RESTORED: "una persona revisó cada celda marcada y devolvió puntos",
+    pipeline.REVISION_RESTORED: "una persona revisó cada celda marcada y devolvió puntos en alguna",
     pipeline.REVISION_CONFIRMED: "una persona revisó cada celda marcada y confirmó el 0",
 }
 
