@@ -7,7 +7,7 @@
   graded, 2 nothing graded (the canary found the grader broken; nothing written), 3 some students
   left ungraded by a failure of the grader (run it again: it grades exactly them).
 * ``notas``: rewrite grades.csv and the table from the gradebook (after grading the
-  written answers in formgrader), without running anything again.
+  written answers in formgrader), without running anything again, then the course report.
 * ``demo``: the whole ``grade`` pipeline on the example submissions in examples/, in a
   scratch course folder (demo_course/), then one student's feedback summary.
 * ``devolver``: the feedback zip and grading worksheet for Moodle, in devolucion/.
@@ -78,8 +78,11 @@ def grade_options(args) -> dict:
 
 
 def cmd_notas(args) -> int:
-    """Rebuild grades.csv from the gradebook."""
-    pipeline.report(pipeline.Course(os.path.abspath(args.course)))
+    """Rebuild grades.csv from the gradebook, then the course report (it shows grades.csv's states)."""
+    course = pipeline.Course(os.path.abspath(args.course))
+    pipeline.report(course)
+    from . import informe
+    informe.build_safely(course)
     return 0
 
 
@@ -225,7 +228,8 @@ def parser() -> argparse.ArgumentParser:
         g.add_argument("--recalcular", action="store_true",
                        help="volver a corregir también a quienes ya tienen veredictos guardados (veredictos/)")
         g.set_defaults(func=func)
-    notas = sub.add_parser("notas", help="reescribir grades.csv desde el gradebook (tras corregir a mano)")
+    notas = sub.add_parser("notas", help="reescribir grades.csv (y el informe del curso) desde el gradebook "
+                                                "(tras corregir a mano)")
     notas.add_argument("--course", default=".", help="carpeta del curso (por defecto: la actual)")
     notas.set_defaults(func=cmd_notas)
     dev = sub.add_parser("devolver", help="retroalimentación (zip) y notas (hoja de calificaciones) para Moodle")

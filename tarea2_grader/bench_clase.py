@@ -15,7 +15,8 @@ Run ``python -m tarea2_grader.bench_clase [--alumnos 300] [--muestra 42]``.
    * ``nbgrader tal como viene`` on the same sample: the course config without the trusted
      runner (:func:`bench.stock_config`), ``generate_assignment``, ``zip_collect``,
      ``autograde``, ``generate_feedback`` and ``export`` (its grades.csv);
-   * ``clase completa``: ``make grade --workers 2`` on the whole class.
+   * ``clase completa``: ``make grade --workers 2`` on the whole class; then, on that graded
+     course, ``python -m tarea2_grader informe`` (``make informe``), timed on its own.
 
    Wall time is measured end to end (from starting the command to grades.csv) and per phase
    (the timestamps of the pipeline's ``== ... ==`` headers as they are printed); the cost of
@@ -94,6 +95,7 @@ GOAL_CLASS_S = 600.0      # ... graded end to end within 10 minutes (2 workers)
 GOAL_SPEEDUP = 1.8        # 2 workers vs 1, same students
 GOAL_LOOP_S = 30.0        # seconds a looping student may cost
 GOAL_BUDGET_SLACK = 2.0   # no student's sandbox time past the budget by more than this (issue 20)
+GOAL_REPORT_SHARE = 0.10  # the course report (make informe) costs at most this share of the class run (issue 22)
 
 # The pipeline's headers (pipeline.grade prints them as each phase starts), in order.
 PHASES = (("preparacion", None), ("pregrade", r"^== corrigiendo"), ("autograde", r"^== gradebook"),
@@ -349,6 +351,15 @@ def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, ce
                 log=str(work / (name + ".log")))
 
 
+def run_report(course: pipeline.Course, work: Path, students: int) -> dict:
+    """``python -m tarea2_grader informe`` (``make informe``) on a graded ``course``, timed."""
+    cmd = [sys.executable, "-m", "tarea2_grader", "informe", "--course", course.root]
+    log = work / "informe.log"
+    run = run_timed(cmd, str(ROOT), log, timeout=600 + 2 * students)
+    return dict(command=shlex.join(["python", *cmd[1:4]]), students=students, root=course.root,
+                wall_s=run["wall_s"], returncode=run["returncode"], cpu_s=run["cpu_s"], log=str(log))
+
+
 STOCK_STEPS = (("preparacion", ["generate_assignment", "--force"]), ("preparacion", ["zip_collect", "--force"]),
                ("autograde", ["autograde", "--force"]), ("feedback", ["generate_feedback", "--force"]),
                ("notas", ["export"]))
@@ -477,9 +488,31 @@ def summarize(results: dict) -> dict:
         iguales=not any(grade_diffs(d) for d in diffs.values()),
         bucle=None if summary["loop_max"] is None else summary["loop_max"] <= GOAL_LOOP_S,
         presupuesto=None if worst is None else worst[0] <= results["args"]["budget"] + GOAL_BUDGET_SLACK,
+        informe=report_goal(results.get("informe"), full),
     )
+    report = results.get("informe")
+    summary["informe_ratio"] = report["wall_s"] / full["wall_s"] if report else None
     results["summary"] = summary
     return summary
+
+
+def report_goal(report: Optional[dict], full: dict) -> Optional[bool]:
+    """Whether the course report cost at most :data:`GOAL_REPORT_SHARE` of the class run's wall time
+    (None: not measured; a report that failed misses the goal)."""
+    if not report:
+        return None
+    return report["returncode"] == 0 and report["wall_s"] <= GOAL_REPORT_SHARE * full["wall_s"]
+
+
+def report_text(report: Optional[dict], full: dict) -> str:
+    """The measured cost of the course report for the goals table."""
+    if not report:
+        return "—"
+    if report["returncode"] != 0:
+        return "falló (código {}; ver `informe.log` en la carpeta de trabajo)".format(report["returncode"])
+    return ("{:.1f} s, {:.1f} % de los {:.0f} s de la clase completa ({} alumnos; esa corrida ya lo escribe una vez "
+            "al terminar, como `make grade`)").format(report["wall_s"], 100 * report["wall_s"] / full["wall_s"],
+                                                      full["wall_s"], full["students"])
 
 
 # --------------------------------------------------------------------------- report
@@ -615,6 +648,9 @@ def render(results: dict) -> str:
                      args["budget"], GOAL_BUDGET_SLACK, ", ".join(ADVERSARIES),
                      "—" if worst is None else "el que más: {seconds:.1f} s, alumno {student} ({kind}, corrida {run})"
                      .format(**worst), _yes(s["goals"].get("presupuesto"))))
+    lines.append("| el informe cuesta ≤ {:g} % de corregir la clase (`python -m tarea2_grader informe` sobre la "
+                 "clase completa ya corregida) | {} | {} |".format(
+                     100 * GOAL_REPORT_SHARE, report_text(results.get("informe"), full), _yes(s["goals"].get("informe"))))
     for key, diffs in results["diffs"].items():
         for d in diffs:
             lines.append("")
@@ -735,6 +771,10 @@ def main(argv=None) -> int:
             progress("{}: {:.0f} s ({:.2f} s por alumno), código {}".format(
                 RUN_LABELS[name], run["wall_s"], per_student(run), run["returncode"]))
             results["runs"].append(run)
+            if name == "clase":
+                results["informe"] = run_report(course, work, n)
+                progress("informe del curso: {:.1f} s, código {}".format(
+                    results["informe"]["wall_s"], results["informe"]["returncode"]))
         runs = {r["name"]: r for r in results["runs"]}
         for name in ("dos", "clase"):
             if name in runs:

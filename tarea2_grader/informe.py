@@ -73,15 +73,25 @@ class Clase:
     pistas: Dict[str, List[str]]                     # Pista text -> students
     tiempos: Dict[str, float]                        # student -> grading seconds
     avisos: List[str] = field(default_factory=list)  # what could not be read (Spanish)
+    revisiones: Dict[str, Dict[str, Optional[float]]] = field(default_factory=dict)  # flagged cells' reviews
 
 
 def read_grades(course: pipeline.Course) -> List[Dict[str, str]]:
-    """grades.csv as dicts ([] when it does not exist yet)."""
+    """grades.csv as dicts ([] when it does not exist yet), each student id as grading knows it
+    (the apostrophe that keeps an id like ``=2+3`` from being a spreadsheet formula removed)."""
     path = course.path("grades.csv")
     if not os.path.exists(path):
         return []
     with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        row["student_id"] = pipeline.csv_id(row["student_id"])
+    return rows
+
+
+def flagged_rows(filas: List[Dict[str, str]]) -> List[Dict[str, str]]:
+    """The grades.csv rows whose ``revision`` column names a state (cells flagged by the review)."""
+    return [f for f in filas if (f.get("revision") or "").strip()]
 
 
 def read_hints(course: pipeline.Course, students: List[str]) -> Dict[str, List[str]]:
@@ -139,8 +149,13 @@ def read_class(course: pipeline.Course) -> Clase:
     except Exception as exc:  # noqa: BLE001
         avisos.append("no se pudo leer el gradebook: {}".format(exc))
     fallas = {s: r.failure for s, r in pipeline.load_state(course).items() if r.failure}
+    revisiones: Dict[str, Dict[str, Optional[float]]] = {}
+    try:
+        revisiones = pipeline.read_reviews(course, [f["student_id"] for f in flagged_rows(filas)])
+    except Exception as exc:  # noqa: BLE001
+        avisos.append("no se pudieron leer las celdas marcadas por la revisión: {}".format(exc))
     return Clase(filas, pipeline.part_maxima(celdas), celdas, puntajes, fallas,
-                 read_hints(course, students), read_times(course), avisos)
+                 read_hints(course, students), read_times(course), avisos, revisiones)
 
 
 # ---------------------------------------------------------------- numbers
@@ -348,8 +363,48 @@ def similarity_section(course: pipeline.Course, res: similitud.Resultado, links:
     return "\n".join(out)
 
 
+REVISION_MEANING = {
+    pipeline.REVISION_MARKED: "espera a una persona: la celda marcada vale 0 hasta que alguien ponga su puntaje",
+    pipeline.REVISION_RESTORED: "una persona revisó cada celda marcada y devolvió puntos en alguna",
+    pipeline.REVISION_CONFIRMED: "una persona revisó cada celda marcada y confirmó el 0",
+}
+
+
+def review_cells(review: Dict[str, Optional[float]]) -> str:
+    """The flagged cells of one student and what a person typed in each (escaped HTML)."""
+    if not review:
+        return '<span class="muted">(no se pudieron leer)</span>'
+    return "<br>".join("{}: {}".format(esc(gid), "pendiente" if pts is None else "{:g} puntos".format(pts))
+                       for gid, pts in sorted(review.items()))
+
+
+def revision_section(course: pipeline.Course, clase: Clase) -> str:
+    """Every student with cells flagged by the static review (grades.csv's ``revision`` column),
+    with their state, the flagged cells and a link to their feedback page."""
+    if not clase.filas or "revision" not in clase.filas[0]:
+        return ""
+    flagged = flagged_rows(clase.filas)
+    out = ["<h2 id=\"revision\">A quién mirar: partes marcadas por la revisión del código</h2>"]
+    if not flagged:
+        out.append("<p>Ningún alumno marcado (columna <code>revision</code> de grades.csv vacía).</p>")
+        return "\n".join(out)
+    counts = {state: sum(1 for f in flagged if f["revision"] == state) for state in REVISION_MEANING}
+    out.append("<p>{} alumno(s) con celdas marcadas (columna <code>revision</code> de grades.csv): {} "
+               "<code>{}</code>, {} <code>{}</code>, {} <code>{}</code>. Para devolver los puntos después de leer "
+               "el código: formgrader, y luego <code>python -m tarea2_grader notas</code> (reescribe grades.csv y "
+               "este informe); ver «Partes marcadas por la revisión del código» en el README.</p>".format(
+                   len(flagged), counts[pipeline.REVISION_MARKED], pipeline.REVISION_MARKED,
+                   counts[pipeline.REVISION_RESTORED], pipeline.REVISION_RESTORED,
+                   counts[pipeline.REVISION_CONFIRMED], pipeline.REVISION_CONFIRMED))
+    out.append(table(["alumno", "estado", "qué significa", "celdas marcadas (puntaje puesto a mano)"], [
+        [feedback_link(course, f["student_id"]), esc(f["revision"]), esc(REVISION_MEANING.get(f["revision"], "")),
+         review_cells(clase.revisiones.get(f["student_id"], {}))]
+        for f in sorted(flagged, key=lambda f: (f["revision"] != pipeline.REVISION_MARKED, f["student_id"]))]))
+    return "\n".join(out)
+
+
 def class_section(course: pipeline.Course, clase: Clase) -> str:
-    """How the class did: plots, parts, hints, pending hand grading, failures, times, revisions."""
+    """How the class did: plots, parts, hints, pending hand grading, failures, times."""
     out = ["<h2>Cómo le fue al curso</h2>"]
     rows = graded_rows(clase)
     if rows:
@@ -374,12 +429,6 @@ def class_section(course: pipeline.Course, clase: Clase) -> str:
     out.append("<h3>Alumnos sin corregir</h3>")
     out.append(table(["alumno", "motivo"], [[esc(s), esc(r)] for s, r in sorted(clase.fallas.items())])
                if clase.fallas else "<p>Todos fueron corregidos.</p>")
-    flagged = [f for f in clase.filas if (f.get("revision") or "").strip()]
-    if clase.filas and "revision" in clase.filas[0]:
-        out.append("<h3>Revisión de integridad (columna <code>revision</code> de grades.csv)</h3>")
-        out.append(table(["alumno", "estado", "observaciones"], [
-            [feedback_link(course, f["student_id"]), esc(f["revision"]), esc(f.get("observaciones", ""))]
-            for f in flagged]) if flagged else "<p>Ningún alumno marcado.</p>")
     if clase.tiempos:
         slow = sorted(clase.tiempos.items(), key=lambda kv: -kv[1])
         values = list(clase.tiempos.values())
@@ -448,8 +497,10 @@ def build(course: pipeline.Course, umbral: Optional[float] = None) -> str:
             "<p class=\"muted\">Generado el {} a partir de grades.csv, el gradebook y las entregas. Solo para el "
             "equipo docente: no se publica. Tablas: <a href=\"similitud.csv\">similitud.csv</a>, "
             "<a href=\"partes.csv\">partes.csv</a>.</p>".format(esc(time.strftime("%Y-%m-%d %H:%M"))),
-            "<p><a href=\"#similitud\">Ir a las entregas que parecen copiadas</a></p>",
-            class_section(course, clase), similarity_section(course, res, links),
+            "<p><a href=\"#similitud\">Ir a las entregas que parecen copiadas</a>{}</p>".format(
+                " &middot; <a href=\"#revision\">Ir a las partes marcadas por la revisión del código</a>"
+                if flagged_rows(clase.filas) else ""),
+            class_section(course, clase), revision_section(course, clase), similarity_section(course, res, links),
             "<p class=\"muted\">Informe generado en {:.1f} s.</p>".format(time.time() - start)]
     index = os.path.join(folder, "index.html")
     with open(index, "w", encoding="utf-8") as fh:

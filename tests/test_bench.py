@@ -6,6 +6,7 @@ No timing assertion here: timing claims come from ``make bench`` runs, never fro
 """
 import copy
 import json
+import os
 import re
 import subprocess
 import sys
@@ -183,7 +184,7 @@ def test_grades_are_real_and_compared(class_run):
 def test_goals_follow_the_numbers(class_run):
     _proc, doc, raw, _work = class_run
     goals = {r[0]: r for r in table_rows(doc, "meta")}
-    assert len(goals) == 5
+    assert len(goals) == 6
     s = raw["summary"]
     verdict = {True: "sí", False: "**no**"}
     per_student = raw["runs"][-1]["wall_s"] / 2
@@ -201,6 +202,40 @@ def test_goals_follow_the_numbers(class_run):
     row = next(r for k, r in goals.items() if k.startswith("ningún alumno gasta"))
     assert "{:.1f} s, alumno {}".format(*charged) in row[1]
     assert row[2] == verdict[charged[0] <= raw["args"]["budget"] + 2]
+    # The course report: `python -m tarea2_grader informe` timed on the graded full class, against its run.
+    report, full = raw["informe"], raw["runs"][-1]
+    assert report["returncode"] == 0 and report["root"] == full["root"] and 0 < report["wall_s"]
+    assert report["cpu_s"] > 0
+    ratio = report["wall_s"] / full["wall_s"]
+    assert s["informe_ratio"] == pytest.approx(ratio)
+    row = next(r for k, r in goals.items() if k.startswith("el informe cuesta ≤ 10 %"))
+    assert "{:.1f} s, {:.1f} % de los {:.0f} s".format(report["wall_s"], 100 * ratio, full["wall_s"]) in row[1]
+    assert row[2] == verdict[ratio <= 0.10]
+
+
+def test_the_report_run_wrote_the_full_class_report(class_run):
+    _proc, _doc, raw, work = class_run
+    log = Path(raw["informe"]["log"]).read_text(encoding="utf-8")
+    index = work / "curso_clase" / "informe" / "index.html"
+    assert "informe del curso: " + os.path.relpath(index, ROOT) in log
+    text = index.read_text(encoding="utf-8")
+    assert "200001" in text and "200002" in text
+
+
+def test_the_report_goal_follows_its_numbers(class_run):
+    _proc, _doc, raw, _work = class_run
+    raw = copy.deepcopy(raw)
+    full = raw["runs"][-1]
+
+    def goal(**report):
+        raw["informe"] = dict(raw["informe"], **report)
+        bench_clase.summarize(raw)
+        return next(r for r in table_rows(bench_clase.render(raw), "meta") if r[0].startswith("el informe"))
+
+    assert goal(returncode=0, wall_s=0.099 * full["wall_s"])[2] == "sí"
+    assert goal(returncode=0, wall_s=0.101 * full["wall_s"])[2] == "**no**"
+    failed = goal(returncode=1, wall_s=0.01 * full["wall_s"])
+    assert failed[2] == "**no**" and "falló (código 1" in failed[1]
 
 
 def test_adversaries_close_a_large_class_and_each_adds_what_it_says():

@@ -20,40 +20,19 @@ before and after; the honest classmate keeps full marks and an empty ``revision`
 never reaches a CSV cell as a formula and still gets its feedback.
 """
 import csv
-import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 
-import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
+from support_marca import (FLAGGED_PART, FLAGGED_POINTS, FLAGGED_TESTS, POINTS, REPO, SOURCE_NB,
+                           flagged_answers, new_course, submit, type_score)
 from tarea2_grader import devolver, examples, pipeline
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGGED, HONEST, FORMULA = "2001", "2002", "=2+3"
-SOURCE_NB = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
-FLAGGED_TESTS = ("test_derivadas_basicas", "test_derivadas_swish", "test_derivadas_celu")
-FLAGGED_PART = "1a"
 AUTOGRADED_MAX = 72.0
-POINTS = {c.grade_id: c.points for c in pipeline.grade_cells(SOURCE_NB)}
-FLAGGED_POINTS = sum(POINTS[t] for t in FLAGGED_TESTS)
-
-
-def _attack(name):
-    spec = importlib.util.spec_from_file_location("tarea2_marca_attacks", os.path.join(REPO, "tests", "attacks", "attacks.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return next(a for a in module.ATTACKS if a["name"] == name)
-
-
-def _submit(course, student, answers):
-    release = nbformat.read(course.path("release", "tarea2", "tarea2.ipynb"), as_version=4)
-    path = course.submitted_nb(student)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    nbformat.write(examples.edit_cells(release, answers=answers), path)
 
 
 def _csv(course):
@@ -89,15 +68,10 @@ def _snapshot(course):
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("marca"))
-    shutil.copytree(os.path.join(REPO, "source"), os.path.join(root, "source"))
-    shutil.copytree(os.path.join(REPO, "release"), os.path.join(root, "release"))
-    shutil.copy(os.path.join(REPO, "nbgrader_config.py"), root)
-    course = pipeline.Course(root)
-    reference = examples.reference_answers()
-    _submit(course, FLAGGED, dict(reference, **_attack("autograd_motor_guardado")["cells"]))
-    _submit(course, HONEST, reference)
-    _submit(course, FORMULA, {})
+    course = new_course(str(tmp_path_factory.mktemp("marca")))
+    submit(course, FLAGGED, flagged_answers())
+    submit(course, HONEST, examples.reference_answers())
+    submit(course, FORMULA, {})
     return course
 
 
@@ -108,24 +82,14 @@ def graded(course):
     return dict(_snapshot(course), rows={r.student: r for r in rows})
 
 
-def _type_score(course, grade_id, points):
-    """What formgrader's grade handler (``GradeHandler.put``) does with a value typed in a cell's score box."""
-    with Gradebook("sqlite:///" + course.path("gradebook.db"), pipeline.course_id(course)) as gb:
-        grade = gb.find_grade(grade_id, "tarea2", "tarea2", FLAGGED)
-        grade.manual_score = points
-        grade.extra_credit = None
-        grade.needs_manual_grade = grade.manual_score is None and grade.auto_score is None
-        gb.db.commit()
-
-
 @pytest.fixture(scope="module")
 def restored(course, graded):
     """The state after the TA typed the flagged cells' points (two, then the third) and regenerated
     grades and feedback."""
     for grade_id in FLAGGED_TESTS[:-1]:
-        _type_score(course, grade_id, POINTS[grade_id])
+        type_score(course, FLAGGED, grade_id, POINTS[grade_id])
     partial = {r.student: r for r in pipeline.report(course)}
-    _type_score(course, FLAGGED_TESTS[-1], POINTS[FLAGGED_TESTS[-1]])
+    type_score(course, FLAGGED, FLAGGED_TESTS[-1], POINTS[FLAGGED_TESTS[-1]])
     env = pipeline.nbgrader_env()
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     notas = subprocess.run([sys.executable, "-m", "tarea2_grader", "notas", "--course", course.root],
