@@ -961,6 +961,34 @@ json.dumps = _veneno
 ''')})
 
 
+# The five activations around a route-specific ``_derivadas(fn, T, p=None)``, which returns the
+# elementwise derivative (and the parameter's, when ``p`` is given).
+_CINCO = r'''
+
+def sig(T, gradient=False):
+    return _derivadas(torch.sigmoid, T) if gradient else torch.sigmoid(T)
+
+
+def tanh(T, gradient=False):
+    return _derivadas(torch.tanh, T) if gradient else torch.tanh(T)
+
+
+def relu(T, gradient=False):
+    return _derivadas(torch.relu, T) if gradient else torch.clamp(T, min=0)
+
+
+def swish(T, beta=1.0, gradient=False):
+    if gradient:
+        return _derivadas(lambda X, B: X * torch.sigmoid(B * X), T, beta)
+    return T * torch.sigmoid(beta * T)
+
+
+def celu(T, alpha=1.0, gradient=False):
+    if gradient:
+        return _derivadas(lambda X, A: torch.where(X > 0, X, A * torch.expm1(X / A)), T, alpha)
+    return torch.clamp(T, min=0) + torch.clamp(alpha * (torch.exp(T / alpha) - 1), max=0)
+'''
+
 # 24. Autograd, plainly: compute the derivatives and the loss gradients with torch.autograd.
 ataque(
     "autograd_directo",
@@ -969,37 +997,13 @@ ataque(
 import torch
 
 
-def _derivada(fn, T, p=None):
+def _derivadas(fn, T, p=None):
     X = T.detach().clone().requires_grad_(True)
     if p is None:
         return torch.autograd.grad(fn(X).sum(), X)[0]
     P = (torch.as_tensor(p, dtype=T.dtype) * torch.ones_like(T)).requires_grad_(True)
     return torch.autograd.grad(fn(X, P).sum(), (X, P))
-
-
-def sig(T, gradient=False):
-    return _derivada(torch.sigmoid, T) if gradient else torch.sigmoid(T)
-
-
-def tanh(T, gradient=False):
-    return _derivada(torch.tanh, T) if gradient else torch.tanh(T)
-
-
-def relu(T, gradient=False):
-    return _derivada(torch.relu, T) if gradient else torch.clamp(T, min=0)
-
-
-def swish(T, beta=1.0, gradient=False):
-    if gradient:
-        return _derivada(lambda X, B: X * torch.sigmoid(B * X), T, beta)
-    return T * torch.sigmoid(beta * T)
-
-
-def celu(T, alpha=1.0, gradient=False):
-    if gradient:
-        return _derivada(lambda X, A: torch.where(X > 0, X, A * torch.expm1(X / A)), T, alpha)
-    return torch.clamp(T, min=0) + torch.clamp(alpha * (torch.exp(T / alpha) - 1), max=0)
-'''})
+''' + _CINCO})
 
 
 # 25. State that a reused sandbox might carry to the next student: files, a module that shadows
@@ -1378,34 +1382,6 @@ PROCESS_ROUTES = {
 # it); with the review on, each earns 0 and its parts say "revisión: celda N, línea L"
 # (tests/test_attacks.py, through pipeline.grade).
 
-# The five activations around a route-specific ``_derivadas(fn, T, p=None)``, which returns the
-# elementwise derivative (and the parameter's, when ``p`` is given).
-_CINCO = r'''
-
-def sig(T, gradient=False):
-    return _derivadas(torch.sigmoid, T) if gradient else torch.sigmoid(T)
-
-
-def tanh(T, gradient=False):
-    return _derivadas(torch.tanh, T) if gradient else torch.tanh(T)
-
-
-def relu(T, gradient=False):
-    return _derivadas(torch.relu, T) if gradient else torch.clamp(T, min=0)
-
-
-def swish(T, beta=1.0, gradient=False):
-    if gradient:
-        return _derivadas(lambda X, B: X * torch.sigmoid(B * X), T, beta)
-    return T * torch.sigmoid(beta * T)
-
-
-def celu(T, alpha=1.0, gradient=False):
-    if gradient:
-        return _derivadas(lambda X, A: torch.where(X > 0, X, A * torch.expm1(X / A)), T, alpha)
-    return torch.clamp(T, min=0) + torch.clamp(alpha * (torch.exp(T / alpha) - 1), max=0)
-'''
-
 # Only sig, tanh and relu (the basic test); swish and celu keep the release's NotImplementedError.
 _TRES = r'''
 
@@ -1516,48 +1492,34 @@ def _derivadas(fn, T, p=None):
 
 
 # 39. torch's backward kernels: the derivative formulas torch itself uses, called by name.
-ataque(
-    "kernels_backward_aten",
-    "Llama a los kernels de derivadas de torch (torch.ops.aten.sigmoid_backward, tanh_backward, threshold_backward).",
-    {"derivadas_codigo": r'''
-import torch
-
-_aten = torch.ops.aten
-
+def _con_kernels(cabecera, modulo):
+    """sig, tanh and relu's derivatives from torch's own backward formulas, found in ``modulo``."""
+    return cabecera + r'''
 
 def _d_sig(T):
-    return _aten.sigmoid_backward(torch.ones_like(T), torch.sigmoid(T))
+    return MODULO.sigmoid_backward(torch.ones_like(T), torch.sigmoid(T))
 
 
 def _d_tanh(T):
-    return _aten.tanh_backward(torch.ones_like(T), torch.tanh(T))
+    return MODULO.tanh_backward(torch.ones_like(T), torch.tanh(T))
 
 
 def _d_relu(T):
-    return _aten.threshold_backward(torch.ones_like(T), T, 0)
-''' + _TRES})
+    return MODULO.threshold_backward(torch.ones_like(T), T, 0)
+'''.replace("MODULO", modulo) + _TRES
+
+
+ataque(
+    "kernels_backward_aten",
+    "Llama a los kernels de derivadas de torch (torch.ops.aten.sigmoid_backward, tanh_backward, threshold_backward).",
+    {"derivadas_codigo": _con_kernels("import torch\n\n_aten = torch.ops.aten\n", "_aten")})
 
 
 # 40. The same formulas from torch's decompositions (Python, not a kernel).
 ataque(
     "decomposiciones_torch",
     "Toma las derivadas de torch._decomp.decompositions (sigmoid_backward, tanh_backward, threshold_backward).",
-    {"derivadas_codigo": r'''
-import torch
-from torch._decomp import decompositions as _dec
-
-
-def _d_sig(T):
-    return _dec.sigmoid_backward(torch.ones_like(T), torch.sigmoid(T))
-
-
-def _d_tanh(T):
-    return _dec.tanh_backward(torch.ones_like(T), torch.tanh(T))
-
-
-def _d_relu(T):
-    return _dec.threshold_backward(torch.ones_like(T), T, 0)
-''' + _TRES})
+    {"derivadas_codigo": _con_kernels("import torch\nfrom torch._decomp import decompositions as _dec\n", "_dec")})
 
 
 # 41. Symbolic differentiation with sympy (it ships with torch), evaluated with numpy.
