@@ -66,11 +66,11 @@ informe: $(STAMP)
 # (15-40 min on a 2-core machine, by CPU, mostly stock nbgrader); e.g. make bench BENCH_ARGS="--alumnos 60 --muestra 14".
 # make bench BENCH_ARGS="--ab b9cea39": sandbox CPU per reference student, that commit against this tree (~10 min).
 bench: $(STAMP) sandbox
-	$(PY) -m tarea2_grader.bench_clase $(BENCH_ARGS)
+	$(PY) -m tools.bench_clase $(BENCH_ARGS)
 
 # The reference solution against torch.autograd / torch.optim (ratios, a few minutes).
 bench-referencia: $(STAMP) sandbox
-	$(PY) -m tarea2_grader.bench $(BENCH_ARGS)
+	$(PY) -m tools.bench $(BENCH_ARGS)
 
 # JupyterLab with nbgrader's toolbar and formgrader, for editing source/ and grading by hand.
 lab: $(STAMP)

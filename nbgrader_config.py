@@ -17,25 +17,25 @@ c.ClearSolutions.text_stub = "TU RESPUESTA AQUÍ"
 # decides; each hidden test's verdict is computed outside it and written into its test cell,
 # and nbgrader scores the cell from that.  Plain `nbgrader autograde` gets this too.
 c.Autograde.autograde_preprocessors = [
-    "tarea2_grader.nbplugin.TrustedExecute",
+    "tarea2_grader.integration.nbplugin.TrustedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
-    "tarea2_grader.sharedgb.SharedSaveAutoGrades",
-    "tarea2_grader.nbplugin.MarkFlaggedForReview",  # flagged test cells: formgrader lists them for a person
-    "tarea2_grader.sharedgb.SharedAssignLatePenalties",
-    "tarea2_grader.cellmeta.CachedCheckCellMetadata",
+    "tarea2_grader.integration.sharedgb.SharedSaveAutoGrades",
+    "tarea2_grader.integration.nbplugin.MarkFlaggedForReview",  # flagged test cells: formgrader lists them for a person
+    "tarea2_grader.integration.sharedgb.SharedAssignLatePenalties",
+    "tarea2_grader.integration.cellmeta.CachedCheckCellMetadata",
 ]
 # The Shared* preprocessors are nbgrader's, each opening its gradebook on one SQLAlchemy engine per
-# process (tables checked and queries compiled once, not once per student): tarea2_grader/sharedgb.py.
+# process (tables checked and queries compiled once, not once per student): tarea2_grader/integration/sharedgb.py.
 # nbgrader's default sanitizing list; CachedCheckCellMetadata is nbgrader's CheckCellMetadata
 # (same checks, same errors) with the JSON schema's validator built once, not once per cell.
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
-    "tarea2_grader.sharedgb.SharedOverwriteKernelspec",
-    "tarea2_grader.sharedgb.SharedOverwriteCells",
-    "tarea2_grader.cellmeta.CachedCheckCellMetadata",
+    "tarea2_grader.integration.sharedgb.SharedOverwriteKernelspec",
+    "tarea2_grader.integration.sharedgb.SharedOverwriteCells",
+    "tarea2_grader.integration.cellmeta.CachedCheckCellMetadata",
 ]
 # Per-student limits (a 2-core, 24 GiB machine grading one or two students at a time).
 c.TrustedExecute.cell_timeout = 15       # s per notebook cell (the reference's slowest: 0.5 s on an idle 2-core machine)
@@ -65,26 +65,26 @@ c.HTMLExporter.sanitize_html = True
 
 # The feedback page as nbconvert's HTMLExporter renders it (c.HTMLExporter.* applies), without
 # re-parsing the whole page only to add alt/tabindex attributes it would not change.
-c.GenerateFeedback.exporter_class = "tarea2_grader.retro_html.FeedbackHTMLExporter"
+c.GenerateFeedback.exporter_class = "tarea2_grader.integration.retro_html.FeedbackHTMLExporter"
 
 # Students never need the hidden tests in their feedback.
 c.GenerateFeedback.preprocessors = [
-    "tarea2_grader.resumen.BatchedGetGrades",  # nbgrader's GetGrades, one gradebook query per kind, not two per cell
-    "tarea2_grader.resumen.ResumenCorreccion",  # summary first: points per part, failed tests, notes
+    "tarea2_grader.integration.resumen.BatchedGetGrades",  # nbgrader's GetGrades, one gradebook query per kind, not two per cell
+    "tarea2_grader.integration.resumen.ResumenCorreccion",  # summary first: points per part, failed tests, notes
     "nbgrader.preprocessors.ClearHiddenTests",
-    "tarea2_grader.pauta.RemoveRubricCells",  # the grader's rubric cells stay in formgrader
+    "tarea2_grader.integration.pauta.RemoveRubricCells",  # the grader's rubric cells stay in formgrader
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 
 # LMS bulk downloads: Moodle-style folders (or plain <student_id>/ folders) and any
-# notebook name ("Copia de tarea2.ipynb"); see tarea2_grader/collect.py to adapt
+# notebook name ("Copia de tarea2.ipynb"); see tarea2_grader/integration/collect.py to adapt
 # the pattern, e.g. c.LmsCollectorPlugin.named_regexp = r"...(?P<student_id>...)...".
-c.ZipCollectApp.collector_plugin = "tarea2_grader.collect.LmsCollectorPlugin"
+c.ZipCollectApp.collector_plugin = "tarea2_grader.integration.collect.LmsCollectorPlugin"
 # Archives are extracted with size limits (zip bombs, huge files): only notebooks and archives one
 # level deep are taken out, and what is refused goes into that student's row in grades.csv.
-c.ZipCollectApp.extractor_plugin = "tarea2_grader.collect.SafeExtractorPlugin"
+c.ZipCollectApp.extractor_plugin = "tarea2_grader.integration.collect.SafeExtractorPlugin"
 
-# Size limits (tarea2_grader/tamano.py; 1 MB = 1,000,000 bytes):
+# Size limits (tarea2_grader/engine/tamano.py; 1 MB = 1,000,000 bytes):
 c.SizeLimits.file_mb = 200          # each submitted file, uncompressed; also each student's files in all
 c.SizeLimits.archive_mb = 4096      # everything extracted from the LMS download(s)
 c.SizeLimits.archive_entries = 100000  # an archive with more entries is not opened

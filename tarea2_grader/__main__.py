@@ -26,7 +26,7 @@ import sys
 import time
 import zipfile
 
-from . import pipeline
+from tarea2_grader.commands import pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CELL_TIMEOUT = 30  # seconds; the reference's slowest cell takes about 10 s here
@@ -52,7 +52,7 @@ def cmd_grade(args) -> int:
         return pipeline.EXIT_NOTHING_GRADED
     status, _rows = graded_status(lambda: pipeline.grade(course, **grade_options(args)))
     if status != pipeline.EXIT_NOTHING_GRADED:
-        from . import informe
+        from tarea2_grader.commands import informe
         informe.build_safely(course)
     return status
 
@@ -60,7 +60,7 @@ def cmd_grade(args) -> int:
 def graded_status(run) -> tuple:
     """(exit status, rows) of a grading run: 2 when the grader is broken (nothing written, the
     Spanish reason on stderr), 3 when some students were left ungraded by a grader failure."""
-    from .canario import CorrectorRoto
+    from tarea2_grader.parallel.canario import CorrectorRoto
     try:
         rows = run()
     except CorrectorRoto as exc:
@@ -81,14 +81,14 @@ def cmd_notas(args) -> int:
     """Rebuild grades.csv from the gradebook, then the course report (it shows grades.csv's states)."""
     course = pipeline.Course(os.path.abspath(args.course))
     pipeline.report(course)
-    from . import informe
+    from tarea2_grader.commands import informe
     informe.build_safely(course)
     return 0
 
 
 def cmd_publicar(args) -> int:
     """Export the student folder, or explain in Spanish why not."""
-    from . import publicar
+    from tarea2_grader.commands import publicar
     course = pipeline.Course(os.path.abspath(args.course))
     try:
         destino = publicar.publicar(course, args.destino, args.repo, args.rama)
@@ -128,7 +128,7 @@ def prepare_demo_course(demo_dir: str, examples_dir: str) -> pipeline.Course:
         shutil.copytree(os.path.join(REPO, name), os.path.join(demo_dir, name))
     shutil.copy(os.path.join(REPO, "nbgrader_config.py"), demo_dir)
     if not os.path.isdir(examples_dir):
-        from . import examples
+        from tools import examples
         examples.generate(examples_dir)
     course = pipeline.Course(demo_dir)
     zip_examples(examples_dir, os.path.join(course.archive_dir, "entregas_moodle.zip"))
@@ -145,7 +145,7 @@ def cmd_demo(args) -> int:
     if status == pipeline.EXIT_NOTHING_GRADED:
         return status
     print_example_summary(course, [r.student for r in rows])
-    from . import informe
+    from tarea2_grader.commands import informe
     informe.build_safely(course)
     print("\ngrades.csv: {}   retroalimentación: {}   ({:.0f} s)".format(
         os.path.relpath(course.path("grades.csv")), os.path.relpath(course.path("feedback")),
@@ -155,7 +155,7 @@ def cmd_demo(args) -> int:
 
 def print_example_summary(course: pipeline.Course, students) -> None:
     """One student's feedback summary, as text (the same one their feedback page starts with)."""
-    from . import resumen
+    from tarea2_grader.integration import resumen
     student = resumen.example_student(course, students)
     if student:
         print("\n== resumen de un alumno (lo primero que ve en su retroalimentación) ==")
@@ -176,7 +176,7 @@ def devolver_course(requested: str) -> pipeline.Course:
 
 def cmd_devolver(args) -> int:
     """Write the Moodle feedback zip and grading worksheet."""
-    from . import devolver
+    from tarea2_grader.commands import devolver
     course = devolver_course(args.course)
     try:
         result = devolver.devolver(course)
@@ -189,7 +189,7 @@ def cmd_devolver(args) -> int:
 
 def cmd_informe(args) -> int:
     """Write the course report (informe/) from what grading left."""
-    from . import informe
+    from tarea2_grader.commands import informe
     course = devolver_course(args.course)
     if not os.path.exists(course.path("grades.csv")):
         print("no hay grades.csv en {}: corrija primero (make grade o make demo).".format(course.root),
@@ -257,5 +257,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from .arranque import exit_without_teardown
+    from tarea2_grader.integration.arranque import exit_without_teardown
     exit_without_teardown(main())

@@ -12,8 +12,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from tarea2_grader import pipeline, runner
-from tarea2_grader.examples import edit_cells
+from tarea2_grader.commands import pipeline
+from tarea2_grader.engine import runner
+from tools.examples import edit_cells
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,16 +25,16 @@ c.CourseDirectory.assignment_id = "tarea2"
 c.ClearSolutions.code_stub = {"python": "# TU CÓDIGO AQUÍ\\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "TU RESPUESTA AQUÍ"
 c.OverwriteCells.add_missing_cells = True
-c.ZipCollectApp.collector_plugin = "tarea2_grader.collect.LmsCollectorPlugin"
+c.ZipCollectApp.collector_plugin = "tarea2_grader.integration.collect.LmsCollectorPlugin"
 c.Autograde.autograde_preprocessors = [
-    "tarea2_grader.nbplugin.TrustedExecute", "nbgrader.preprocessors.IgnorePattern",
+    "tarea2_grader.integration.nbplugin.TrustedExecute", "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades", "nbgrader.preprocessors.AssignLatePenalties",
-    "tarea2_grader.cellmeta.CachedCheckCellMetadata"]
+    "tarea2_grader.integration.cellmeta.CachedCheckCellMetadata"]
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput", "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec", "nbgrader.preprocessors.OverwriteCells",
-    "tarea2_grader.cellmeta.CachedCheckCellMetadata"]
+    "tarea2_grader.integration.cellmeta.CachedCheckCellMetadata"]
 c.TrustedExecute.tests_module = "pruebas_curso"
 c.TrustedExecute.cell_timeout = 4
 c.TrustedExecute.test_timeout = 4
@@ -43,7 +44,7 @@ c.TrustedExecute.test_timeout = 4
 FAKE_TESTS = '''"""Hidden tests of the fake course (trusted side)."""
 import random
 
-from tarea2_grader.hidden import Contexto, Incorrecto, Prueba, para_la_sonda  # noqa: F401
+from tarea2_grader.tarea2.hidden import Contexto, Incorrecto, Prueba, para_la_sonda  # noqa: F401
 
 SONDA = """
 def llamar(ns, datos, ayudas):

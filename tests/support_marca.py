@@ -12,7 +12,8 @@ import shutil
 import nbformat
 from nbgrader.api import Gradebook
 
-from tarea2_grader import examples, pipeline
+from tools import examples
+from tarea2_grader.commands import pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE_NB = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")

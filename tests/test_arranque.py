@@ -36,7 +36,7 @@ def test_iri_format_still_validated():
 
 
 def test_nbgrader_command_line_through_the_launcher(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tarea2_grader.nbgrader_cli", "--version"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "tarea2_grader.integration.nbgrader_cli", "--version"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert proc.returncode == 0
     assert "nbgrader version" in proc.stdout + proc.stderr
@@ -50,7 +50,8 @@ def test_a_new_gradebook_gets_the_revision_alembic_reports(tmp_path):
 
     from nbgrader import api
 
-    from tarea2_grader import arranque, pipeline
+    from tarea2_grader.integration import arranque
+    from tarea2_grader.commands import pipeline
 
     env = pipeline.nbgrader_env()
     old_path = os.environ["PATH"]
@@ -66,7 +67,7 @@ def test_a_new_gradebook_gets_the_revision_alembic_reports(tmp_path):
     (shim / "alembic").chmod(0o755)
     no_alembic = dict(env, PATH=str(shim) + os.pathsep + env["PATH"])  # the launcher never starts it
     versions = {}
-    for launcher, launcher_env in ((["-m", "tarea2_grader.nbgrader_cli"], no_alembic), (["-m", "nbgrader"], env)):
+    for launcher, launcher_env in ((["-m", "tarea2_grader.integration.nbgrader_cli"], no_alembic), (["-m", "nbgrader"], env)):
         folder = tmp_path / launcher[-1]
         folder.mkdir()
         proc = subprocess.run([sys.executable, *launcher, "db", "student", "add", "1001"], cwd=folder,
@@ -74,13 +75,13 @@ def test_a_new_gradebook_gets_the_revision_alembic_reports(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         with sqlite3.connect(str(folder / "gradebook.db")) as db:
             versions[launcher[-1]] = db.execute("SELECT version_num FROM alembic_version").fetchall()
-    assert versions["tarea2_grader.nbgrader_cli"] == versions["nbgrader"] == [(expected,)]
+    assert versions["tarea2_grader.integration.nbgrader_cli"] == versions["nbgrader"] == [(expected,)]
 
 
 EXIT_SCRIPT = r"""
 import atexit, logging, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
-from tarea2_grader.arranque import exit_without_teardown
+from tarea2_grader.integration.arranque import exit_without_teardown
 out = sys.argv[1]
 
 class Teardown:

@@ -31,7 +31,10 @@ import psutil
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
 
-from tarea2_grader import examples, pipeline, sandbox, workers
+from tools import examples
+from tarea2_grader.commands import pipeline
+from tarea2_grader.engine import sandbox
+from tarea2_grader.parallel import workers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HONEST, EMPTY = "z_correcto", "z_vacio"

@@ -12,8 +12,9 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from tarea2_grader import examples, pipeline
-from tarea2_grader.publicar import stale_cells
+from tools import examples
+from tarea2_grader.commands import pipeline
+from tarea2_grader.commands.publicar import stale_cells
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
@@ -121,13 +122,13 @@ def test_feedback_says_what_is_wrong_without_hidden_code(course, graded):
 
 
 def test_examples_are_fresh(tmp_path):
-    """examples/ equals what tarea2_grader.examples generates now (rerun it after changing source/)."""
+    """examples/ equals what tools.examples generates now (rerun it after changing source/)."""
     written = examples.generate(str(tmp_path / "examples"))
     for rel in written.values():
         committed = os.path.join(REPO, "examples", rel)
         assert os.path.exists(committed), rel
         assert filecmp.cmp(committed, str(tmp_path / "examples" / rel), shallow=False), \
-            "examples/ está desactualizado: ejecute `python -m tarea2_grader.examples`"
+            "examples/ está desactualizado: ejecute `python -m tools.examples`"
 
 
 def test_regrading_reuses_the_recorded_seed(course, graded):

@@ -17,7 +17,9 @@ import sys
 import nbformat
 import pytest
 
-from tarea2_grader import agent, hidden, runner
+from tarea2_grader.sandboxed import agent
+from tarea2_grader.tarea2 import hidden
+from tarea2_grader.engine import runner
 from tests.test_runner import SOURCE, errors_of, run, text_of
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -105,7 +107,7 @@ def test_a_process_route_is_real_without_the_barrier(name):
 @pytest.mark.parametrize("name", sorted(ATTACKS.PROCESS_ROUTES))
 def test_a_process_route_earns_nothing_in_the_sandbox_and_says_why(name):
     """With the review of the source switched off: the barrier alone zeroes the route (issue 19, goal a)."""
-    from tarea2_grader.examples import edit_cells
+    from tools.examples import edit_cells
     attack = next(a for a in ATTACKS.ATTACKS if a["name"] == name)
     nb = edit_cells(nbformat.read(SOURCE, as_version=4), attack["cells"])
     result = runner.calificar(nb, 5, runner.sandbox.Limites(static_review=False), hasta_ultimo_test=True)
@@ -143,7 +145,7 @@ def test_what_a_student_writes_is_capped_in_every_writable_place():
 
 def test_a_thread_flood_stops_at_the_sandbox_task_limit():
     """Threads are allowed, but a sandbox's tasks are capped in its own cgroup (not per shared user)."""
-    from tarea2_grader import sandbox
+    from tarea2_grader.engine import sandbox
     assert os.path.isdir(sandbox.PIDS_CGROUP) and os.geteuid() == 0, "CI runs as root with cgroup v1 pids"
     outs, result = run(
         "import threading, time\nthreading.stack_size(65536)\nev = threading.Event()\nn = 0\n"
@@ -160,8 +162,8 @@ def test_a_thread_flood_stops_at_the_sandbox_task_limit():
 
 
 def _graded(cells, seed=9, **limits):
-    from tarea2_grader import sandbox
-    from tarea2_grader.examples import edit_cells
+    from tarea2_grader.engine import sandbox
+    from tools.examples import edit_cells
     nb = edit_cells(nbformat.read(SOURCE, as_version=4), cells)
     result = runner.calificar(nb, seed, sandbox.Limites(**limits), hasta_ultimo_test=True)
     return result.puntos(nb), result.mensajes(nb), result
@@ -193,7 +195,7 @@ def test_the_reference_is_never_flagged():
 def _cells_of(attack):
     """The source notebook with the attack's cells and raw JSON edits (added cells)."""
     import json
-    from tarea2_grader.examples import edit_cells
+    from tools.examples import edit_cells
     nb = edit_cells(nbformat.read(SOURCE, as_version=4), attack["cells"])
     if attack.get("json"):
         data = json.loads(nbformat.writes(nb))
@@ -222,7 +224,7 @@ def test_a_route_past_the_traps_is_real_and_the_review_is_what_zeroes_it(name):
 
 def test_an_unfinished_part_is_not_told_about_processes():
     """SIN_PROCESOS explains errors a missing process causes, not the release's NotImplementedError."""
-    from tarea2_grader.cells import stub_sources
+    from tarea2_grader.engine.cells import stub_sources
     stub = stub_sources(SOURCE)["derivadas_codigo"]
     attack = {"cells": {"derivadas_codigo": stub}}
     nb = _cells_of(attack)

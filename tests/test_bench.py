@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tarea2_grader import bench
+from tools import bench
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def quick_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     doc, raw = tmp / "benchmark.md", tmp / "bench.json"
     doc.write_text("# viejo\n\n<!-- bench:cuda:start -->\n## CUDA\nfila vieja\n<!-- bench:cuda:end -->\n")
-    proc = subprocess.run([sys.executable, "-m", "tarea2_grader.bench", "--quick", "--output", str(doc),
+    proc = subprocess.run([sys.executable, "-m", "tools.bench", "--quick", "--output", str(doc),
                            "--json", str(raw)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     return proc, doc.read_text(), json.loads(raw.read_text())
 
@@ -61,7 +61,7 @@ def test_markdown_table_is_well_formed_and_keeps_the_other_device(quick_run):
     assert "fila vieja" in doc  # a CPU run leaves the CUDA section alone
     assert doc.index("<!-- bench:cpu:start -->") < doc.index("<!-- bench:cuda:start -->")
     for key in ("Fecha:", "Máquina:", "torch " + raw["machine"]["torch"], "hilos intra-op:",
-                "Comando: `python -m tarea2_grader.bench --quick"):
+                "Comando: `python -m tools.bench --quick"):
         assert key in doc, key
     tables = re.findall(r"((?:^\|.*\|\n)+)", doc, re.M)
     assert len(tables) == 2
@@ -75,7 +75,9 @@ def test_markdown_table_is_well_formed_and_keeps_the_other_device(quick_run):
 
 # --------------------------------------------------------------------------- make bench: a whole class
 
-from tarea2_grader import bench_clase, cells, examples  # noqa: E402
+from tools import bench_clase
+from tarea2_grader.engine import cells
+from tools import examples  # noqa: E402
 
 # 20 s per cell: the loop is cut soon, and no correct cell comes near it even on a loaded machine
 # (at 5 s the plots cell ran out of time in one run only, a difference the benchmark reported).
@@ -90,7 +92,7 @@ def class_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench_clase")
     doc, raw, work = tmp / "benchmark.md", tmp / "clase.json", tmp / "trabajo"
     doc.write_text("# viejo\n\n<!-- bench:cpu:start -->\n## CPU\nfila vieja\n<!-- bench:cpu:end -->\n")
-    proc = subprocess.run([sys.executable, "-m", "tarea2_grader.bench_clase", *QUICK_CLASS, "--muestra-nbgrader", "1",
+    proc = subprocess.run([sys.executable, "-m", "tools.bench_clase", *QUICK_CLASS, "--muestra-nbgrader", "1",
                            "--trabajo", str(work), "--salida", str(doc), "--json", str(raw)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -115,7 +117,7 @@ def test_class_report_has_every_run_with_its_phases(class_run):
     assert "fila vieja" in doc  # the other benchmark's section is kept
     assert doc.index("<!-- bench:clase:start -->") < doc.index("<!-- bench:cpu:start -->")
     for key in ("Fecha:", "Máquina:", "núcleos", "carga media", "compartida",
-                "Comando: `python -m tarea2_grader.bench_clase --alumnos 2 --muestra 2"):
+                "Comando: `python -m tools.bench_clase --alumnos 2 --muestra 2"):
         assert key in doc, key
     rows = table_rows(doc, "corrida")
     assert [r[0] for r in rows] == ["1 trabajador", "nbgrader tal como viene", "2 trabajadores, clase completa"]
@@ -154,7 +156,7 @@ os.wait()
 def test_cpu_of_a_process_orphaned_by_the_command_is_counted(tmp_path):
     # A sandbox whose worker exits first is such a process.  Run in its own interpreter: the
     # measure makes that process the reaper of its descendants' orphans.
-    probe = ("import json, sys; from pathlib import Path; from tarea2_grader import bench_clase; "
+    probe = ("import json, sys; from pathlib import Path; from tools import bench_clase; "
              "r = bench_clase.run_timed([sys.executable, '-c', sys.argv[1]], '.', Path(sys.argv[2]), 60); "
              "print(json.dumps([r['cpu_s'], r['orphans'], r['returncode']]))")
     out = subprocess.run([sys.executable, "-c", probe, ORPHAN, str(tmp_path / "log")], cwd=ROOT,

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tarea2_grader import bench_ab, bench_ab_lado, bench_clase
+from tools import bench_ab
+from tools import bench_ab_lado
+from tools import bench_clase
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +32,7 @@ def side(raiz, sandbox, puntos=72.0, maximo=72.0, aislado=True, runner=None):
     filas += [dict(semilla=i + 1, puntos=puntos, sandbox_cpu=s, trusted_cpu=s / 2, wall=3 * s,
                    notas=["una nota"] if puntos != maximo else [], aislado=aislado, calentamiento=False)
               for i, s in enumerate(sandbox)]
-    return dict(raiz=raiz, runner=runner or raiz + "/tarea2_grader/runner.py", maximo=maximo, filas=filas)
+    return dict(raiz=raiz, runner=runner or raiz + "/tarea2_grader/engine/runner.py", maximo=maximo, filas=filas)
 
 
 def rounds(base_values, new_values, **new_kwargs):
@@ -74,7 +76,7 @@ def test_sides_alternate_which_goes_first():
 @pytest.mark.parametrize("kwargs, words", [
     (dict(puntos=68.0), "obtuvo 68 de 72"),
     (dict(aislado=False), "sin sandbox"),
-    (dict(runner="/otro/tarea2_grader/runner.py"), "en vez del árbol"),
+    (dict(runner="/otro/tarea2_grader/engine/runner.py"), "en vez del árbol"),
 ])
 def test_a_student_without_full_marks_or_sandbox_makes_the_measurement_invalid(kwargs, words):
     s = bench_ab.resumir(rounds([[1.0, 1.0]], [[1.0, 1.0]], **kwargs))
@@ -84,7 +86,7 @@ def test_a_student_without_full_marks_or_sandbox_makes_the_measurement_invalid(k
 # --------------------------------------------------------------------------- report and main
 
 def results(rs):
-    return dict(comando="python -m tarea2_grader.bench_clase --ab abc1234", args=dict(rondas=len(rs), alumnos=3),
+    return dict(comando="python -m tools.bench_clase --ab abc1234", args=dict(rondas=len(rs), alumnos=3),
                 base="abc1234", nuevo="def5678", sucio=False,
                 maquina=dict(fecha="hoy", cpu="una CPU", nucleos=2, carga_inicio=[1.0, 1.5, 2.0],
                              carga_fin=[3.0, 3.5, 4.0]),
@@ -270,7 +272,7 @@ def test_the_grading_process_own_cpu_is_trusted_cpu():
 
 def test_end_to_end_one_round_one_student(tmp_path):
     doc, raw = tmp_path / "benchmark.md", tmp_path / "ab.json"
-    proc = subprocess.run([sys.executable, "-m", "tarea2_grader.bench_clase", "--ab", "HEAD", "--rondas", "1",
+    proc = subprocess.run([sys.executable, "-m", "tools.bench_clase", "--ab", "HEAD", "--rondas", "1",
                            "--alumnos", "1", "--salida", str(doc), "--json", str(raw)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode in (0, 1), proc.stdout[-2000:] + proc.stderr[-3000:]  # valid; the goal may go either way

@@ -11,8 +11,8 @@ from nbgrader.preprocessors import CheckCellMetadata
 
 from conftest import REPO, nbg
 
-from tarea2_grader import pipeline
-from tarea2_grader.cellmeta import CachedCheckCellMetadata, CachedMetadataValidator, schema_validator
+from tarea2_grader.commands import pipeline
+from tarea2_grader.integration.cellmeta import CachedCheckCellMetadata, CachedMetadataValidator, schema_validator
 
 
 def meta(**changes):

@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from tarea2_grader.solution_run import code_cells
+from tools.solution_run import code_cells
 
 # The master notebook's cells that entrenar_FFNN needs, in notebook order.
 REFERENCE = ("preparacion", "tarea1_softmax", "derivadas_codigo", "celoss", "ffnn_backward", "sgd",
@@ -136,6 +136,6 @@ def test_a_run_that_stays_finite_never_warns(runs):
 def test_the_reference_still_passes_the_hidden_training_test(seed):
     """The stop-and-warn path keeps entrenar_FFNN's contract: the hidden test replays every batch and
     compares losses and final weights (hidden.test_entrenar), here on the master notebook's reference."""
-    from tarea2_grader import hidden
-    from tarea2_grader.bench import load_reference
+    from tarea2_grader.tarea2 import hidden
+    from tools.bench import load_reference
     assert hidden.evaluar_en_proceso(load_reference(), "test_entrenar", seed) is None

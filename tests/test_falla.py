@@ -8,7 +8,7 @@ feedback/:
 * environments that cannot grade (a symlinked ``.venv`` that can, bubblewrap missing or broken, an
   interpreter without torch): exit 2 and nothing written, or graded correctly;
 * a grader failure during the run (the course's disk full, simulated by the fault-injection hook
-  of :mod:`tarea2_grader.workers`): that student ungraded, exit 3, a rerun grades exactly them;
+  of :mod:`tarea2_grader.parallel.workers`): that student ungraded, exit 3, a rerun grades exactly them;
 * what the student causes (their scratch full, their process killed): their own cost only.
 """
 import csv
@@ -29,8 +29,12 @@ from conftest import student_notebook, write_zip
 from test_pipeline import GOOD, nb_text
 
 from tarea2_grader import __main__ as cli
-from tarea2_grader import canario, devolver, pipeline, runner, sandbox
-from tarea2_grader import workers as parallel
+from tarea2_grader.parallel import canario
+from tarea2_grader.commands import devolver
+from tarea2_grader.commands import pipeline
+from tarea2_grader.engine import runner
+from tarea2_grader.engine import sandbox
+from tarea2_grader.parallel import workers as parallel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HONEST = "1001"

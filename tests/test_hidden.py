@@ -1,6 +1,6 @@
 """The hidden tests' ground truth, probes and verdicts, tested without a sandbox.
 
-The references in ``tarea2_grader.refs`` are checked against finite differences (independent of
+The references in ``tarea2_grader.tarea2.refs`` are checked against finite differences (independent of
 autograd), and each hidden test's plan, probe and verdict (``hidden.evaluar_en_proceso``: the same
 code the runner uses, with the probe called here instead of in the sandbox) runs on small
 namespaces: the reference answers pass; autograd-using, constant and wrong answers fail with a
@@ -9,8 +9,12 @@ Spanish message that names the quantity.  The sandbox itself is tested in ``test
 import pytest
 import torch
 
-from tarea2_grader import ayudas, ayudas_red, hidden, refs, wire
-from tarea2_grader.selfcheck import comparar, error_relativo
+from tarea2_grader.tarea2 import ayudas
+from tarea2_grader.tarea2 import ayudas_red
+from tarea2_grader.tarea2 import hidden
+from tarea2_grader.tarea2 import refs
+from tarea2_grader.engine import wire
+from tarea2_grader.tarea2.selfcheck import comparar, error_relativo
 
 torch.set_default_dtype(torch.float32)
 
@@ -241,7 +245,7 @@ def test_wire_rejects_malformed_tensors(payload):
 
 
 def test_wire_round_trip_is_exact_in_float64():
-    from tarea2_grader import agent
+    from tarea2_grader.sandboxed import agent
     t = torch.randn(3, 4, dtype=torch.float64)
     t[0, 0] = float("nan")
     t[1, 1] = float("inf")
@@ -353,7 +357,7 @@ def _submission(name):
 
 @pytest.fixture(scope="module")
 def celdas_de_referencia():
-    from tarea2_grader.bench import notebook_cells
+    from tools.bench import notebook_cells
     return notebook_cells()
 
 
@@ -372,7 +376,7 @@ def trampas_evadidas(monkeypatch):
     """A student who got past the probe's autograd traps: they are not installed at all."""
     import contextlib
 
-    from tarea2_grader import probes
+    from tarea2_grader.tarea2 import probes
 
     @contextlib.contextmanager
     def nada(log):

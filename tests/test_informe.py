@@ -15,7 +15,9 @@ import nbformat
 import pytest
 
 from tarea2_grader import __main__ as cli
-from tarea2_grader import examples, informe, pipeline
+from tools import examples
+from tarea2_grader.commands import informe
+from tarea2_grader.commands import pipeline
 
 from test_similitud import ALT, DISGUISES, WRONG
 

@@ -26,7 +26,7 @@ import pytest
 
 from support_marca import FLAGGED_TESTS, POINTS, REPO, flagged_answers, new_course, submit, type_score
 from tarea2_grader import __main__ as cli
-from tarea2_grader import pipeline
+from tarea2_grader.commands import pipeline
 
 RESTORED, CONFIRMED, CLEAN = "2001", "=2+3", "2002"
 

@@ -18,9 +18,10 @@ import nbformat
 import pytest
 import torch
 
-from tarea2_grader import refs
+from tarea2_grader.tarea2 import refs
 
-from tarea2_grader import examples, pipeline
+from tools import examples
+from tarea2_grader.commands import pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
@@ -273,7 +274,7 @@ def test_feedback_never_shows_the_rubric(tmp_path):
     assert "Por la regla del producto" in html  # the student's own answer is there
     assert teacher_only_text(html) == []
     # The autograded notebook (formgrader's, instructor-only) holds the rubric only in the grader's cells.
-    from tarea2_grader import pauta
+    from tarea2_grader.integration import pauta
     autograded = nbformat.read(course.autograded_nb("estudiante"), as_version=4)
     assert sum(map(pauta.is_rubric_cell, autograded.cells)) == 5
     assert teacher_only_text("".join(c.source for c in autograded.cells if not pauta.is_rubric_cell(c))) == []

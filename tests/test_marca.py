@@ -29,7 +29,9 @@ from nbgrader.api import Gradebook
 
 from support_marca import (FLAGGED_PART, FLAGGED_POINTS, FLAGGED_TESTS, POINTS, REPO, SOURCE_NB,
                            flagged_answers, new_course, submit, type_score)
-from tarea2_grader import devolver, examples, pipeline
+from tarea2_grader.commands import devolver
+from tools import examples
+from tarea2_grader.commands import pipeline
 
 FLAGGED, HONEST, FORMULA = "2001", "2002", "=2+3"
 AUTOGRADED_MAX = 72.0

@@ -29,7 +29,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_markdown_cell, new_output
 
-from tarea2_grader import examples, pipeline, servidor
+from tools import examples
+from tarea2_grader.commands import pipeline
+from tarea2_grader.commands import servidor
 
 TOKEN = "token-de-prueba-navegador"
 STUDENT = "atacante"
@@ -378,7 +380,7 @@ def test_feedback_as_the_template_writes_it_runs_nothing(instructor, listener, c
     needs the pass (the answer's ``<img>`` has no alt), so it is forced off here."""
     from test_retro_html import render_feedback
 
-    from tarea2_grader.retro_html import FeedbackHTMLExporter
+    from tarea2_grader.integration.retro_html import FeedbackHTMLExporter
 
     class TemplateOnly(FeedbackHTMLExporter):
         def needs_stock_pass(self, html):

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tarea2_grader import hidden
+from tarea2_grader.tarea2 import hidden
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "source" / "tarea2" / "tarea2.ipynb"
@@ -48,7 +48,7 @@ def test_every_visible_check_passes_and_hidden_tests_are_not_graded_in_the_kerne
 
 def test_whole_solution_notebook_in_the_sandbox_passes_every_hidden_test():
     """The grader's own run of the master notebook, every cell included (training, digits)."""
-    from tarea2_grader import runner
+    from tarea2_grader.engine import runner
     nb = nbformat.read(SOURCE, as_version=4)
     result = runner.calificar(nb, runner.nueva_semilla())
     assert len(result.veredictos) == 13
@@ -74,12 +74,12 @@ def test_reference_training_shows_per_epoch_summary(executed):
 
 def test_selfcheck_cell_is_the_module_verbatim():
     nb = nbformat.read(SOURCE, as_version=4)
-    module = (ROOT / "tarea2_grader" / "selfcheck.py").read_text()
+    module = (ROOT / "tarea2_grader" / "tarea2" / "selfcheck.py").read_text()
     assert nbgrader_cells(nb)["herramientas"].source.strip() == module.strip()
 
 
 def test_every_hidden_test_cell_declares_an_existing_hidden_test():
-    from tarea2_grader import runner
+    from tarea2_grader.engine import runner
     nb = nbformat.read(SOURCE, as_version=4)
     declared = []
     for gid, cell in nbgrader_cells(nb).items():
@@ -100,7 +100,8 @@ def test_points_total_100_with_a_real_hand_graded_share():
 
 def test_statement_states_the_grading_budget_the_grader_applies():
     """The statement tells students the sandbox budget; it must be the one grading uses by default."""
-    from tarea2_grader import nbplugin, pipeline
+    from tarea2_grader.integration import nbplugin
+    from tarea2_grader.commands import pipeline
     nb = nbformat.read(SOURCE, as_version=4)
     intro = "".join(c.source for c in nb.cells[:3] if c.cell_type == "markdown")
     stated = re.search(r"tu notebook tiene en total\s+(\d+) segundos", intro)
@@ -120,7 +121,7 @@ def test_release_never_needs_the_grader():
 def test_release_with_answers_runs_like_in_colab(tmp_path, monkeypatch):
     """A student's completed release runs top to bottom with no grader package and no nbgrader,
     from a folder that holds nothing but the notebook, and every self-check says ok."""
-    from tarea2_grader.examples import edit_cells, reference_answers
+    from tools.examples import edit_cells, reference_answers
 
     blocker = tmp_path / "bloqueo" / "tarea2_grader"
     blocker.mkdir(parents=True)
@@ -153,7 +154,7 @@ def backward_without_3b(source):
 
 def answers_with(optional_done):
     """Reference answers of the mandatory parts plus the optional parts in ``optional_done``."""
-    from tarea2_grader.examples import reference_answers
+    from tools.examples import reference_answers
 
     ref = reference_answers()
     answers = {g: src for g, src in ref.items() if g not in OPTIONAL.values()}
@@ -184,7 +185,7 @@ def optional_runs(tmp_path_factory):
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
-    from tarea2_grader.examples import edit_cells
+    from tools.examples import edit_cells
 
     tmp = tmp_path_factory.mktemp("opcionales")
     blocker = tmp / "bloqueo" / "tarea2_grader"

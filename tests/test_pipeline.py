@@ -16,8 +16,10 @@ from nbgrader.api import Gradebook
 
 from conftest import student_notebook, write_zip
 
-from tarea2_grader.examples import colab_json as as_colab
-from tarea2_grader import collect, pipeline, repair
+from tools.examples import colab_json as as_colab
+from tarea2_grader.integration import collect
+from tarea2_grader.commands import pipeline
+from tarea2_grader.engine import repair
 
 GOOD = {"cuadrado": "def cuadrado(x):\n    return x ** 2",
         "suma": "def suma(a, b):\n    return b + a",

@@ -14,7 +14,8 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from conftest import nbg, student_notebook, write_zip
 from test_pipeline import GOOD, auto_points
 
-from tarea2_grader import nbplugin, pipeline
+from tarea2_grader.integration import nbplugin
+from tarea2_grader.commands import pipeline
 
 # A 1x1 PNG: what a plot output carries.
 PNG = base64.b64encode(bytes.fromhex(

@@ -18,7 +18,8 @@ import nbformat
 import pytest
 
 from tarea2_grader import __main__ as cli
-from tarea2_grader import cells, pipeline
+from tarea2_grader.engine import cells
+from tarea2_grader.commands import pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
@@ -136,17 +137,17 @@ def plant_hidden_test_cell(root):
 
 def plant_renamed_module(root):
     """A grader module saved next to the notebook as a harmless-looking text file."""
-    shutil.copy(os.path.join(REPO, "tarea2_grader", "refs.py"), os.path.join(root, "release", "tarea2", "apuntes.txt"))
+    shutil.copy(os.path.join(REPO, "tarea2_grader", "tarea2", "refs.py"), os.path.join(root, "release", "tarea2", "apuntes.txt"))
 
 
 def plant_module_as_image(root):
     """The hidden tests disguised as a figure."""
-    shutil.copy(os.path.join(REPO, "tarea2_grader", "hidden.py"), os.path.join(root, "release", "tarea2", "figura.png"))
+    shutil.copy(os.path.join(REPO, "tarea2_grader", "tarea2", "hidden.py"), os.path.join(root, "release", "tarea2", "figura.png"))
 
 
 def plant_python_helper(root):
     """A .py file next to the notebook (students never need one)."""
-    shutil.copy(os.path.join(REPO, "tarea2_grader", "selfcheck.py"),
+    shutil.copy(os.path.join(REPO, "tarea2_grader", "tarea2", "selfcheck.py"),
                 os.path.join(root, "release", "tarea2", "ayuda.py"))
 
 
@@ -167,7 +168,7 @@ LEAKS = {
                          ["(test_celoss)", "marca de tests ocultos", "hidden.evaluar", "tarea2_grader",
                           "test oculto de la celda `test_celoss`"]),
     "renamed_module": (plant_renamed_module, "release/tarea2/apuntes.txt",
-                       ["código del corrector (tarea2_grader/refs.py)"]),
+                       ["código del corrector (tarea2_grader/tarea2/refs.py)"]),
     "module_as_image": (plant_module_as_image, "release/tarea2/figura.png", ["no lo es"]),
     "python_helper": (plant_python_helper, "release/tarea2/ayuda.py", ["tipo de archivo no esperado (.py)"]),
     "rubric_in_markdown": (plant_rubric_in_markdown, "release/tarea2/tarea2.ipynb, celda",
@@ -229,7 +230,7 @@ def test_a_destination_with_other_files_is_refused_and_left_alone(tmp_path):
 @pytest.mark.parametrize("where", ["informe/index.html", "resumen_curso.html"])
 def test_the_course_report_in_release_is_refused(tmp_path, where):
     """The instructor's report (informe/, or one of its pages renamed) never reaches students."""
-    from tarea2_grader import informe
+    from tarea2_grader.commands import informe
     root = course_copy(str(tmp_path / "curso"))
     target = os.path.join(root, "release", "tarea2", where)
     os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -14,7 +14,8 @@ from nbgrader.api import Gradebook
 
 from conftest import REPO, student_notebook, write_zip
 
-from tarea2_grader import pipeline, resumen
+from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import resumen
 from test_pipeline import GOOD, nb_text
 
 # The fake hidden tests, with a typical-mistake hint when suma subtracts (as hidden.exigir adds one).

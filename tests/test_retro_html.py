@@ -17,11 +17,12 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from conftest import REPO
 
-from tarea2_grader import pipeline, retro_html
-from tarea2_grader.retro_html import MISSING_ALT, FeedbackHTMLExporter
+from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import retro_html
+from tarea2_grader.integration.retro_html import MISSING_ALT, FeedbackHTMLExporter
 
 STOCK = "nbconvert.exporters.HTMLExporter"
-MINE = "tarea2_grader.retro_html.FeedbackHTMLExporter"
+MINE = "tarea2_grader.integration.retro_html.FeedbackHTMLExporter"
 GRADED = ("1001", "1003", "1004", "1005")
 # A 1x1 PNG (the template only embeds the base64 text).
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")

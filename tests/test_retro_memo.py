@@ -17,13 +17,15 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
-from tarea2_grader import pipeline, resumen, retro_html
+from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import resumen
+from tarea2_grader.integration import retro_html
 from test_retro_html import feedback_setup, render
-from tarea2_grader.retro_html import FeedbackHTMLExporter, MemoHighlight2HTML, RenderMemo
+from tarea2_grader.integration.retro_html import FeedbackHTMLExporter, MemoHighlight2HTML, RenderMemo
 
 GRADED = ("1001", "1003", "1004", "1005")
 STOCK_GET_GRADES = "nbgrader.preprocessors.GetGrades"
-BATCHED = "tarea2_grader.resumen.BatchedGetGrades"
+BATCHED = "tarea2_grader.integration.resumen.BatchedGetGrades"
 PNG_A = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 PNG_B = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 
@@ -339,7 +341,7 @@ class BreakNotebook:
 def test_validation_is_skipped_only_after_preprocessors_that_keep_a_notebook_valid(graded_class):
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
-    from tarea2_grader.pauta import RemoveRubricCells
+    from tarea2_grader.integration.pauta import RemoveRubricCells
 
     class CSSSubclass(CSSHTMLHeaderPreprocessor):
         pass
@@ -370,7 +372,7 @@ def test_a_preprocessor_that_breaks_the_notebook_still_fails_the_page(graded_cla
 
 def test_skipping_needs_a_validation_that_passed_in_the_same_run(graded_class):
     """Where the validation before failed (here: never ran), the next one is not skipped."""
-    from tarea2_grader.pauta import RemoveRubricCells
+    from tarea2_grader.integration.pauta import RemoveRubricCells
     _, exporter = feedback_setup(graded_class)
     nb = nbformat.read(graded_class.autograded_nb("1001"), as_version=4)
     nb.cells[0].pop("cell_type")

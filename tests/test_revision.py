@@ -1,4 +1,4 @@
-"""The static autograd review (:mod:`tarea2_grader.revision`): pure analysis, no sandbox, no nbgrader.
+"""The static autograd review (:mod:`tarea2_grader.engine.revision`): pure analysis, no sandbox, no nbgrader.
 
 * nothing is marked on correct code: the reference solution, the typical correct cells, the second
   correct solution and its variants, every wrong submission that does not use autograd, the demo's
@@ -23,9 +23,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tarea2_grader import cells as nbcells
-from tarea2_grader import revision
-from tarea2_grader.revision import PARTES, Celda, Marca, revisar, revisar_nb, texto_marca
+from tarea2_grader.engine import cells as nbcells
+from tarea2_grader.engine import revision
+from tarea2_grader.engine.revision import PARTES, Celda, Marca, revisar, revisar_nb, texto_marca
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_NB = ROOT / "source" / "tarea2" / "tarea2.ipynb"
@@ -117,7 +117,7 @@ def test_parts_table_names_every_autograded_test():
 
 
 def test_module_does_not_import_torch():
-    codigo = "import sys, tarea2_grader.revision; assert 'torch' not in sys.modules, 'torch imported'"
+    codigo = "import sys, tarea2_grader.engine.revision; assert 'torch' not in sys.modules, 'torch imported'"
     r = subprocess.run([sys.executable, "-c", codigo], cwd=str(ROOT), capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
     assert r.returncode == 0, r.stderr

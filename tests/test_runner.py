@@ -1,6 +1,6 @@
 """The sandbox and the trusted runner, on small notebooks: what student code can and cannot do.
 
-Each test builds a notebook, grades it with :func:`tarea2_grader.runner.calificar` (the path
+Each test builds a notebook, grades it with :func:`tarea2_grader.engine.runner.calificar` (the path
 nbgrader's autograde takes) and reads what came back: cell outputs written by the sandboxed
 process, and verdicts computed here.  The real assignment's grading is covered by
 ``test_wrong_submissions.py`` / ``test_autograde.py``; hostile students by ``test_attacks.py``.
@@ -15,9 +15,11 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from tarea2_grader import nbplugin, runner, sandbox
-from tarea2_grader.cells import reference_sources
-from tarea2_grader.examples import edit_cells
+from tarea2_grader.integration import nbplugin
+from tarea2_grader.engine import runner
+from tarea2_grader.engine import sandbox
+from tarea2_grader.engine.cells import reference_sources
+from tools.examples import edit_cells
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
@@ -52,7 +54,7 @@ def test_the_sandbox_sees_no_course_file_and_writes_nowhere_else(tmp_path):
     secret = tmp_path / "secreto.txt"
     secret.write_text("respuestas")
     probes = {
-        "grader": os.path.join(REPO, "tarea2_grader", "hidden.py"),
+        "grader": os.path.join(REPO, "tarea2_grader", "tarea2", "hidden.py"),
         "source": SOURCE,
         "secret": str(secret),
     }

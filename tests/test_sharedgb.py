@@ -1,4 +1,4 @@
-"""The shared-engine gradebook preprocessors (tarea2_grader/sharedgb.py) do exactly what nbgrader's do:
+"""The shared-engine gradebook preprocessors (tarea2_grader/integration/sharedgb.py) do exactly what nbgrader's do:
 same lookups, same notebooks, same logs, same gradebook rows, for a whole autograde pass and for
 edge cases (deleted, renamed, edited locked cells, task cells, late submissions)."""
 import contextlib
@@ -17,15 +17,16 @@ from nbgrader.preprocessors import (AssignLatePenalties, OverwriteCells, Overwri
 
 from conftest import REPO, student_notebook
 
-from tarea2_grader import pipeline, sharedgb
-from tarea2_grader.sharedgb import (NotebookLookupGradebook, SharedAssignLatePenalties, SharedEngineGradebook,
+from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import sharedgb
+from tarea2_grader.integration.sharedgb import (NotebookLookupGradebook, SharedAssignLatePenalties, SharedEngineGradebook,
                                     SharedOverwriteCells, SharedOverwriteKernelspec, SharedSaveAutoGrades)
 
 STOCK_TO_SHARED = {
-    "nbgrader.preprocessors.OverwriteKernelspec": "tarea2_grader.sharedgb.SharedOverwriteKernelspec",
-    "nbgrader.preprocessors.OverwriteCells": "tarea2_grader.sharedgb.SharedOverwriteCells",
-    "nbgrader.preprocessors.SaveAutoGrades": "tarea2_grader.sharedgb.SharedSaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties": "tarea2_grader.sharedgb.SharedAssignLatePenalties",
+    "nbgrader.preprocessors.OverwriteKernelspec": "tarea2_grader.integration.sharedgb.SharedOverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells": "tarea2_grader.integration.sharedgb.SharedOverwriteCells",
+    "nbgrader.preprocessors.SaveAutoGrades": "tarea2_grader.integration.sharedgb.SharedSaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties": "tarea2_grader.integration.sharedgb.SharedAssignLatePenalties",
 }
 PAIRS = [(OverwriteKernelspec, SharedOverwriteKernelspec), (OverwriteCells, SharedOverwriteCells),
          (SaveAutoGrades, SharedSaveAutoGrades), (AssignLatePenalties, SharedAssignLatePenalties)]
@@ -372,7 +373,7 @@ def test_course_config_uses_the_shared_preprocessors_in_nbgraders_places():
         for cls in configured:
             for stock, shared in PAIRS:
                 assert cls is not stock, "{} in {}: use {}".format(stock.__name__, trait, shared.__name__)
-        shared = [c for c in configured if c.__module__ == "tarea2_grader.sharedgb"]
+        shared = [c for c in configured if c.__module__ == "tarea2_grader.integration.sharedgb"]
         assert shared and all(any(issubclass(c, d) for d in default) for c in shared)
         positions = [default.index(next(d for d in default if issubclass(c, d))) for c in shared]
         assert positions == sorted(positions)

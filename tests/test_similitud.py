@@ -1,4 +1,4 @@
-"""Copy detection per answer cell (tarea2_grader/similitud.py): precision on real implementations.
+"""Copy detection per answer cell (tarea2_grader/commands/similitud.py): precision on real implementations.
 
 Distinct implementations of each answer cell come from the repository's corpora: the reference
 solution, the alternative solution and its correct variants (tests/submissions/alt_correct.py),
@@ -22,7 +22,8 @@ import tokenize
 
 import nbformat
 
-from tarea2_grader import examples, similitud
+from tools import examples
+from tarea2_grader.commands import similitud
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBMISSIONS = os.path.join(REPO, "tests", "submissions")

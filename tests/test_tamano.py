@@ -1,5 +1,5 @@
 """Size limits: submitted files, what an archive may expand to, and every student output and
-attachment kept in the autograded notebook or shown in the feedback (tarea2_grader/tamano.py).
+attachment kept in the autograded notebook or shown in the feedback (tarea2_grader/engine/tamano.py).
 
 The pipeline tests grade a copy of the real course through ``pipeline.grade`` (what ``make grade``
 runs) from one LMS zip: an honest classmate (the reference solution) beside a student with huge
@@ -21,7 +21,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 from nbgrader.api import Gradebook
 
-from tarea2_grader import collect, examples, pipeline, tamano
+from tarea2_grader.integration import collect
+from tools import examples
+from tarea2_grader.commands import pipeline
+from tarea2_grader.engine import tamano
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")

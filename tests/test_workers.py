@@ -1,4 +1,4 @@
-"""Parallel grading (tarea2_grader/workers.py): same grades with 1 or 2 workers or on a real Dask
+"""Parallel grading (tarea2_grader/parallel/workers.py): same grades with 1 or 2 workers or on a real Dask
 cluster, a grading run that resumes after Ctrl-C, and a cache that can only save time.
 
 Every test grades the same small class of the fake course (a perfect notebook, a wrong answer, a
@@ -22,8 +22,11 @@ import pytest
 from conftest import student_notebook, write_zip
 from test_pipeline import GOOD, auto_points, nb_text
 
-from tarea2_grader import canario, nbplugin, pipeline, sandbox
-from tarea2_grader import workers as parallel
+from tarea2_grader.parallel import canario
+from tarea2_grader.integration import nbplugin
+from tarea2_grader.commands import pipeline
+from tarea2_grader.engine import sandbox
+from tarea2_grader.parallel import workers as parallel
 
 ARCHIVE = os.path.join("downloaded", "tarea2", "archive")
 EXPECTED = {"1001": 5, "1002": 2, "1003": 2, "1004": 2, "1005": 0}
@@ -210,7 +213,7 @@ def test_the_key_changes_with_everything_that_can_change_a_verdict(sequential):
         "the seed": parallel.job_key(nb, 8, limits, "pruebas_curso", search=here),
         "a limit": parallel.job_key(nb, 7, sandbox.Limites(cell_timeout=5, test_timeout=4), "pruebas_curso",
                                     search=here),
-        "the tests": parallel.job_key(nb, 7, limits, "tarea2_grader.hidden", search=here),
+        "the tests": parallel.job_key(nb, 7, limits, "tarea2_grader.tarea2.hidden", search=here),
     }
     assert key not in changed.values() and len(set(changed.values())) == len(changed)
 
@@ -224,18 +227,19 @@ def test_nbgrader_finds_the_key_the_coordinator_computed(sequential):
 def test_the_key_covers_every_module_that_grading_imports():
     """A module the grading code imports but the key leaves out could change a verdict unseen."""
     import ast
-    package = os.path.dirname(parallel.__file__)
+    package = parallel.PACKAGE_DIR
     imported = set()
     for name in parallel.GRADING_MODULES:
         with open(os.path.join(package, name + ".py"), encoding="utf-8") as fh:
             tree = ast.parse(fh.read())
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == "tarea2_grader":
-                imported.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tarea2_grader."):
-                imported.add(node.module.split(".")[1])
-            elif isinstance(node, ast.ImportFrom) and node.level == 1:
-                imported.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("tarea2_grader."):
+                continue
+            parts = node.module.split(".")[1:]
+            if len(parts) == 1:  # from tarea2_grader.engine import cells
+                imported.update(parts[0] + "/" + alias.name for alias in node.names)
+            else:  # from tarea2_grader.engine.cells import ...
+                imported.add("/".join(parts[:2]))
     assert imported, "no import of the package found: the check would prove nothing"
     assert imported <= set(parallel.GRADING_MODULES), imported - set(parallel.GRADING_MODULES)
 
@@ -257,10 +261,11 @@ def test_a_worker_process_grades_with_one_torch_thread():
     than the hidden tests' small tensors."""
     script = "\n".join([
         "import nbformat, torch",
-        "from tarea2_grader import sandbox, workers",
+        "from tarea2_grader.engine import sandbox",
+        "from tarea2_grader.parallel import workers",
         "torch.set_num_threads(2)",
         "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('x = 1')])",
-        "job = workers.make_job('1001', nb, 7, sandbox.Limites(), 'tarea2_grader.hidden')",
+        "job = workers.make_job('1001', nb, 7, sandbox.Limites(), 'tarea2_grader.tarea2.hidden')",
         "reply = workers.grade_job(job)",
         "assert 'resultado' in reply, reply",
         "print('threads', torch.get_num_threads())",

@@ -7,7 +7,7 @@
 * each wrong submission of ``tests/submissions/wrong.py`` loses points in exactly the test
   cells it names, and keeps full points everywhere else.
 
-Every notebook is graded by :func:`tarea2_grader.runner.calificar`, the function nbgrader's
+Every notebook is graded by :func:`tarea2_grader.engine.runner.calificar`, the function nbgrader's
 autograde reaches through ``TrustedExecute``: student cells in bubblewrap, verdicts here, with a
 fresh random seed per notebook (printed on failure to reproduce it).  All of them are graded
 once, two at a time, the first time a test asks for a result.
@@ -23,7 +23,7 @@ import nbformat
 import pytest
 
 from conftest import grade_many
-from tarea2_grader import cells as nbcells
+from tarea2_grader.engine import cells as nbcells
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_NB = ROOT / "source" / "tarea2" / "tarea2.ipynb"
@@ -188,7 +188,7 @@ def _hints(result, nb):
 @pytest.mark.parametrize("case", _params(wrong.WRONG, "wrong:"))
 def test_wrong_submission_gets_the_hint_of_its_mistake(graded, case):
     """Where the outputs identify the mistake, its feedback names it (``Pista: ...``), and only it."""
-    from tarea2_grader.hidden import PISTAS
+    from tarea2_grader.tarea2.hidden import PISTAS
     record = {r["name"]: r for r in wrong.WRONG}[case.split(":", 1)[1]]
     _, result, nb = graded[case]
     hints = set(_hints(result, nb))

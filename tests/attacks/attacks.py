@@ -23,8 +23,8 @@ this repository; whatever it needs is in the cell's source.
 """
 import base64
 
-from tarea2_grader.examples import SOURCE
-from tarea2_grader.cells import stub_sources
+from tools.examples import SOURCE
+from tarea2_grader.engine.cells import stub_sources
 
 STUBS = stub_sources(SOURCE)
 MARKER = "PWNED_"
@@ -107,7 +107,7 @@ def ataque(name, description, cells, json_edit=None, known_gap=None):
 
 # 1. The grader's own modules: rebind the verdict in sys.modules (works when tests share the kernel).
 ataque(
-    "parchar_hidden", "Importa tarea2_grader.hidden y reemplaza evaluar, veredicto y PRUEBAS para que todo pase.",
+    "parchar_hidden", "Importa tarea2_grader.tarea2.hidden y reemplaza evaluar, veredicto y PRUEBAS para que todo pase.",
     {"derivadas_codigo": despues("derivadas_codigo", r'''
 import sys, types
 
@@ -118,12 +118,12 @@ def _todo_ok(*args, **kwargs):
 for _ruta in ("/work/main", "/work", "/root", "..", "../.."):
     sys.path.append(_ruta)
 try:
-    from tarea2_grader import hidden as _h
+    from tarea2_grader.tarea2 import hidden as _h
 except Exception as _e:
     print("no pude importar hidden:", type(_e).__name__)
-    _h = types.ModuleType("tarea2_grader.hidden")
+    _h = types.ModuleType("tarea2_grader.tarea2.hidden")
     sys.modules["tarea2_grader"] = types.ModuleType("tarea2_grader")
-    sys.modules["tarea2_grader.hidden"] = _h
+    sys.modules["tarea2_grader.tarea2.hidden"] = _h
     sys.modules["tarea2_grader"].hidden = _h
 _h.evaluar = _todo_ok
 _h.veredicto = lambda *a, **k: None
@@ -280,7 +280,7 @@ class SGD:
 '''})
 
 
-# 5. builtins: a fake `tarea2_grader.hidden` for every import, and assertions that never fail.
+# 5. builtins: a fake `tarea2_grader.tarea2.hidden` for every import, and assertions that never fail.
 ataque(
     "parchar_builtins",
     "Reemplaza __import__ y AssertionError en builtins para que los tests ocultos importen un corrector falso.",
@@ -289,7 +289,7 @@ import builtins
 import types
 
 _import_original = builtins.__import__
-_falso = types.ModuleType("tarea2_grader.hidden")
+_falso = types.ModuleType("tarea2_grader.tarea2.hidden")
 _falso.evaluar = lambda nombre: print("Tests ocultos de {}: ok".format(nombre[5:]))
 _paquete = types.ModuleType("tarea2_grader")
 _paquete.hidden = _falso
@@ -574,7 +574,7 @@ import sqlite3
 _YO = "%escribir_archivos_curso"  # my student id ends like this
 _MARCA = "PWNED_escribir_archivos_curso"
 _hechos = []
-for carpeta, nombre in buscar_curso("tarea2_grader/hidden.py", "gradebook.db", "grades.csv", "semillas.json",
+for carpeta, nombre in buscar_curso("tarea2_grader/tarea2/hidden.py", "gradebook.db", "grades.csv", "semillas.json",
                                     "source/tarea2/tarea2.ipynb", "feedback", "submitted", "nbgrader_config.py"):
     ruta = os.path.join(carpeta, nombre)
     try:
@@ -619,7 +619,7 @@ print("modificados:", _hechos)
 
 
 # 14. The same, with every name built at run time (no regex on the source can see them).
-_NOMBRES = {"h": "tarea2_grader/hidden.py", "g": "gradebook.db", "c": "grades.csv", "s": "semillas.json",
+_NOMBRES = {"h": "tarea2_grader/tarea2/hidden.py", "g": "gradebook.db", "c": "grades.csv", "s": "semillas.json",
             "f": "feedback", "m": "submitted", "n": "nbgrader_config.py"}
 ataque(
     "escribir_archivos_ofuscado",

@@ -495,7 +495,7 @@ def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
        entrenar=_mut(BASE_ENTRENAR, "shuffle=True)", "shuffle=True, drop_last=True)")),
 ]
 
-# The hint (``tarea2_grader.hidden.PISTAS`` key) each mistake must get in its feedback, decided from
+# The hint (``tarea2_grader.tarea2.hidden.PISTAS`` key) each mistake must get in its feedback, decided from
 # the outputs alone; None where the failure message itself already names the mistake (autograd,
 # a missing .grad, a pair instead of a tensor) or where the outputs do not identify it.
 HINTS = {
