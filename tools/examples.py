@@ -27,6 +27,8 @@ from typing import Dict, Tuple
 
 import nbformat
 
+from tarea2_grader.integration.pauta import PY_KEY, RUBRIC
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
 RELEASE = os.path.join(REPO, "release", "tarea2", "tarea2.ipynb")
@@ -34,11 +36,6 @@ EXAMPLES = os.path.join(REPO, "examples")
 SUBMISSIONS = os.path.join(REPO, "tests", "submissions")
 
 MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
-# What only the teaching team reads, inside the source's solution regions: the grading rubric
-# (between <!-- pauta --> and <!-- /pauta -->, "# "-commented in code cells) and the keys'
-# Python expressions (<!-- py: name = expression -->, checked by tests/test_keys.py).
-RUBRIC = re.compile(r"^[ \t]*(?:# ?)?<!-- pauta -->.*?<!-- /pauta -->[ \t]*\n?", re.M | re.S)
-PY_KEY = re.compile(r"^[ \t]*<!-- py: .*?-->[ \t]*\n?", re.M)
 WRONG_PICKS = ("relu_grad_from_output", "celoss_sum", "capa_fprime_at_output", "sgd_rebinds_parameter")
 ALT_PICKS = ("derivadas_codigo", "celoss", "dL_duLm1", "ultima_capa", "capas_escondidas", "sgd",
              "random_dataset")

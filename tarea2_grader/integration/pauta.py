@@ -16,11 +16,14 @@ from typing import Dict, Optional
 import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from tools.examples import PY_KEY, RUBRIC
-
 ID_PREFIX = "pauta-"
 META_KEY = "tarea2_pauta"
 TITLE = "Pauta para quien corrige (no se muestra al estudiante)"
+# What only the teaching team reads, inside the source's solution regions: the grading rubric
+# (between <!-- pauta --> and <!-- /pauta -->, "# "-commented in code cells) and the keys'
+# Python expressions (<!-- py: name = expression -->, checked by tests/test_keys.py).
+RUBRIC = re.compile(r"^[ \t]*(?:# ?)?<!-- pauta -->.*?<!-- /pauta -->[ \t]*\n?", re.M | re.S)
+PY_KEY = re.compile(r"^[ \t]*<!-- py: .*?-->[ \t]*\n?", re.M)
 _RUBRIC_TAGS = re.compile(r"^[ \t]*(?:# ?)?<!-- /?pauta -->[ \t]*\n?", re.M)
 _SOLUTION = re.compile(r"### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*(?:# )?### END SOLUTION", re.M | re.S)
 
