@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import bench
+from tools import bench_doc, bench_training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def test_gradients_and_losses_checked_equal(quick_run):
     acts = {a for r in raw["backward"] for a in r["size"]["activations"]}
     assert {"relu", "swish", "celu"} <= acts
     for r in raw["backward"]:
-        assert r["grads_equal"] and r["grad_rel_err_f64"] <= bench.GRAD_TOL_F64, r
+        assert r["grads_equal"] and r["grad_rel_err_f64"] <= bench_training.GRAD_TOL_F64, r
     for r in raw["epoch"]:
         assert r["losses_equal"], r
 
@@ -290,9 +290,9 @@ def test_a_planted_grade_difference_is_reported(class_run, tmp_path):
 
 def test_a_command_rewriting_its_section_keeps_the_hand_written_history(tmp_path):
     doc = tmp_path / "benchmark.md"
-    bench.write_section(doc, "historia", "## Historia\n\nescrita a mano")
-    bench.write_section(doc, "clase", "## Clase\n\nprimera corrida")
-    bench.write_section(doc, "clase", "## Clase\n\nsegunda corrida")
+    bench_doc.write_section(doc, "historia", "## Historia\n\nescrita a mano")
+    bench_doc.write_section(doc, "clase", "## Clase\n\nprimera corrida")
+    bench_doc.write_section(doc, "clase", "## Clase\n\nsegunda corrida")
     text = doc.read_text(encoding="utf-8")
     assert "escrita a mano" in text and "segunda corrida" in text and "primera corrida" not in text
     assert text.index("segunda corrida") < text.index("escrita a mano")  # the history stays last

@@ -357,7 +357,7 @@ def _submission(name):
 
 @pytest.fixture(scope="module")
 def celdas_de_referencia():
-    from tools.bench import notebook_cells
+    from tools.bench_training import notebook_cells
     return notebook_cells()
 
 

@@ -319,7 +319,7 @@ def main(argv=None) -> int:
     if args.rondas < 1 or args.alumnos < 1:
         print("--rondas y --alumnos deben ser al menos 1", file=sys.stderr)
         return 2
-    from tools import bench
+    from tools import bench_doc
 
     def progreso(msg):
         print("[bench ab {}] {}".format(datetime.datetime.now().strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
@@ -328,7 +328,7 @@ def main(argv=None) -> int:
                       args=dict(rondas=args.rondas, alumnos=args.alumnos, semilla=args.semilla),
                       base=describir(args.ab), nuevo=describir("HEAD"), sucio=cambios_sin_commit(),
                       maquina=dict(fecha=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                                   cpu=bench.cpu_model(), nucleos=os.cpu_count(), carga_inicio=carga()))
+                                   cpu=bench_doc.cpu_model(), nucleos=os.cpu_count(), carga_inicio=carga()))
     trabajo = Path(tempfile.mkdtemp(prefix="tarea2_ab_"))
     try:
         with arbol_de(args.ab) as raiz_base:
@@ -348,8 +348,8 @@ def main(argv=None) -> int:
     if resultados["resumen"]["problemas"]:
         print("medición no válida: no se escribió el informe", file=sys.stderr)
         return INVALIDA
-    salida = args.salida or bench.DOC_PATH
-    bench.write_section(salida, SECTION, texto)
+    salida = args.salida or bench_doc.DOC_PATH
+    bench_doc.write_section(salida, SECTION, texto)
     print("escrito: {}".format(salida), file=sys.stderr)
     return 0 if resultados["resumen"]["cumple"] else 1
 

@@ -13,7 +13,7 @@ Run ``python -m tools.bench_clase [--alumnos 300] [--muestra 42]``.
    * ``1 trabajador`` and ``2 trabajadores`` on the first ``--muestra`` students (the same
      mix): ``python -m tarea2_grader grade --workers N``, i.e. ``make grade``;
    * ``nbgrader tal como viene`` on the same sample: the course config without the trusted
-     runner (:func:`bench.stock_config`), ``generate_assignment``, ``zip_collect``,
+     runner (:func:`bench_end_to_end.stock_config`), ``generate_assignment``, ``zip_collect``,
      ``autograde``, ``generate_feedback`` and ``export`` (its grades.csv);
    * ``clase completa``: ``make grade --workers 2`` on the whole class; then, on that graded
      course, ``python -m tarea2_grader informe`` (``make informe``), timed on its own.
@@ -26,7 +26,7 @@ Run ``python -m tools.bench_clase [--alumnos 300] [--muestra 42]``.
    column; every difference is reported (one in the ``observaciones`` notes alone, e.g. a cell
    that ran out of time under load in one run only, is listed but does not change a grade).
 4. The report (Spanish) goes to stdout and to its own section of ``docs/benchmark.md``
-   (:func:`bench.write_section`), saying which goals were met, with the numbers.
+   (:func:`bench_doc.write_section`), saying which goals were met, with the numbers.
 
 Nothing here changes how grading works: it only runs the real commands and reads their files.
 """
@@ -55,7 +55,7 @@ from typing import Dict, List, Optional, Sequence
 
 import nbformat
 
-from tools import bench
+from tools import bench_doc, bench_end_to_end
 from tarea2_grader.engine import cells
 from tools import examples
 from tarea2_grader.integration import nbplugin
@@ -63,7 +63,7 @@ from tarea2_grader.commands import pipeline
 from tarea2_grader.parallel import workers as parallel
 from tarea2_grader.__main__ import prepare_demo_course
 
-ROOT = bench.ROOT
+ROOT = bench_doc.ROOT
 SECTION = "clase"
 
 # The class mix: (kind, example id or None, what it is, students per 50).  The first students are
@@ -219,7 +219,7 @@ def new_course(root: Path, class_dir: Path, seeds: Dict[str, int], stock: bool =
     write_seeds(course, seeds)
     if stock:
         config = Path(course.path("nbgrader_config.py"))
-        config.write_text(bench.stock_config(config.read_text(encoding="utf-8")), encoding="utf-8")
+        config.write_text(bench_end_to_end.stock_config(config.read_text(encoding="utf-8")), encoding="utf-8")
     return course
 
 
@@ -711,7 +711,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--semilla", type=int, default=2026, help="semilla de las semillas de los alumnos")
     p.add_argument("--trabajo", type=Path, default=None,
                    help="carpeta donde quedan los cursos y registros (por defecto una temporal que se borra)")
-    p.add_argument("--salida", type=Path, default=bench.DOC_PATH,
+    p.add_argument("--salida", type=Path, default=bench_doc.DOC_PATH,
                    help="markdown donde se escribe la sección (por defecto docs/benchmark.md)")
     p.add_argument("--json", type=Path, default=None, help="también los resultados en bruto, en JSON")
     p.add_argument("--ab", metavar="COMMIT", default=None,
@@ -746,7 +746,7 @@ def main(argv=None) -> int:
                              timeout_celda=args.timeout_celda,
                              cell_limit=cell_limit(args.timeout_celda), budget=budget_limit()),
                    machine=dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                                cpu=bench.cpu_model(), cores=os.cpu_count(), load_start=load1()),
+                                cpu=bench_doc.cpu_model(), cores=os.cpu_count(), load_start=load1()),
                    runs=[], diffs={}, compared={}, work=str(work))
     try:
         students = roster(args.alumnos)
@@ -793,7 +793,7 @@ def main(argv=None) -> int:
     text = render(results)
     print(text)
     if args.salida:
-        bench.write_section(args.salida, SECTION, text)
+        bench_doc.write_section(args.salida, SECTION, text)
         print("escrito: {}".format(args.salida), file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
