@@ -75,7 +75,7 @@ def test_markdown_table_is_well_formed_and_keeps_the_other_device(quick_run):
 
 # --------------------------------------------------------------------------- make bench: a whole class
 
-from tools import bench_clase
+from tools import bench_clase_mix, bench_clase_report
 from tarea2_grader.engine import cells
 from tools import examples  # noqa: E402
 
@@ -156,8 +156,8 @@ os.wait()
 def test_cpu_of_a_process_orphaned_by_the_command_is_counted(tmp_path):
     # A sandbox whose worker exits first is such a process.  Run in its own interpreter: the
     # measure makes that process the reaper of its descendants' orphans.
-    probe = ("import json, sys; from pathlib import Path; from tools import bench_clase; "
-             "r = bench_clase.run_timed([sys.executable, '-c', sys.argv[1]], '.', Path(sys.argv[2]), 60); "
+    probe = ("import json, sys; from pathlib import Path; from tools import bench_clase_runs; "
+             "r = bench_clase_runs.run_timed([sys.executable, '-c', sys.argv[1]], '.', Path(sys.argv[2]), 60); "
              "print(json.dumps([r['cpu_s'], r['orphans'], r['returncode']]))")
     out = subprocess.run([sys.executable, "-c", probe, ORPHAN, str(tmp_path / "log")], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
@@ -170,8 +170,8 @@ def test_cpu_of_a_process_orphaned_by_the_command_is_counted(tmp_path):
 def test_grades_are_real_and_compared(class_run):
     _proc, _doc, raw, work = class_run
     assert raw["compared"] == {"clase": 2} and raw["diffs"] == {"clase": []}
-    one = bench_clase.read_grades(work / "curso_uno" / "grades.csv")
-    two = bench_clase.read_grades(work / "curso_clase" / "grades.csv")
+    one = bench_clase_report.read_grades(work / "curso_uno" / "grades.csv")
+    two = bench_clase_report.read_grades(work / "curso_clase" / "grades.csv")
     assert set(one) == set(two) == {"200001", "200002"}
     assert float(one["200001"]["total"]) > 0  # the reference solution earned its points
     assert "bucle" in one["200002"]["observaciones"] and "chequeo_sgd" in one["200002"]["observaciones"]
@@ -231,8 +231,8 @@ def test_the_report_goal_follows_its_numbers(class_run):
 
     def goal(**report):
         raw["informe"] = dict(raw["informe"], **report)
-        bench_clase.summarize(raw)
-        return next(r for r in table_rows(bench_clase.render(raw), "meta") if r[0].startswith("el informe"))
+        bench_clase_report.summarize(raw)
+        return next(r for r in table_rows(bench_clase_report.render(raw), "meta") if r[0].startswith("el informe"))
 
     assert goal(returncode=0, wall_s=0.099 * full["wall_s"])[2] == "sí"
     assert goal(returncode=0, wall_s=0.101 * full["wall_s"])[2] == "**no**"
@@ -241,18 +241,19 @@ def test_the_report_goal_follows_its_numbers(class_run):
 
 
 def test_adversaries_close_a_large_class_and_each_adds_what_it_says():
-    assert bench_clase.kind_sequence(bench_clase.ADVERSARIES_FROM - 1)[-1] not in bench_clase.ADVERSARIES
-    kinds = bench_clase.kind_sequence(300)
-    assert kinds[-len(bench_clase.ADVERSARIES):] == list(bench_clase.ADVERSARIES)
-    assert len(kinds) == 300 and sum(k in bench_clase.ADVERSARIES for k in kinds) == len(bench_clase.ADVERSARIES)
+    adversaries = bench_clase_mix.ADVERSARIES
+    assert bench_clase_mix.kind_sequence(bench_clase_mix.ADVERSARIES_FROM - 1)[-1] not in adversaries
+    kinds = bench_clase_mix.kind_sequence(300)
+    assert kinds[-len(adversaries):] == list(adversaries)
+    assert len(kinds) == 300 and sum(k in adversaries for k in kinds) == len(adversaries)
     reference = examples.reference_answers()
-    adv = bench_clase.adversary_answers(reference, 15.0)
+    adv = bench_clase_mix.adversary_answers(reference, 15.0)
     code = cells.answer_cell_ids(examples.SOURCE)
     assert set(adv["dormilon"]) == set(adv["choques"]) == set(code)
     assert all(adv["dormilon"][g].startswith("import time\ntime.sleep(14)\n") for g in code)
     assert all(adv["choques"][g].endswith(reference[g]) for g in code)
     huge = {}
-    exec(bench_clase.HUGE_IMAGE.replace("display(", "huge['img'] = ("), {"huge": huge})
+    exec(bench_clase_mix.HUGE_IMAGE.replace("display(", "huge['img'] = ("), {"huge": huge})
     assert len(huge["img"].data) >= 40_000_000
 
 
@@ -265,16 +266,16 @@ def test_a_planted_grade_difference_is_reported(class_run, tmp_path):
     fields = row.split(",")
     fields[1] = str(float(fields[1]) + 1)
     planted.write_text(text.replace(row, ",".join(fields)), encoding="utf-8")
-    diffs = bench_clase.compare_grades(work / "curso_uno" / "grades.csv", planted, ["200001", "200002"])
+    diffs = bench_clase_report.compare_grades(work / "curso_uno" / "grades.csv", planted, ["200001", "200002"])
     assert diffs == [dict(student="200002", column="total", reference=row.split(",")[1], other=fields[1])]
-    assert bench_clase.compare_grades(work / "curso_uno" / "grades.csv", planted, ["200001"]) == []
-    missing = bench_clase.compare_grades(work / "curso_uno" / "grades.csv", tmp_path / "nada.csv", ["200001"])
+    assert bench_clase_report.compare_grades(work / "curso_uno" / "grades.csv", planted, ["200001"]) == []
+    missing = bench_clase_report.compare_grades(work / "curso_uno" / "grades.csv", tmp_path / "nada.csv", ["200001"])
     assert [d["column"] for d in missing] == ["(fila)"]
 
     def goal_row(diffs):
         raw["diffs"] = {"clase": diffs}
-        bench_clase.summarize(raw)
-        doc = bench_clase.render(raw)
+        bench_clase_report.summarize(raw)
+        doc = bench_clase_report.render(raw)
         return next(r for r in table_rows(doc, "meta") if r[0].startswith("cada nota")), doc
 
     goal, doc = goal_row(diffs)
