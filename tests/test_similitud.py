@@ -1,4 +1,4 @@
-"""Copy detection per answer cell (tarea2_grader/commands/similitud.py): precision on real implementations.
+"""Copy detection per answer cell (commands/similitud.py, fingerprints.py): precision on real implementations.
 
 Distinct implementations of each answer cell come from the repository's corpora: the reference
 solution, the alternative solution and its correct variants (tests/submissions/alt_correct.py),
@@ -23,11 +23,11 @@ import tokenize
 import nbformat
 
 from tools import examples
-from tarea2_grader.commands import similitud
+from tarea2_grader.commands import fingerprints, similitud
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBMISSIONS = os.path.join(REPO, "tests", "submissions")
-AJUSTES = similitud.Ajustes()
+AJUSTES = fingerprints.Ajustes()
 
 
 def load(name):
@@ -95,7 +95,7 @@ def implementations():
             add(gid, "wrong", "wrong:" + r["name"], src)
     for r in HONEST.HONEST:
         for gid, src in r["cells"].items():
-            body = similitud.CODE_STUB_LINES.sub("", src).strip()
+            body = fingerprints.CODE_STUB_LINES.sub("", src).strip()
             lineage = "wrong" if body == HONEST.DERIVADAS.strip() else "honesto:" + body[:200]
             add(gid, lineage, "honesto:" + r["name"], src)
     add("dL_duLm1_md", "derivacion1", "derivacion1", DERIVACION_1)
@@ -112,7 +112,7 @@ REFERENCE_GRAMS = similitud.reference_grams(similitud.cells_by_id(SOURCE), list(
 
 def cell(gid, src):
     """A fingerprinted answer cell, the release's own text removed."""
-    return similitud.fingerprint_cell(ANSWER_TYPES[gid], src, GIVEN[gid], AJUSTES)
+    return fingerprints.fingerprint_cell(ANSWER_TYPES[gid], src, GIVEN[gid], AJUSTES)
 
 
 def sim(gid, a, b):
@@ -238,7 +238,7 @@ def test_disguises_change_the_text_but_keep_python_valid():
     for gid, name, original, copy in PLANTS:
         if ANSWER_TYPES[gid] == "code":
             assert copy != original or name.endswith("~reordenada"), name
-            compile(similitud.CODE_STUB_LINES.sub("", copy), name, "exec")
+            compile(fingerprints.CODE_STUB_LINES.sub("", copy), name, "exec")
     renamed = [p for p in PLANTS if p[1].endswith("~renombrada")]
     assert sum(1 for p in renamed if "mi_" in p[3]) == len(renamed)
     reordered = [p for p in PLANTS if p[1].endswith("~reordenada")]
@@ -260,7 +260,7 @@ def test_every_planted_copy_ranks_above_every_pair_of_distinct_implementations()
 
 def test_torch_functions_stay_apart_local_names_do_not():
     def texts(src):
-        return [t.texto for stmt in similitud.code_statements(src) for t in stmt]
+        return [t.texto for stmt in fingerprints.code_statements(src) for t in stmt]
     assert texts("y = torch.tanh(x)") != texts("y = torch.sigmoid(x)")
     assert texts("y = torch.tanh(x)  # hola\n\n") == texts("salida = torch.tanh(entrada)")
     assert texts("z = a.sum(dim=0)") != texts("z = a.mean(dim=0)")
