@@ -88,6 +88,17 @@ def test_imports_follow_the_layers(path):
     assert wrong == pending, "{} imports {} (pending: {})".format(rel, sorted(wrong), sorted(pending))
 
 
+def test_the_package_never_imports_the_tools():
+    """Benchmarks, screenshots and the example generator sit outside the package (``tools/``)."""
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            wrong += ["{}: {}".format(path.relative_to(PACKAGE), n) for n in names if n.split(".")[0] == "tools"]
+    assert not wrong, wrong
+
+
 def test_the_checker_sees_a_wrong_import(tmp_path, monkeypatch):
     """The rule above can fail: an engine module importing the course is caught."""
     fake = tmp_path / "tarea2_grader"
