@@ -27,6 +27,7 @@ import time
 import zipfile
 
 from tarea2_grader.commands import pipeline
+from tarea2_grader.integration.course import Course
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CELL_TIMEOUT = 30  # seconds; the reference's slowest cell takes about 10 s here
@@ -34,7 +35,7 @@ DEMO_CELL_TIMEOUT = 30  # seconds; the reference's slowest cell takes about 10 s
 
 def cmd_release(args) -> int:
     """Regenerate release/ from source/."""
-    path = pipeline.release(pipeline.Course(os.path.abspath(args.course)))
+    path = pipeline.release(Course(os.path.abspath(args.course)))
     print("generado: " + os.path.relpath(path))
     return 0
 
@@ -46,7 +47,7 @@ def autograde_args(cell_timeout) -> list:
 
 def cmd_grade(args) -> int:
     """Grade every submission of the course."""
-    course = pipeline.Course(os.path.abspath(args.course))
+    course = Course(os.path.abspath(args.course))
     if not os.path.exists(course.source_nb):
         print("no existe " + course.source_nb, file=sys.stderr)
         return pipeline.EXIT_NOTHING_GRADED
@@ -79,7 +80,7 @@ def grade_options(args) -> dict:
 
 def cmd_notas(args) -> int:
     """Rebuild grades.csv from the gradebook, then the course report (it shows grades.csv's states)."""
-    course = pipeline.Course(os.path.abspath(args.course))
+    course = Course(os.path.abspath(args.course))
     pipeline.report(course)
     from tarea2_grader.commands import informe
     informe.build_safely(course)
@@ -89,7 +90,7 @@ def cmd_notas(args) -> int:
 def cmd_publicar(args) -> int:
     """Export the student folder, or explain in Spanish why not."""
     from tarea2_grader.commands import publicar
-    course = pipeline.Course(os.path.abspath(args.course))
+    course = Course(os.path.abspath(args.course))
     try:
         destino = publicar.publicar(course, args.destino, args.repo, args.rama)
     except publicar.PublishError as e:
@@ -119,7 +120,7 @@ def zip_examples(examples_dir: str, zip_path: str) -> int:
     return count
 
 
-def prepare_demo_course(demo_dir: str, examples_dir: str) -> pipeline.Course:
+def prepare_demo_course(demo_dir: str, examples_dir: str) -> Course:
     """A fresh scratch course: source/, release/, nbgrader_config.py and the examples' zip."""
     if os.path.isdir(demo_dir):
         shutil.rmtree(demo_dir)
@@ -130,7 +131,7 @@ def prepare_demo_course(demo_dir: str, examples_dir: str) -> pipeline.Course:
     if not os.path.isdir(examples_dir):
         from tools import examples
         examples.generate(examples_dir)
-    course = pipeline.Course(demo_dir)
+    course = Course(demo_dir)
     zip_examples(examples_dir, os.path.join(course.archive_dir, "entregas_moodle.zip"))
     return course
 
@@ -153,7 +154,7 @@ def cmd_demo(args) -> int:
     return status
 
 
-def print_example_summary(course: pipeline.Course, students) -> None:
+def print_example_summary(course: Course, students) -> None:
     """One student's feedback summary, as text (the same one their feedback page starts with)."""
     from tarea2_grader.integration import resumen
     student = resumen.example_student(course, students)
@@ -162,10 +163,10 @@ def print_example_summary(course: pipeline.Course, students) -> None:
         print(resumen.summary_text(resumen.student_summary(course, student)))
 
 
-def devolver_course(requested: str) -> pipeline.Course:
+def devolver_course(requested: str) -> Course:
     """The course to hand back: the one asked for, or the demo course when only it was graded."""
-    course = pipeline.Course(os.path.abspath(requested))
-    demo = pipeline.Course(os.path.join(REPO, "demo_course"))
+    course = Course(os.path.abspath(requested))
+    demo = Course(os.path.join(REPO, "demo_course"))
     if (not os.path.exists(course.path("grades.csv")) and requested == "."
             and os.path.exists(demo.path("grades.csv"))):
         print("no hay grades.csv en este curso: se usa el de la demostración ({})".format(

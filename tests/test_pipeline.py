@@ -18,7 +18,9 @@ from conftest import student_notebook, write_zip
 
 from tools.examples import colab_json as as_colab
 from tarea2_grader.integration import collect
+from tarea2_grader.commands import autograde_pass
 from tarea2_grader.commands import pipeline
+from tarea2_grader.commands import pregrading
 from tarea2_grader.engine import repair
 
 GOOD = {"cuadrado": "def cuadrado(x):\n    return x ** 2",
@@ -190,7 +192,7 @@ def test_student_wall_clock_limit_kills_the_sandbox(graded):
     rest scores 0 with a reason, and nothing of the student's is left running."""
     course, _, _ = graded
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    res = pipeline.autograde_student(course, "1004", timeout=3)
+    res = autograde_pass.autograde_student(course, "1004", timeout=3)
     assert res.failure is None
     assert "se agotó el presupuesto de 3 s de tiempo en el sandbox" in " ".join(res.notes)
     assert auto_points(course, "1004")["test_suma"] == 0
@@ -203,14 +205,14 @@ def test_a_pass_out_of_time_is_killed_and_the_next_pass_starts_a_new_process(gra
     killed with everything it started, and the next pass gets a new process that grades."""
     course, expected, _ = graded
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    args = pipeline.trusted_args(pipeline.trusted_settings(course, student_timeout=120))
+    args = pregrading.trusted_args(pregrading.trusted_settings(course, student_timeout=120))
     others = [s for s in course.students() if s != "1001"]
-    killed = pipeline.PassProcess(course, pipeline.pass_args(course, 120, args))
+    killed = autograde_pass.PassProcess(course, autograde_pass.pass_args(course, 120, args))
     run = killed.grade(["1001"], others, timeout=0.5)  # nbgrader cannot even start in 0.5 s
     assert run.timed_out and not killed.alive
-    assert pipeline.failure_reason(run, 0.5) == pipeline.REASON_TIMEOUT.format(0)
+    assert autograde_pass.failure_reason(run, 0.5) == autograde_pass.REASON_TIMEOUT.format(0)
 
-    passes = pipeline.GradebookPasses(course, 120, args, batch=0)
+    passes = autograde_pass.GradebookPasses(course, 120, args, batch=0)
     passes._process = killed
     results = passes.finish(["1001", "2001"])
     assert {s: r.failure for s, r in results.items()} == {"1001": None, "2001": None}
@@ -223,16 +225,16 @@ def test_a_pass_out_of_time_is_killed_and_the_next_pass_starts_a_new_process(gra
 
 def test_one_pass_process_grades_pass_after_pass(graded):
     course, expected, _ = graded
-    args = pipeline.trusted_args(pipeline.trusted_settings(course, student_timeout=120))
-    process = pipeline.PassProcess(course, pipeline.pass_args(course, 120, args))
-    first = pipeline.autograde_all(course, ["1003", "1004"], 120, args, process=process)
-    second = pipeline.autograde_all(course, ["1005"], 120, args, process=process, append_log=True)
+    args = pregrading.trusted_args(pregrading.trusted_settings(course, student_timeout=120))
+    process = autograde_pass.PassProcess(course, autograde_pass.pass_args(course, 120, args))
+    first = autograde_pass.autograde_all(course, ["1003", "1004"], 120, args, process=process)
+    second = autograde_pass.autograde_all(course, ["1005"], 120, args, process=process, append_log=True)
     pid = process.proc.pid
     assert process.alive and process.batches == 2 and process.close() == 0
     assert [r.failure for r in (*first.values(), *second.values())] == [None, None, None]
     for student in ("1003", "1004", "1005"):
         assert points_of_tests(course, student) == expected[student], student
-    assert pipeline.passed_from_cache(course) == {"1003", "1004", "1005"}  # the log keeps both passes
+    assert autograde_pass.passed_from_cache(course) == {"1003", "1004", "1005"}  # the log keeps both passes
     assert pid not in {p.pid for p in psutil.Process().children()}
 
 

@@ -59,7 +59,10 @@ from tools import bench
 from tarea2_grader.engine import cells
 from tools import examples
 from tarea2_grader.integration import nbplugin
-from tarea2_grader.commands import pipeline
+from tarea2_grader.commands import autograde_pass
+from tarea2_grader.commands import pregrading
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 from tarea2_grader.parallel import workers as parallel
 from tarea2_grader.__main__ import prepare_demo_course
 
@@ -207,13 +210,13 @@ def write_class(out_dir: Path, students: Sequence[Student], texts: Dict[str, tup
         examples.write(str(out_dir / st.folder / name), text)
 
 
-def write_seeds(course: pipeline.Course, seeds: Dict[str, int]) -> None:
+def write_seeds(course: Course, seeds: Dict[str, int]) -> None:
     """The same recorded seeds (hidden inputs) in every course of the benchmark."""
     with open(course.path(nbplugin.SEEDS_FILE), "w", encoding="utf-8") as fh:
         json.dump({course.assignment: seeds}, fh, indent=1, sort_keys=True)
 
 
-def new_course(root: Path, class_dir: Path, seeds: Dict[str, int], stock: bool = False) -> pipeline.Course:
+def new_course(root: Path, class_dir: Path, seeds: Dict[str, int], stock: bool = False) -> Course:
     """A scratch course with the class's zip and seeds; ``stock``: without the trusted runner."""
     course = prepare_demo_course(str(root), str(class_dir))
     write_seeds(course, seeds)
@@ -271,7 +274,7 @@ def reap_orphans(grace: float = 30.0) -> int:
         if pid == 0:
             if time.monotonic() > deadline:
                 for child in psutil.Process().children():
-                    pipeline.kill_tree(child.pid)
+                    nbgrader_run.kill_tree(child.pid)
                 deadline = float("inf")
             time.sleep(0.05)
 
@@ -290,7 +293,7 @@ def run_timed(cmd: Sequence[str], cwd: str, log_path: Path, timeout: float,
     cpu_start = children_cpu()
     start = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=pipeline.nbgrader_env(), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=cwd, env=nbgrader_run.nbgrader_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
         def follow():
@@ -306,7 +309,7 @@ def run_timed(cmd: Sequence[str], cwd: str, log_path: Path, timeout: float,
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            pipeline.kill_tree(proc.pid)
+            nbgrader_run.kill_tree(proc.pid)
             proc.wait()
         reader.join(timeout=30)
     wall = time.perf_counter() - start
@@ -325,7 +328,7 @@ def phase_seconds(marks: Dict[str, float], wall: float) -> Dict[str, Optional[fl
     return out
 
 
-def verdict_costs(course: pipeline.Course, field: str = "segundos") -> Dict[str, float]:
+def verdict_costs(course: Course, field: str = "segundos") -> Dict[str, float]:
     """{student: seconds the grader spent on them} from the course's verdict cache (``field``:
     ``segundos``, the wall time of their grading, or ``sandbox_s``, what their budget was charged)."""
     folder = Path(course.path(parallel.CACHE_DIRNAME))
@@ -337,7 +340,7 @@ def verdict_costs(course: pipeline.Course, field: str = "segundos") -> Dict[str,
     return costs
 
 
-def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, cell_timeout: Optional[float],
+def run_trusted(name: str, course: Course, workers: int, work: Path, cell_timeout: Optional[float],
                 students: int) -> dict:
     """``python -m tarea2_grader grade --workers N`` (``make grade``) on ``course``, timed."""
     cmd = [sys.executable, "-m", "tarea2_grader", "grade", "--course", course.root, "--workers", str(workers)]
@@ -351,11 +354,11 @@ def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, ce
                 phases=phase_seconds(run["marks"], run["wall_s"]), load_start=load_start, load_end=load1(),
                 grades=str(Path(course.path("grades.csv"))), costs=verdict_costs(course),
                 sandbox=verdict_costs(course, "sandbox_s"),
-                from_cache=sorted(pipeline.passed_from_cache(course)),
+                from_cache=sorted(autograde_pass.passed_from_cache(course)),
                 log=str(work / (name + ".log")))
 
 
-def run_report(course: pipeline.Course, work: Path, students: int) -> dict:
+def run_report(course: Course, work: Path, students: int) -> dict:
     """``python -m tarea2_grader informe`` (``make informe``) on a graded ``course``, timed."""
     cmd = [sys.executable, "-m", "tarea2_grader", "informe", "--course", course.root]
     log = work / "informe.log"
@@ -369,7 +372,7 @@ STOCK_STEPS = (("preparacion", ["generate_assignment", "--force"]), ("preparacio
                ("notas", ["export"]))
 
 
-def run_stock(name: str, course: pipeline.Course, work: Path, cell_timeout: Optional[float], students: int) -> dict:
+def run_stock(name: str, course: Course, work: Path, cell_timeout: Optional[float], students: int) -> dict:
     """Plain nbgrader commands on ``course`` (whose config has no trusted runner), timed."""
     phases = {p: 0.0 for p, _rx in PHASES}
     phases["pregrade"] = None
@@ -687,12 +690,12 @@ def render(results: dict) -> str:
 def cell_limit(timeout_celda: Optional[float]) -> float:
     """Seconds per cell that ``make grade`` applies: the command line's, else the course config's."""
     from tarea2_grader.__main__ import autograde_args
-    return pipeline.trusted_settings(pipeline.Course(str(ROOT)), autograde_args(timeout_celda)).cell_timeout
+    return pregrading.trusted_settings(Course(str(ROOT)), autograde_args(timeout_celda)).cell_timeout
 
 
 def budget_limit() -> float:
     """Sandbox seconds per student that ``make grade`` charges at most (the course config's budget)."""
-    return pipeline.trusted_settings(pipeline.Course(str(ROOT))).budget
+    return pregrading.trusted_settings(Course(str(ROOT))).budget
 
 
 def parser() -> argparse.ArgumentParser:
