@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import secrets
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Sequence, Set
 
+from tarea2_grader.integration import records
 from tarea2_grader.integration.course import Course
 from tarea2_grader.integration.grade_table import StudentResult
 from tarea2_grader.integration.nbgrader_run import Run, kill_tree, load_config, nbgrader_env
@@ -40,24 +40,6 @@ def failure_reason(run: Run, timeout: float) -> Optional[str]:
     errors = [ln for ln in out.splitlines() if "Error" in ln or "error" in ln]
     detail = errors[-1].strip()[-200:] if errors else "código {}".format(run.returncode)
     return "nbgrader no pudo corregir el notebook ({})".format(detail)
-
-
-def grading_notes(course: Course, student: str) -> List[str]:
-    """What the trusted runner noted while grading (cells out of time, crashes), from the autograded notebook."""
-    path = course.autograded_nb(student)
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as fh:
-        meta = json.load(fh).get("metadata", {}).get(nbplugin_meta_key(), {})
-    notes = meta.get("notas", []) if isinstance(meta, dict) else []
-    return [str(n) for n in notes if isinstance(n, str)]
-
-
-def nbplugin_meta_key() -> str:
-    """Where TrustedExecute records the seed and notes in the autograded notebook."""
-    from tarea2_grader.integration.nbplugin import META_KEY
-    return META_KEY
-
 
 
 class PassProcess:
@@ -138,9 +120,15 @@ class PassProcess:
         return self.proc.returncode
 
 
+def records_dir(course: Course) -> str:
+    """Where nbgrader's passes leave one record per student (:mod:`tarea2_grader.integration.records`)."""
+    return os.path.join(course.logs_dir, "registros")
+
+
 def pass_args(course: Course, student_timeout: Optional[float], extra_args: Sequence[str]) -> List[str]:
-    """The arguments of nbgrader's autograde pass on this course."""
-    args = ["autograde", course.assignment_arg, "--force", *extra_args]
+    """The arguments of nbgrader's autograde pass on this course (its records go to :func:`records_dir`)."""
+    args = ["autograde", course.assignment_arg, "--force", *extra_args,
+            "--TrustedExecute.record_dir=" + records_dir(course)]
     if student_timeout and not any(a.startswith("--TrustedExecute.budget=") for a in extra_args):
         args.append("--TrustedExecute.budget={:g}".format(student_timeout))
     return args
@@ -154,7 +142,9 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
     in ``process`` (one started and ended here when None).
 
     The runner bounds each student (``TrustedExecute.budget``); the whole pass is bounded
-    too and killed past it.  Students that nbgrader could not grade get a reason.
+    too and killed past it.  What the pass did for each student is read from their record
+    (:func:`pass_outcome`), never from nbgrader's log; ``append_log`` keeps the log and the records
+    of earlier passes.
     """
     students = list(students)
     results = {s: StudentResult(s) for s in students}
@@ -163,20 +153,19 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
     budget = student_timeout or float(load_config(course).TrustedExecute.get("budget", DEFAULT_BUDGET))
     per_student = 2 * budget + PASS_WALL_PER_STUDENT
     others = [s for s in course.students() if s not in results]
-    started = re.compile(r"(?:Calificando|Veredictos de) (\S+) ")
-    failed = re.compile(r"There was an error processing assignment '[^']*' for student '([^']+)'")
-    errors = set()
-    machinery = machinery_failures_in_log
-
+    folder = records_dir(course)
+    records.forget(folder, None if not append_log else students)
+    files = {os.path.basename(records.record_path(folder, s)) for s in students}
     bar = parallel.Progress(len(students)) if show_progress else None
+    counted: Set[str] = set()
 
     def follow(line):
-        m = started.search(line)
-        if m and m.group(1) in results and bar is not None:
-            bar.step()
-        m = failed.search(line)
-        if m:
-            errors.add(m.group(1))
+        """Advance the bar by the records written since the last line (the line itself is not read)."""
+        if bar is not None and os.path.isdir(folder):
+            fresh = (files & set(os.listdir(folder))) - counted
+            counted.update(fresh)
+            if fresh:
+                bar.step(len(fresh))
 
     limit = per_student * len(students) + 300
     own = process is None
@@ -191,45 +180,46 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "a" if append_log else "w", encoding="utf-8") as fh:
         fh.write(run.output)
-    broken = machinery(run.output)
     for student, result in results.items():
-        done = os.path.exists(course.autograded_nb(student))
-        if student in broken:
-            result.failure, result.machinery = broken[student], True
-            shutil.rmtree(os.path.dirname(course.autograded_nb(student)), ignore_errors=True)
-        elif student in errors or not done:
-            result.failure = (REASON_TIMEOUT.format(int(limit)) if run.timed_out and not done
-                              else failure_reason(Run(1, run.output), limit))
-            shutil.rmtree(os.path.dirname(course.autograded_nb(student)), ignore_errors=True)
-        else:
-            result.notes.extend(grading_notes(course, student))
+        pass_outcome(course, result, records.read_record(folder, student), run, limit)
     return results
 
 
-def machinery_failures_in_log(output: str) -> Dict[str, str]:
-    """{student: reason} for the students nbgrader's pass could not grade by a failure of the
-    machinery (``TrustedExecute`` logs them: :data:`tarea2_grader.integration.nbplugin.MACHINERY_LOG`)."""
-    from tarea2_grader.integration.nbplugin import MACHINERY_LOG
-    pattern = re.escape(MACHINERY_LOG).replace(re.escape("%s"), r"(\S+)", 1).replace(re.escape("%s"), r"(.*)", 1)
-    return {m.group(1): m.group(2).strip() for m in re.finditer(pattern, output)}
+def pass_outcome(course: Course, result: StudentResult, record: Optional[records.PassRecord], run: Run,
+                 limit: float) -> None:
+    """Fill ``result`` from what nbgrader's pass did for the student: their ``record`` and whether the
+    autograded notebook was written.
+
+    No record, or one that names a failure of the machinery: the student stays ungraded (never a
+    0).  A record but no autograded notebook: nbgrader failed on the notebook after the verdicts
+    (the reason, with nbgrader's last error line as detail).  Otherwise the grader's notes.
+    """
+    done = os.path.exists(course.autograded_nb(result.student))
+    if record is None or record.machinery:
+        result.failure, result.machinery = (record.machinery if record else missing_reason(run, limit)), True
+    elif not done:
+        result.failure = failure_reason(Run(1, run.output, run.timed_out), limit)
+    else:
+        result.notes.extend(record.notes)
+        return
+    shutil.rmtree(os.path.dirname(course.autograded_nb(result.student)), ignore_errors=True)
+
+
+def missing_reason(run: Run, limit: float) -> str:
+    """Why a student has no record after a pass (the machinery's failure, in Spanish): the pass ran
+    out of time, else nbgrader's last error line (for people; it decides nothing)."""
+    return failure_reason(Run(run.returncode or 1, run.output, run.timed_out), limit)
 
 
 def autograde_log(course: Course) -> str:
-    """nbgrader autograde's output for the last grading run."""
+    """nbgrader autograde's output for the last grading run (for people: nothing reads it back)."""
     return os.path.join(course.logs_dir, "autograde.log")
 
 
 def passed_from_cache(course: Course) -> Set[str]:
     """Students whose verdicts the last run's nbgrader passes took from the workers' cache (the
-    others were graded a second time, inside nbgrader's pass)."""
-    from tarea2_grader.integration.nbplugin import FROM_CACHE_LOG
-    path = autograde_log(course)
-    if not os.path.exists(path):
-        return set()
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    pattern = re.escape(FROM_CACHE_LOG).replace(re.escape("%s"), r"(\S+)")
-    return set(re.findall(pattern, text))
+    others were graded a second time, inside nbgrader's pass), from their records."""
+    return {s for s, r in records.read_records(records_dir(course)).items() if r.from_cache}
 
 
 class GradebookPasses:
@@ -255,6 +245,7 @@ class GradebookPasses:
         self._cv = threading.Condition()
         if os.path.exists(autograde_log(course)):
             os.remove(autograde_log(course))  # every pass of this run appends to it
+        records.forget(records_dir(course))  # and leaves its records beside the earlier passes'
         self._thread = threading.Thread(target=self._loop, daemon=True, name="tarea2-pasadas")
         self._thread.start()
 
