@@ -288,19 +288,20 @@ def test_the_coordinator_reads_records_not_the_log(graded, monkeypatch):
         assert points_of_tests(course, student) == expected[student]
 
 
-def test_a_student_without_a_record_is_ungraded_not_zero(graded):
-    """A pass that writes no record for a student (here: it writes them elsewhere) leaves the
-    student ungraded by a failure of the machinery, whatever nbgrader's log says."""
+def test_a_student_without_a_record_is_ungraded_not_zero(graded, monkeypatch):
+    """A student the coordinator finds no record for after a pass (here: it looks in an empty
+    folder, the pass wrote the record in the usual one) stays ungraded by a failure of the
+    machinery, whatever nbgrader's log says."""
     course, _, _ = graded
     args = pregrading.trusted_args(pregrading.trusted_settings(course, student_timeout=120))
-    elsewhere = os.path.join(course.root, "otros-registros")
-    process = autograde_pass.PassProcess(
-        course, autograde_pass.pass_args(course, 120, args) + ["--TrustedExecute.record_dir=" + elsewhere])
+    process = autograde_pass.PassProcess(course, autograde_pass.pass_args(course, 120, args))
+    written = autograde_pass.records_dir(course)
+    monkeypatch.setattr(autograde_pass, "records_dir", lambda c: os.path.join(c.root, "registros-vacios"))
     try:
         results = autograde_pass.autograde_all(course, ["2001"], 120, args, process=process)
     finally:
         process.close()
-    assert os.listdir(elsewhere) == ["2001.json"]  # it was graded, but the coordinator got no record
+    assert records.read_record(written, "2001") is not None  # graded, but the coordinator got no record
     assert results["2001"].machinery and results["2001"].failure
     assert results["2001"].observations().startswith(grade_table.UNGRADED_PREFIX)
     assert not os.path.exists(course.autograded_nb("2001"))
