@@ -13,6 +13,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tarea2_grader.commands import pipeline
+from tarea2_grader.integration.course import Course
 from tarea2_grader.engine import runner
 from tools.examples import edit_cells
 
@@ -130,14 +131,14 @@ def fake_source_notebook():
 
 
 def build_fake_course(root):
-    """Write a fake course at ``root`` and generate its release; return a pipeline.Course."""
+    """Write a fake course at ``root`` and generate its release; return a Course."""
     os.makedirs(os.path.join(root, "source", "tarea2"), exist_ok=True)
     with open(os.path.join(root, "nbgrader_config.py"), "w") as fh:
         fh.write(FAKE_CONFIG)
     with open(os.path.join(root, "pruebas_curso.py"), "w") as fh:
         fh.write(FAKE_TESTS)
     nbformat.write(fake_source_notebook(), os.path.join(root, "source", "tarea2", "tarea2.ipynb"))
-    course = pipeline.Course(str(root))
+    course = Course(str(root))
     pipeline.release(course)
     return course
 
@@ -169,7 +170,7 @@ def fake_course_factory(tmp_path_factory):
             template.append(build_fake_course(str(tmp_path_factory.mktemp("curso_plantilla"))).root)
         root = str(tmp_path_factory.mktemp(name))
         shutil.copytree(template[0], root, dirs_exist_ok=True)
-        return pipeline.Course(root)
+        return Course(root)
     return make
 
 

@@ -13,13 +13,15 @@ import nbformat
 from nbgrader.api import Gradebook
 
 from tools import examples
-from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import grade_table
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE_NB = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
 FLAGGED_TESTS = ("test_derivadas_basicas", "test_derivadas_swish", "test_derivadas_celu")
 FLAGGED_PART = "1a"
-POINTS = {c.grade_id: c.points for c in pipeline.grade_cells(SOURCE_NB)}
+POINTS = {c.grade_id: c.points for c in grade_table.grade_cells(SOURCE_NB)}
 FLAGGED_POINTS = sum(POINTS[t] for t in FLAGGED_TESTS)
 
 
@@ -41,7 +43,7 @@ def new_course(root):
     shutil.copytree(os.path.join(REPO, "source"), os.path.join(root, "source"))
     shutil.copytree(os.path.join(REPO, "release"), os.path.join(root, "release"))
     shutil.copy(os.path.join(REPO, "nbgrader_config.py"), root)
-    return pipeline.Course(root)
+    return Course(root)
 
 
 def submit(course, student, answers):
@@ -54,7 +56,7 @@ def submit(course, student, answers):
 
 def type_score(course, student, grade_id, points):
     """What formgrader's grade handler (``GradeHandler.put``) does with a value typed in a cell's score box."""
-    with Gradebook("sqlite:///" + course.path("gradebook.db"), pipeline.course_id(course)) as gb:
+    with Gradebook("sqlite:///" + course.path("gradebook.db"), nbgrader_run.course_id(course)) as gb:
         grade = gb.find_grade(grade_id, "tarea2", "tarea2", student)
         grade.manual_score = points
         grade.extra_credit = None

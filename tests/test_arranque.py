@@ -51,9 +51,9 @@ def test_a_new_gradebook_gets_the_revision_alembic_reports(tmp_path):
     from nbgrader import api
 
     from tarea2_grader.integration import arranque
-    from tarea2_grader.commands import pipeline
+    from tarea2_grader.integration import nbgrader_run
 
-    env = pipeline.nbgrader_env()
+    env = nbgrader_run.nbgrader_env()
     old_path = os.environ["PATH"]
     os.environ["PATH"] = env["PATH"]  # nbgrader's own function starts `alembic` from PATH
     try:

@@ -33,6 +33,9 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from tools import examples
 from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import grade_table
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 from tarea2_grader.engine import sandbox
 from tarea2_grader.parallel import workers
 
@@ -181,7 +184,7 @@ def graded(tmp_path_factory):
     with open(os.path.join(root, "nbgrader_config.py"), "a", encoding="utf-8") as fh:
         fh.write(CONFIG_EXTRA)
     shutil.copytree(os.path.join(REPO, "release"), os.path.join(root, "release"))  # fresh: test_autograde
-    course = pipeline.Course(root)
+    course = Course(root)
     release = nbformat.read(course.path("release", "tarea2", "tarea2.ipynb"), as_version=4)
     for student, attack in STUDENTS.items():
         submit(course, student, notebook_json(release, attack["cells"], attack.get("json")))
@@ -204,7 +207,7 @@ def graded(tmp_path_factory):
              "processes": marker_processes()}
 
     points = {}
-    with Gradebook("sqlite:///" + course.path("gradebook.db"), pipeline.course_id(course)) as gb:
+    with Gradebook("sqlite:///" + course.path("gradebook.db"), nbgrader_run.course_id(course)) as gb:
         for student in list(STUDENTS) + [HONEST, EMPTY] + list(COLAB):
             try:
                 sub = gb.find_submission_notebook("tarea2", "tarea2", student)
@@ -260,7 +263,7 @@ def test_a_machine_made_derivative_is_flagged_with_cell_and_line(graded, name):
 def test_honest_student_keeps_every_point(graded):
     points = graded["points"][HONEST]
     assert points is not None, graded["rows"][HONEST].observations
-    maxima = {c.grade_id: c.points for c in pipeline.grade_cells(graded["course"].source_nb) if not c.manual}
+    maxima = {c.grade_id: c.points for c in grade_table.grade_cells(graded["course"].source_nb) if not c.manual}
     lost = {g: points.get(g) for g, m in maxima.items() if points.get(g) != m}
     assert not lost and autograded_points(points) == AUTOGRADED_MAX, (lost, graded["rows"][HONEST].observations)
 

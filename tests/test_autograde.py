@@ -13,7 +13,11 @@ import pytest
 from nbgrader.api import Gradebook
 
 from tools import examples
+from tarea2_grader.commands import autograde_pass
 from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import grade_table
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 from tarea2_grader.commands.publicar import stale_cells
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +28,7 @@ WRONG = os.path.join(REPO, "tests", "submissions", "wrong.py")
 
 def grade_cells(path):
     """{grade_id: (points, hand graded?)} of a notebook's grade cells."""
-    return {c.grade_id: (c.points, c.manual) for c in pipeline.grade_cells(path)}
+    return {c.grade_id: (c.points, c.manual) for c in grade_table.grade_cells(path)}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +37,7 @@ def course(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("tarea2"))
     shutil.copytree(os.path.join(REPO, "source"), os.path.join(root, "source"))
     shutil.copy(os.path.join(REPO, "nbgrader_config.py"), root)
-    course = pipeline.Course(root)
+    course = Course(root)
     pipeline.release(course)
     return course
 
@@ -63,7 +67,7 @@ def graded(course):
     rows = pipeline.grade(course, quiet=True)
     db = "sqlite:///" + course.path("gradebook.db")
     points = {}
-    with Gradebook(db, pipeline.course_id(course)) as gb:
+    with Gradebook(db, nbgrader_run.course_id(course)) as gb:
         for student in students:
             sub = gb.find_submission_notebook("tarea2", "tarea2", student)
             points[student] = {g.name: (g.auto_score, g.max_score) for g in sub.grades}
@@ -137,7 +141,7 @@ def test_regrading_reuses_the_recorded_seed(course, graded):
     seeds = json.load(open(course.path("semillas.json")))["tarea2"]
     first = json.load(open(course.autograded_nb("error_backward")))["metadata"]["tarea2_calificacion"]["semilla"]
     assert first == seeds["error_backward"]
-    res = pipeline.autograde_student(course, "error_backward", timeout=600)
+    res = autograde_pass.autograde_student(course, "error_backward", timeout=600)
     assert res.failure is None
     again = json.load(open(course.autograded_nb("error_backward")))["metadata"]["tarea2_calificacion"]["semilla"]
     assert again == first
@@ -152,11 +156,11 @@ def test_nbgrader_without_the_course_plugin_refuses_instead_of_grading_in_the_ke
     assert "c.Autograde.autograde_preprocessors" in config
     config = config.replace("c.Autograde.autograde_preprocessors", "_ignored_preprocessors")
     open(os.path.join(root, "nbgrader_config.py"), "w", encoding="utf-8").write(config)
-    plain = pipeline.Course(root)
+    plain = Course(root)
     pipeline.release(plain)
     submit(plain, "referencia", nbformat.read(SOURCE, as_version=4))
-    assert pipeline.autograde_student(plain, "referencia", timeout=600).failure is None
-    with Gradebook("sqlite:///" + plain.path("gradebook.db"), pipeline.course_id(plain)) as gb:
+    assert autograde_pass.autograde_student(plain, "referencia", timeout=600).failure is None
+    with Gradebook("sqlite:///" + plain.path("gradebook.db"), nbgrader_run.course_id(plain)) as gb:
         sub = gb.find_submission_notebook("tarea2", "tarea2", "referencia")
         auto = {g.name: g.auto_score for g in sub.grades if g.auto_score is not None}
     assert auto and all(v == 0 for v in auto.values()), auto

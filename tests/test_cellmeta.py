@@ -11,7 +11,8 @@ from nbgrader.preprocessors import CheckCellMetadata
 
 from conftest import REPO, nbg
 
-from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 from tarea2_grader.integration.cellmeta import CachedCheckCellMetadata, CachedMetadataValidator, schema_validator
 
 
@@ -145,7 +146,7 @@ def test_the_schema_check_runs_once_per_schema(monkeypatch):
 def test_course_config_keeps_nbgraders_lists_with_the_cached_check():
     from nbgrader.converters.autograde import Autograde
     from traitlets.utils.importstring import import_item
-    cfg = pipeline.load_config(pipeline.Course(REPO))
+    cfg = nbgrader_run.load_config(Course(REPO))
 
     def names(items):
         return [(import_item(c) if isinstance(c, str) else c).__name__ for c in items]
@@ -162,9 +163,9 @@ def test_course_config_keeps_nbgraders_lists_with_the_cached_check():
 
 
 def test_sanitized_notebook_uses_the_course_list(graded_class, monkeypatch):
-    """pipeline.sanitized_notebook (the coordinator's pass) runs the configured check."""
+    """nbgrader_run.sanitized_notebook (the coordinator's pass) runs the configured check."""
     seen = []
     real = CachedCheckCellMetadata.preprocess
     monkeypatch.setattr(CachedCheckCellMetadata, "preprocess", lambda self, nb, res: (seen.append(1), real(self, nb, res))[1])
-    nb = pipeline.sanitized_notebook(graded_class, "1003")
+    nb = nbgrader_run.sanitized_notebook(graded_class, "1003")
     assert seen == [1] and isinstance(nb, nbformat.NotebookNode)

@@ -18,6 +18,7 @@ from tarea2_grader import __main__ as cli
 from tools import examples
 from tarea2_grader.commands import informe
 from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import grade_table
 
 from test_similitud import ALT, DISGUISES, WRONG
 
@@ -72,7 +73,7 @@ def test_parts_csv_matches_grades_csv(demo):
     course, _status, _out = demo
     grades = [r for r in rows(course.path("grades.csv")) if r["student_id"] != "1007"]
     parts = {r["parte"]: r for r in rows(course.path("informe", "partes.csv"))}
-    maxima = pipeline.part_maxima(pipeline.grade_cells(course.source_nb))
+    maxima = grade_table.part_maxima(grade_table.grade_cells(course.source_nb))
     assert list(parts) == list(maxima)
     values = [float(r["parte_3a"]) for r in grades]
     assert float(parts["3a"]["media"]) == pytest.approx(sum(values) / len(values), abs=1e-3)

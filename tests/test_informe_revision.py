@@ -27,6 +27,8 @@ import pytest
 from support_marca import FLAGGED_TESTS, POINTS, REPO, flagged_answers, new_course, submit, type_score
 from tarea2_grader import __main__ as cli
 from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import grade_table
+from tarea2_grader.integration import nbgrader_run
 
 RESTORED, CONFIRMED, CLEAN = "2001", "=2+3", "2002"
 
@@ -78,7 +80,7 @@ def revision_table(course):
 def csv_states(course):
     """{student: revision} as grades.csv says it (ids with the spreadsheet apostrophe undone)."""
     with open(course.path("grades.csv"), newline="", encoding="utf-8") as fh:
-        return {pipeline.csv_id(r["student_id"]): r["revision"] for r in csv.DictReader(fh)}
+        return {grade_table.csv_id(r["student_id"]): r["revision"] for r in csv.DictReader(fh)}
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +104,7 @@ def reviewed(graded):
     for grade_id in FLAGGED_TESTS:
         type_score(course, RESTORED, grade_id, POINTS[grade_id])
         type_score(course, CONFIRMED, grade_id, 0.0)
-    env = pipeline.nbgrader_env()
+    env = nbgrader_run.nbgrader_env()
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     notas = subprocess.run([sys.executable, "-m", "tarea2_grader", "notas", "--course", course.root],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -22,6 +22,8 @@ from tarea2_grader.tarea2 import refs
 
 from tools import examples
 from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
@@ -261,7 +263,7 @@ def test_feedback_never_shows_the_rubric(tmp_path):
     root = str(tmp_path / "curso")
     shutil.copytree(os.path.join(REPO, "source"), os.path.join(root, "source"))
     shutil.copy(os.path.join(REPO, "nbgrader_config.py"), root)
-    course = pipeline.Course(root)  # grading regenerates the gradebook's copy of source/ by itself
+    course = Course(root)  # grading regenerates the gradebook's copy of source/ by itself
     ref = examples.reference_answers()
     nb = examples.edit_cells(nbformat.read(RELEASE, as_version=4),
                              answers={g: ref[g] for g in ("derivadas_md", "dL_duLm1_md")},
@@ -279,6 +281,6 @@ def test_feedback_never_shows_the_rubric(tmp_path):
     assert sum(map(pauta.is_rubric_cell, autograded.cells)) == 5
     assert teacher_only_text("".join(c.source for c in autograded.cells if not pauta.is_rubric_cell(c))) == []
     from nbgrader.api import Gradebook
-    with Gradebook("sqlite:///" + course.path("gradebook.db"), pipeline.course_id(course)) as gb:
+    with Gradebook("sqlite:///" + course.path("gradebook.db"), nbgrader_run.course_id(course)) as gb:
         sources = [c.source for c in gb.find_notebook("tarea2", "tarea2").source_cells]
     assert sources and teacher_only_text("".join(sources)) == []

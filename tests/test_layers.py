@@ -29,7 +29,6 @@ PENDING = {
     ("commands/pipeline.py", "sandboxed"),
     ("engine/runner.py", "sandboxed"),
     ("engine/runner.py", "tarea2"),
-    ("integration/resumen.py", "commands"),
     ("parallel/canario.py", "tarea2"),
     ("tarea2/hidden.py", "sandboxed"),
 }

@@ -32,6 +32,8 @@ from support_marca import (FLAGGED_PART, FLAGGED_POINTS, FLAGGED_TESTS, POINTS, 
 from tarea2_grader.commands import devolver
 from tools import examples
 from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import grade_table
+from tarea2_grader.integration import nbgrader_run
 
 FLAGGED, HONEST, FORMULA = "2001", "2002", "=2+3"
 AUTOGRADED_MAX = 72.0
@@ -41,12 +43,12 @@ def _csv(course):
     with open(course.path("grades.csv"), newline="", encoding="utf-8") as fh:
         text = fh.read()
     with open(course.path("grades.csv"), newline="", encoding="utf-8") as fh:
-        return text, {pipeline.csv_id(r["student_id"]): r for r in csv.DictReader(fh)}
+        return text, {grade_table.csv_id(r["student_id"]): r for r in csv.DictReader(fh)}
 
 
 def _grades(course, student):
     """{grade_id: (auto_score, manual_score, needs_manual_grade)} of a student's notebook."""
-    with Gradebook("sqlite:///" + course.path("gradebook.db"), pipeline.course_id(course)) as gb:
+    with Gradebook("sqlite:///" + course.path("gradebook.db"), nbgrader_run.course_id(course)) as gb:
         sub = gb.find_submission_notebook("tarea2", "tarea2", student)
         return {g.name: (g.auto_score, g.manual_score, g.needs_manual_grade) for g in sub.grades}
 
@@ -92,7 +94,7 @@ def restored(course, graded):
         type_score(course, FLAGGED, grade_id, POINTS[grade_id])
     partial = {r.student: r for r in pipeline.report(course)}
     type_score(course, FLAGGED, FLAGGED_TESTS[-1], POINTS[FLAGGED_TESTS[-1]])
-    env = pipeline.nbgrader_env()
+    env = nbgrader_run.nbgrader_env()
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     notas = subprocess.run([sys.executable, "-m", "tarea2_grader", "notas", "--course", course.root],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -110,7 +112,7 @@ def restored(course, graded):
 
 def test_flagged_cell_needs_manual_grade_and_nothing_else_does(graded):
     flagged, honest = graded["grades"][FLAGGED], graded["grades"][HONEST]
-    autograded = {c.grade_id for c in pipeline.grade_cells(SOURCE_NB) if not c.manual and c.points > 0}
+    autograded = {c.grade_id for c in grade_table.grade_cells(SOURCE_NB) if not c.manual and c.points > 0}
     for grade_id in FLAGGED_TESTS:
         assert flagged[grade_id] == (0.0, None, True), grade_id
         assert honest[grade_id] == (POINTS[grade_id], None, False), grade_id
@@ -121,7 +123,7 @@ def test_flagged_cell_needs_manual_grade_and_nothing_else_does(graded):
 def test_grades_csv_says_marcada_and_zeroes_only_the_flagged_part(graded):
     table = graded["csv"]
     flagged, honest = table[FLAGGED], table[HONEST]
-    assert flagged["revision"] == pipeline.REVISION_MARKED
+    assert flagged["revision"] == grade_table.REVISION_MARKED
     assert honest["revision"] == "" and table[FORMULA]["revision"] == ""
     assert float(honest["total"]) == AUTOGRADED_MAX
     assert float(flagged["total"]) == AUTOGRADED_MAX - FLAGGED_POINTS
@@ -133,10 +135,10 @@ def test_grades_csv_says_marcada_and_zeroes_only_the_flagged_part(graded):
 
 def test_printed_table_names_the_flagged_student(graded):
     rows = graded["rows"]
-    assert rows[FLAGGED].revision == pipeline.REVISION_MARKED and rows[HONEST].revision == ""
-    cells = pipeline.grade_cells(SOURCE_NB)
-    table = pipeline.format_table(cells, list(rows.values()))
-    assert "{} {}".format(FLAGGED, pipeline.REVISION_MARKED) in table
+    assert rows[FLAGGED].revision == grade_table.REVISION_MARKED and rows[HONEST].revision == ""
+    cells = grade_table.grade_cells(SOURCE_NB)
+    table = grade_table.format_table(cells, list(rows.values()))
+    assert "{} {}".format(FLAGGED, grade_table.REVISION_MARKED) in table
     assert HONEST + " " not in table.split("revisión (columna revision")[1]
 
 
@@ -165,13 +167,13 @@ def test_commands_of_the_restore_flow_succeed(restored):
 
 def test_still_marcada_while_a_flagged_cell_waits(restored):
     row = restored["partial"][FLAGGED]
-    assert row.revision == pipeline.REVISION_MARKED
+    assert row.revision == grade_table.REVISION_MARKED
     assert row.total == AUTOGRADED_MAX - POINTS[FLAGGED_TESTS[-1]]
 
 
 def test_restored_points_and_status_in_grades_csv(restored):
     flagged, honest = restored["csv"][FLAGGED], restored["csv"][HONEST]
-    assert flagged["revision"] == pipeline.REVISION_RESTORED
+    assert flagged["revision"] == grade_table.REVISION_RESTORED
     assert float(flagged["total"]) == AUTOGRADED_MAX
     assert flagged["parte_" + FLAGGED_PART] == honest["parte_" + FLAGGED_PART]
     assert honest["revision"] == "" and float(honest["total"]) == AUTOGRADED_MAX
@@ -193,24 +195,24 @@ def test_restored_total_in_the_moodle_worksheet_and_formula_id_gets_its_feedback
 
 
 def test_a_person_who_leaves_zero_confirms_the_flag():
-    assert pipeline.review_status({"test_a": 0.0}) == pipeline.REVISION_CONFIRMED
-    assert pipeline.review_status({"test_a": 0.0, "test_b": None}) == pipeline.REVISION_MARKED
-    assert pipeline.review_status({"test_a": 0.0, "test_b": 2.0}) == pipeline.REVISION_RESTORED
-    assert pipeline.review_status({}) == ""
+    assert grade_table.review_status({"test_a": 0.0}) == grade_table.REVISION_CONFIRMED
+    assert grade_table.review_status({"test_a": 0.0, "test_b": None}) == grade_table.REVISION_MARKED
+    assert grade_table.review_status({"test_a": 0.0, "test_b": 2.0}) == grade_table.REVISION_RESTORED
+    assert grade_table.review_status({}) == ""
 
 
 def test_write_csv_neutralises_every_text_cell_that_looks_like_a_formula(tmp_path):
-    cells = [pipeline.CellInfo("t", "1a", 2.0, False)]
+    cells = [grade_table.CellInfo("t", "1a", 2.0, False)]
     payloads = ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-1-1", "@SUM(A1)", "\tx", "=cmd|' /C calc'!A0"]
-    rows = [pipeline.Row(p, {"1a": 2.0}, {"1a": 0.0}, 2.0, 0.0, p, 7) for p in payloads]
+    rows = [grade_table.Row(p, {"1a": 2.0}, {"1a": 0.0}, 2.0, 0.0, p, 7) for p in payloads]
     path = str(tmp_path / "grades.csv")
-    pipeline.write_csv(path, cells, rows)
+    grade_table.write_csv(path, cells, rows)
     with open(path, newline="", encoding="utf-8") as fh:
         read = list(csv.reader(fh))[1:]
     for payload, row in zip(payloads, read):
         assert row[0] == "'" + payload and row[4] == "'" + payload
-        assert pipeline.csv_id(row[0]) == payload
-    assert pipeline.csv_text("1001") == "1001" and pipeline.csv_id("1001") == "1001"
+        assert grade_table.csv_id(row[0]) == payload
+    assert grade_table.csv_text("1001") == "1001" and grade_table.csv_id("1001") == "1001"
 
 
 def test_moodle_worksheet_neutralises_a_full_name_written_as_a_formula(tmp_path):
@@ -233,7 +235,7 @@ def regraded(course, restored):
 
 def test_a_new_grading_run_keeps_the_restored_points(regraded):
     flagged = regraded["csv"][FLAGGED]
-    assert flagged["revision"] == pipeline.REVISION_RESTORED
+    assert flagged["revision"] == grade_table.REVISION_RESTORED
     assert float(flagged["total"]) == AUTOGRADED_MAX
     for grade_id in FLAGGED_TESTS:
         auto, manual, _ = regraded["grades"][FLAGGED][grade_id]

@@ -30,7 +30,7 @@ import pytest
 from nbformat.v4 import new_markdown_cell, new_output
 
 from tools import examples
-from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import nbgrader_run
 from tarea2_grader.commands import servidor
 
 TOKEN = "token-de-prueba-navegador"
@@ -237,7 +237,7 @@ def server(course, tmp_path_factory):
 
 def formgrader_url(course, server):
     """The formgrader page where the instructor grades the attacker's hand-graded cells."""
-    cid = pipeline.course_id(course)
+    cid = nbgrader_run.course_id(course)
     return "{}/formgrader/submissions/{}/".format(server, servidor.submission_id(course.root, cid, STUDENT))
 
 
@@ -442,7 +442,7 @@ def test_plain_nbgrader_on_the_submission_as_sent(instructor, listener, course, 
     rubric cell, and formgrader and the feedback still run nothing."""
     nbformat.write(attacker_notebook(listener.url), course.submitted_nb(STUDENT))
     for step in ("autograde", "generate_feedback"):
-        run = pipeline.run_nbgrader(course, [step, "tarea2", "--student", STUDENT, "--force"], timeout=900)
+        run = nbgrader_run.run_nbgrader(course, [step, "tarea2", "--student", STUDENT, "--force"], timeout=900)
         assert run.returncode == 0 and "There was an error" not in run.output, run.output[-3000:]
     nb = nbformat.read(course.autograded_nb(STUDENT), as_version=4)
     ids = [c.get("id") for c in nb.cells if str(c.get("id", "")).startswith("pauta-")]

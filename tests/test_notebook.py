@@ -101,13 +101,13 @@ def test_points_total_100_with_a_real_hand_graded_share():
 def test_statement_states_the_grading_budget_the_grader_applies():
     """The statement tells students the sandbox budget; it must be the one grading uses by default."""
     from tarea2_grader.integration import nbplugin
-    from tarea2_grader.commands import pipeline
+    from tarea2_grader.commands import autograde_pass
     nb = nbformat.read(SOURCE, as_version=4)
     intro = "".join(c.source for c in nb.cells[:3] if c.cell_type == "markdown")
     stated = re.search(r"tu notebook tiene en total\s+(\d+) segundos", intro)
     assert stated, "the statement must state the grading budget near the top"
     default = nbplugin.TrustedExecute.class_traits()["budget"].default_value
-    assert float(stated.group(1)) == default == pipeline.DEFAULT_BUDGET
+    assert float(stated.group(1)) == default == autograde_pass.DEFAULT_BUDGET
 
 
 RELEASE = ROOT / "release" / "tarea2" / "tarea2.ipynb"

@@ -18,7 +18,13 @@ from conftest import student_notebook, write_zip
 
 from tools.examples import colab_json as as_colab
 from tarea2_grader.integration import collect
+from tarea2_grader.commands import autograde_pass
+from tarea2_grader.integration import grade_table
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration import nbplugin
+from tarea2_grader.integration import records
 from tarea2_grader.commands import pipeline
+from tarea2_grader.commands import pregrading
 from tarea2_grader.engine import repair
 
 GOOD = {"cuadrado": "def cuadrado(x):\n    return x ** 2",
@@ -190,7 +196,7 @@ def test_student_wall_clock_limit_kills_the_sandbox(graded):
     rest scores 0 with a reason, and nothing of the student's is left running."""
     course, _, _ = graded
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    res = pipeline.autograde_student(course, "1004", timeout=3)
+    res = autograde_pass.autograde_student(course, "1004", timeout=3)
     assert res.failure is None
     assert "se agotó el presupuesto de 3 s de tiempo en el sandbox" in " ".join(res.notes)
     assert auto_points(course, "1004")["test_suma"] == 0
@@ -203,14 +209,14 @@ def test_a_pass_out_of_time_is_killed_and_the_next_pass_starts_a_new_process(gra
     killed with everything it started, and the next pass gets a new process that grades."""
     course, expected, _ = graded
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    args = pipeline.trusted_args(pipeline.trusted_settings(course, student_timeout=120))
+    args = pregrading.trusted_args(pregrading.trusted_settings(course, student_timeout=120))
     others = [s for s in course.students() if s != "1001"]
-    killed = pipeline.PassProcess(course, pipeline.pass_args(course, 120, args))
+    killed = autograde_pass.PassProcess(course, autograde_pass.pass_args(course, 120, args))
     run = killed.grade(["1001"], others, timeout=0.5)  # nbgrader cannot even start in 0.5 s
     assert run.timed_out and not killed.alive
-    assert pipeline.failure_reason(run, 0.5) == pipeline.REASON_TIMEOUT.format(0)
+    assert autograde_pass.failure_reason(run, 0.5) == autograde_pass.REASON_TIMEOUT.format(0)
 
-    passes = pipeline.GradebookPasses(course, 120, args, batch=0)
+    passes = autograde_pass.GradebookPasses(course, 120, args, batch=0)
     passes._process = killed
     results = passes.finish(["1001", "2001"])
     assert {s: r.failure for s, r in results.items()} == {"1001": None, "2001": None}
@@ -223,17 +229,98 @@ def test_a_pass_out_of_time_is_killed_and_the_next_pass_starts_a_new_process(gra
 
 def test_one_pass_process_grades_pass_after_pass(graded):
     course, expected, _ = graded
-    args = pipeline.trusted_args(pipeline.trusted_settings(course, student_timeout=120))
-    process = pipeline.PassProcess(course, pipeline.pass_args(course, 120, args))
-    first = pipeline.autograde_all(course, ["1003", "1004"], 120, args, process=process)
-    second = pipeline.autograde_all(course, ["1005"], 120, args, process=process, append_log=True)
+    args = pregrading.trusted_args(pregrading.trusted_settings(course, student_timeout=120))
+    process = autograde_pass.PassProcess(course, autograde_pass.pass_args(course, 120, args))
+    first = autograde_pass.autograde_all(course, ["1003", "1004"], 120, args, process=process)
+    second = autograde_pass.autograde_all(course, ["1005"], 120, args, process=process, append_log=True)
     pid = process.proc.pid
     assert process.alive and process.batches == 2 and process.close() == 0
     assert [r.failure for r in (*first.values(), *second.values())] == [None, None, None]
     for student in ("1003", "1004", "1005"):
         assert points_of_tests(course, student) == expected[student], student
-    assert pipeline.passed_from_cache(course) == {"1003", "1004", "1005"}  # the log keeps both passes
+    assert autograde_pass.passed_from_cache(course) == {"1003", "1004", "1005"}  # the log keeps both passes
     assert pid not in {p.pid for p in psutil.Process().children()}
+
+
+def pass_with_log(monkeypatch, text):
+    """Make every nbgrader pass hand the coordinator ``text`` as its log (None: the real log)."""
+    real = autograde_pass.PassProcess.grade
+
+    def grade(self, students, exclude, timeout, on_line=None):
+        run = real(self, students, exclude, timeout, on_line)
+        return run if text is None else nbgrader_run.Run(run.returncode, text, run.timed_out)
+    monkeypatch.setattr(autograde_pass.PassProcess, "grade", grade)
+
+
+def outcomes(course, students, args):
+    """{student: (failure, machinery, notes)} of one pass, and who came from the cache."""
+    results = autograde_pass.autograde_all(course, students, 120, args)
+    return ({s: (r.failure, r.machinery, r.notes) for s, r in results.items()},
+            autograde_pass.passed_from_cache(course))
+
+
+LYING_LOG = ("Falla del corrector con 1001: el log miente\n"
+             "There was an error processing assignment 'tarea2' for student '1004'\n"
+             "Veredictos de 2001 ya calculados (corrección en paralelo)\n"
+             "Calificando 1004 en bubblewrap (semilla 1)\n")
+
+
+def test_the_coordinator_reads_records_not_the_log(graded, monkeypatch):
+    """What a pass did for each student (cache hit, notes, a failure of the machinery) comes from
+    the records TrustedExecute writes: an empty or lying nbgrader log changes nothing."""
+    course, expected, _ = graded
+    args = pregrading.trusted_args(pregrading.trusted_settings(course, student_timeout=120))
+    broken = args + ["--TrustedExecute.sandbox_python=" + os.path.join(course.root, "no-existe", "python"),
+                     "--TrustedExecute.use_cache=False"]
+    seen = []
+    for log in (None, "", LYING_LOG):
+        pass_with_log(monkeypatch, log)
+        seen.append((outcomes(course, ["1001", "1004"], args), outcomes(course, ["2002"], broken)))
+    (graded_ok, cached), (failed, _) = seen[0]
+    assert {s: f for s, (f, _, _) in graded_ok.items()} == {"1001": None, "1004": None}
+    assert cached == {"1001", "1004"}  # the workers' verdicts
+    meta = nbformat.read(course.autograded_nb("1004"), as_version=4).metadata[nbplugin.META_KEY]
+    assert graded_ok["1004"][2] == meta["notas"] and meta["notas"]  # the loop's note, from the record
+    assert failed["2002"][1] and "sandbox" in failed["2002"][0], failed
+    assert not os.path.exists(course.autograded_nb("2002"))  # ungraded, not 0
+    assert seen[1] == seen[0] and seen[2] == seen[0]
+    for student in ("1001", "1004"):
+        assert points_of_tests(course, student) == expected[student]
+
+
+def test_a_student_without_a_record_is_ungraded_not_zero(graded, monkeypatch):
+    """A student the coordinator finds no record for after a pass (here: it looks in an empty
+    folder, the pass wrote the record in the usual one) stays ungraded by a failure of the
+    machinery, whatever nbgrader's log says."""
+    course, _, _ = graded
+    args = pregrading.trusted_args(pregrading.trusted_settings(course, student_timeout=120))
+    process = autograde_pass.PassProcess(course, autograde_pass.pass_args(course, 120, args))
+    written = autograde_pass.records_dir(course)
+    monkeypatch.setattr(autograde_pass, "records_dir", lambda c: os.path.join(c.root, "registros-vacios"))
+    try:
+        results = autograde_pass.autograde_all(course, ["2001"], 120, args, process=process)
+    finally:
+        process.close()
+    assert records.read_record(written, "2001") is not None  # graded, but the coordinator got no record
+    assert results["2001"].machinery and results["2001"].failure
+    assert results["2001"].observations().startswith(grade_table.UNGRADED_PREFIX)
+    assert not os.path.exists(course.autograded_nb("2001"))
+
+
+def test_a_record_survives_its_round_trip_and_odd_ones_are_refused(tmp_path):
+    folder = str(tmp_path)
+    record = records.PassRecord("a/b ñ", True, None, 7, True, ["nota"], 1.5, ["test_x"])
+    records.write_record(folder, record)
+    assert records.read_record(folder, "a/b ñ") == record
+    assert records.read_records(folder) == {"a/b ñ": record}
+    assert records.parse_record({"student": 3}) is None and records.parse_record([]) is None
+    odd = records.parse_record({"student": "x", "from_cache": "sí", "seed": True, "notes": [1, "n"]})
+    assert odd == records.PassRecord("x", False, None, None, None, ["n"], 0.0, [])
+    with open(records.record_path(folder, "otro"), "w") as fh:
+        fh.write('{"student": "a/b ñ"}')  # a record under another student's name is not theirs
+    assert records.read_record(folder, "otro") is None
+    records.forget(folder)
+    assert records.read_records(folder) == {}
 
 
 # ---------------------------------------------------------------- unit checks, no kernel

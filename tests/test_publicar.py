@@ -19,7 +19,7 @@ import pytest
 
 from tarea2_grader import __main__ as cli
 from tarea2_grader.engine import cells
-from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import nbgrader_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
@@ -39,7 +39,7 @@ def course_copy(root):
 def publicar(root, *args):
     """Run the command on the course at root; (exit status, stdout, stderr)."""
     proc = subprocess.run([sys.executable, "-m", "tarea2_grader", "publicar", "--course", root, *args],
-                          cwd=REPO, env=pipeline.nbgrader_env(), capture_output=True, text=True, timeout=600)
+                          cwd=REPO, env=nbgrader_run.nbgrader_env(), capture_output=True, text=True, timeout=600)
     return proc.returncode, proc.stdout, proc.stderr
 
 

@@ -15,6 +15,8 @@ from nbgrader.api import Gradebook
 from conftest import REPO, student_notebook, write_zip
 
 from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 from tarea2_grader.integration import resumen
 from test_pipeline import GOOD, nb_text
 
@@ -32,7 +34,7 @@ EVIL_NAME = "<img src=x onerror=alert(1)>.ipynb"
 
 def use_real_feedback_config(course):
     """Give the fake course the repository's GenerateFeedback preprocessors and exporter, and HTML sanitizing."""
-    real = pipeline.load_config(pipeline.Course(REPO))
+    real = nbgrader_run.load_config(Course(REPO))
     with open(course.path("nbgrader_config.py"), "a") as fh:
         fh.write("\nc.GenerateFeedback.preprocessors = {!r}\n".format(list(real.GenerateFeedback.preprocessors)))
         fh.write("c.GenerateFeedback.exporter_class = {!r}\n".format(real.GenerateFeedback.exporter_class))
@@ -139,9 +141,9 @@ def test_plain_generate_feedback_shows_hand_grading(course):
         grade.manual_score = 0.5
         gb.db.commit()
     try:
-        run = pipeline.run_nbgrader(course, ["generate_feedback", course.assignment_arg, "--force",
+        run = nbgrader_run.run_nbgrader(course, ["generate_feedback", course.assignment_arg, "--force",
                                              "--student", "1003"], timeout=300)
-        pipeline.check(run, "generate_feedback")
+        nbgrader_run.check(run, "generate_feedback")
         block = summary_block(feedback_html(course, "1003"))
         assert re.search(r'<tr data-parte="1"><td>1</td><td>2.5</td><td>3</td>', block)
         assert "por corregir a mano" not in block
@@ -157,14 +159,14 @@ def test_plain_generate_feedback_shows_hand_grading(course):
 def test_a_broken_page_costs_only_that_students_feedback(graded_class, tmp_path, monkeypatch, capsys):
     """nbgrader goes on past a page it cannot write; the students left without a page get one
     more process together (not one each), and whoever still has none is reported."""
-    course = pipeline.Course(shutil.copytree(graded_class.root, str(tmp_path / "curso")))
+    course = Course(shutil.copytree(graded_class.root, str(tmp_path / "curso")))
     students = [s for s in course.students() if os.path.exists(course.autograded_nb(s))]
     assert len(students) >= 3
     broken = students[1]
     with open(course.autograded_nb(broken), "w", encoding="utf-8") as fh:
         fh.write("{ esto no es un notebook")
     calls = []
-    real = pipeline.run_nbgrader
+    real = nbgrader_run.run_nbgrader
 
     def counting(c, args, **kwargs):
         calls.append(list(args))

@@ -17,7 +17,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from conftest import REPO
 
-from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 from tarea2_grader.integration import retro_html
 from tarea2_grader.integration.retro_html import MISSING_ALT, FeedbackHTMLExporter
 
@@ -33,7 +34,7 @@ def feedback_setup(course, preprocessors=None, memoize=True, exporter_class=None
     other preprocessors or exporter class, and the render memo on or off)."""
     from nbgrader.converters import GenerateFeedback
     from nbgrader.coursedir import CourseDirectory
-    cfg = pipeline.load_config(course)
+    cfg = nbgrader_run.load_config(course)
     if preprocessors is not None:
         cfg.GenerateFeedback.preprocessors = preprocessors
     if exporter_class is not None:
@@ -117,7 +118,7 @@ def test_the_fast_path_matches_this_nbconvert():
 
 
 def test_the_course_config_uses_it_with_the_html_exporter_settings(graded_class):
-    cfg = pipeline.load_config(pipeline.Course(REPO))
+    cfg = nbgrader_run.load_config(Course(REPO))
     assert cfg.GenerateFeedback.exporter_class == MINE
     _, exporter = render_feedback(graded_class, "1001", cfg.GenerateFeedback.exporter_class)
     assert type(exporter) is FeedbackHTMLExporter

@@ -17,7 +17,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
-from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import grade_table
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 from tarea2_grader.integration import resumen
 from tarea2_grader.integration import retro_html
 from test_retro_html import feedback_setup, render
@@ -87,7 +89,7 @@ def old_pages(course, notebooks):
     pages = []
     for student, nb in notebooks:
         preprocessors = [STOCK_GET_GRADES if p == BATCHED else p for p in
-                         pipeline.load_config(course).GenerateFeedback.preprocessors]
+                         nbgrader_run.load_config(course).GenerateFeedback.preprocessors]
         coursedir, exporter = feedback_setup(course, preprocessors, memoize=False)
         pages.append(render(course, coursedir, exporter, student, nb))
     return pages
@@ -101,7 +103,7 @@ def new_pages(course, notebooks):
 
 def test_the_course_config_uses_the_batched_reads_and_the_memo(graded_class):
     from conftest import REPO
-    cfg = pipeline.load_config(pipeline.Course(REPO))
+    cfg = nbgrader_run.load_config(Course(REPO))
     assert BATCHED in cfg.GenerateFeedback.preprocessors
     assert STOCK_GET_GRADES not in cfg.GenerateFeedback.preprocessors
     _, exporter = feedback_setup(graded_class)
@@ -213,7 +215,7 @@ def test_the_memo_stops_storing_at_its_bound():
 
 def run_get_grades(course, student, cls, nb=None):
     from nbgrader.coursedir import CourseDirectory
-    cfg = pipeline.load_config(course)
+    cfg = nbgrader_run.load_config(course)
     coursedir = CourseDirectory(config=cfg)
     coursedir.root = course.root
     nb = nb if nb is not None else nbformat.read(course.autograded_nb(student), as_version=4)
@@ -283,7 +285,7 @@ def test_the_process_gradebook_reads_each_student_afresh(graded_class):
     the process keeps one gradebook, not what it read for the earlier students."""
     from nbgrader.api import Gradebook
     from nbgrader.coursedir import CourseDirectory
-    coursedir = CourseDirectory(config=pipeline.load_config(graded_class))
+    coursedir = CourseDirectory(config=nbgrader_run.load_config(graded_class))
     coursedir.root = graded_class.root
     first, _ = run_get_grades(graded_class, "1003", resumen.BatchedGetGrades)
     cell = next(c for c in first.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "explica_md")
@@ -314,15 +316,15 @@ def test_source_cells_are_parsed_again_when_the_file_changes(graded_class, tmp_p
     import shutil
     path = str(tmp_path / "fuente.ipynb")
     shutil.copy(graded_class.source_nb, path)
-    assert resumen.source_cells(path) == pipeline.grade_cells(path)
+    assert resumen.source_cells(path) == grade_table.grade_cells(path)
     cells = resumen.source_cells(path)
     cells[0].points = 99  # a caller changing its copy changes nothing kept
-    assert resumen.source_cells(path) == pipeline.grade_cells(path)
+    assert resumen.source_cells(path) == grade_table.grade_cells(path)
     nb = nbformat.read(path, as_version=4)
     graded = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
     graded.metadata.nbgrader["points"] = 42
     nbformat.write(nb, path)
-    assert resumen.source_cells(path) == pipeline.grade_cells(path)
+    assert resumen.source_cells(path) == grade_table.grade_cells(path)
     assert 42.0 in [c.points for c in resumen.source_cells(path)]
 
 

@@ -17,7 +17,10 @@ from nbgrader.preprocessors import (AssignLatePenalties, OverwriteCells, Overwri
 
 from conftest import REPO, student_notebook
 
-from tarea2_grader.commands import pipeline
+from tarea2_grader.commands import autograde_pass
+from tarea2_grader.commands import pregrading
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 from tarea2_grader.integration import sharedgb
 from tarea2_grader.integration.sharedgb import (NotebookLookupGradebook, SharedAssignLatePenalties, SharedEngineGradebook,
                                     SharedOverwriteCells, SharedOverwriteKernelspec, SharedSaveAutoGrades)
@@ -124,9 +127,9 @@ def scrambled_students(rows):
 
 
 def one_pass(course):
-    te = pipeline.trusted_settings(course)
-    results = pipeline.autograde_all(course, list(STUDENTS), extra_args=pipeline.trusted_args(te))
-    with open(pipeline.autograde_log(course), encoding="utf-8") as fh:
+    te = pregrading.trusted_settings(course)
+    results = autograde_pass.autograde_all(course, list(STUDENTS), extra_args=pregrading.trusted_args(te))
+    with open(autograde_pass.autograde_log(course), encoding="utf-8") as fh:
         log = fh.read().replace(course.root, "<curso>")
     # a traceback's frames name the file of each preprocessor: the rest must be the same
     return results, "".join(line for line in log.splitlines(True) if not line.startswith(" "))
@@ -141,7 +144,7 @@ def twin_courses(fake_course_factory, tmp_path_factory):
         gb.update_or_create_assignment("tarea2", duedate="2025-01-01 00:00:00 UTC")
     first, _log = one_pass(stock)  # grades every student once: verdicts in the cache
     assert {s for s, r in first.items() if r.failure} == FAILS, first
-    ours = pipeline.Course(str(tmp_path_factory.mktemp("sharedgb_ours")))
+    ours = Course(str(tmp_path_factory.mktemp("sharedgb_ours")))
     shutil.copytree(stock.root, ours.root, dirs_exist_ok=True)
     use_shared(ours)
     return stock, ours
@@ -179,7 +182,7 @@ def test_a_pass_writes_what_nbgraders_preprocessors_write(twin_courses):
 def copy_of(course, tmp_path, name):
     root = str(tmp_path / name)
     shutil.copytree(course.root, root)
-    return pipeline.Course(root)
+    return Course(root)
 
 
 def outcome(fn):
@@ -328,7 +331,7 @@ def test_in_memory_databases_are_never_shared(url):
 
 def run_preprocessor(cls, course, student, nb, caplog):
     """(error or None, the notebook it returns, its log lines) of ``cls`` on a copy of ``nb``."""
-    pp = cls(config=pipeline.load_config(course))
+    pp = cls(config=nbgrader_run.load_config(course))
     pp.log = logging.getLogger("sharedgb.prueba")
     resources = {"nbgrader": {"notebook": "tarea2", "assignment": "tarea2", "student": student,
                               "db_url": "sqlite:///" + course.path("gradebook.db")}}
@@ -366,7 +369,7 @@ def test_each_preprocessor_does_what_nbgraders_does(twin_courses, tmp_path, capl
 def test_course_config_uses_the_shared_preprocessors_in_nbgraders_places():
     from nbgrader.converters.autograde import Autograde
     from traitlets.utils.importstring import import_item
-    cfg = pipeline.load_config(pipeline.Course(REPO))
+    cfg = nbgrader_run.load_config(Course(REPO))
     for trait in ("sanitize_preprocessors", "autograde_preprocessors"):
         configured = [import_item(c) if isinstance(c, str) else c for c in getattr(cfg.Autograde, trait)]
         default = Autograde.class_traits()[trait].default()
@@ -425,7 +428,7 @@ def init_assignments(course, students):
     from unittest import mock
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.converters import Autograde
-    cfg = pipeline.load_config(course)
+    cfg = nbgrader_run.load_config(course)
     coursedir = CourseDirectory(config=cfg)
     coursedir.root = course.root  # the config's "." is the current folder
     converter = Autograde(coursedir=coursedir, config=cfg)

@@ -24,6 +24,8 @@ from nbgrader.api import Gradebook
 from tarea2_grader.integration import collect
 from tools import examples
 from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 from tarea2_grader.engine import tamano
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -243,7 +245,7 @@ def graded(tmp_path_factory):
     shutil.copy(os.path.join(REPO, "nbgrader_config.py"), root)
     with open(os.path.join(root, "nbgrader_config.py"), "a") as fh:
         fh.write(EXTRA_CONFIG)
-    course = pipeline.Course(root)
+    course = Course(root)
     bomb = zip_bytes({"tarea2.ipynb": b"0" * (50 * MB)})  # 50 KB that inflate to 50 MB
     files = {
         "Ana Honesta_9001_assignsubmission_file_/tarea2.ipynb": nbformat.writes(reference()),
@@ -262,7 +264,7 @@ def graded(tmp_path_factory):
 
 
 def auto_points(course, student):
-    with Gradebook("sqlite:///" + course.path("gradebook.db"), pipeline.course_id(course)) as gb:
+    with Gradebook("sqlite:///" + course.path("gradebook.db"), nbgrader_run.course_id(course)) as gb:
         sub = gb.find_submission_notebook("tarea2", "tarea2", student)
         return sum(g.auto_score or 0 for g in sub.grades)
 

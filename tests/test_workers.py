@@ -24,7 +24,9 @@ from test_pipeline import GOOD, auto_points, nb_text
 
 from tarea2_grader.parallel import canario
 from tarea2_grader.integration import nbplugin
+from tarea2_grader.commands import autograde_pass
 from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import nbgrader_run
 from tarea2_grader.engine import sandbox
 from tarea2_grader.parallel import workers as parallel
 
@@ -96,7 +98,7 @@ def test_two_workers_give_the_same_grades_and_fill_the_cache(sequential, fake_co
     for student in EXPECTED:
         assert auto_points(course, student) == auto_points(sequential, student)
     # nbgrader's own run graded nobody again: every verdict came from the parallel workers.
-    assert pipeline.passed_from_cache(course) == set(EXPECTED)
+    assert autograde_pass.passed_from_cache(course) == set(EXPECTED)
     assert set(cache_entries(course)) == set(EXPECTED)
 
 
@@ -107,34 +109,34 @@ def test_gradebook_passes_during_grading_give_the_same_grades(sequential, fake_c
     with open(course.path("nbgrader_config.py"), "a", encoding="utf-8") as fh:
         fh.write("\nc.ParallelGrading.pass_batch = 2\n")
     runs = []
-    real = pipeline.autograde_all
+    real = autograde_pass.autograde_all
 
     def spy(course_, students, *args, **kwargs):
         runs.append(list(students))
         return real(course_, students, *args, **kwargs)
 
     started = []
-    real_process = pipeline.PassProcess
+    real_process = autograde_pass.PassProcess
 
     class CountedProcess(real_process):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             started.append(self.proc.pid)
 
-    pipeline.autograde_all = spy
-    pipeline.PassProcess = CountedProcess
+    autograde_pass.autograde_all = spy
+    autograde_pass.PassProcess = CountedProcess
     try:
         pipeline.grade(course, student_timeout=120, quiet=True, workers=1)
     finally:
-        pipeline.autograde_all = real
-        pipeline.PassProcess = real_process
+        autograde_pass.autograde_all = real
+        autograde_pass.PassProcess = real_process
     assert len(runs) >= 2 and all(runs), runs  # passes while grading, then the rest
     assert len(started) == 1  # all of them in one nbgrader process
     assert sorted(s for run in runs for s in run) == sorted(EXPECTED)  # each student passed once
     assert grades_csv(course) == grades_csv(sequential)
     for student in EXPECTED:
         assert auto_points(course, student) == auto_points(sequential, student)
-    assert pipeline.passed_from_cache(course) == set(EXPECTED)
+    assert autograde_pass.passed_from_cache(course) == set(EXPECTED)
 
 
 def test_a_dask_cluster_gives_the_same_grades(sequential, fake_course_factory):
@@ -144,7 +146,7 @@ def test_a_dask_cluster_gives_the_same_grades(sequential, fake_course_factory):
                       host="127.0.0.1") as cluster:
         pipeline.grade(course, student_timeout=120, quiet=True, scheduler=cluster.scheduler_address)
     assert grades_csv(course) == grades_csv(sequential)
-    assert pipeline.passed_from_cache(course) == set(EXPECTED)
+    assert autograde_pass.passed_from_cache(course) == set(EXPECTED)
     graded_by = {worker for _path, worker in cache_entries(course).values()}
     me = parallel.worker_id()
     assert graded_by and me not in graded_by, "the jobs ran in this process, not on the cluster's workers"
@@ -155,7 +157,7 @@ def test_interrupted_grading_resumes_without_regrading(sequential, fake_course_f
     cmd = [sys.executable, "-m", "tarea2_grader", "grade", "--course", course.root, "--workers", "1",
            "--timeout-alumno", "120"]
     # SIGINT as in a terminal, even when this suite runs in the background (which ignores it)
-    proc = subprocess.Popen(cmd, cwd=course.root, env=pipeline.nbgrader_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_run.nbgrader_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
@@ -195,17 +197,17 @@ def test_a_worker_failure_costs_time_not_points(sequential, fake_course_factory,
     monkeypatch.setattr(parallel, "grade_job", flaky)
     pipeline.grade(course, student_timeout=120, quiet=True, workers=2)
     assert grades_csv(course) == grades_csv(sequential)
-    assert pipeline.passed_from_cache(course) == set(EXPECTED) - {"1001", "1003"}
+    assert autograde_pass.passed_from_cache(course) == set(EXPECTED) - {"1001", "1003"}
 
 
 def test_the_key_changes_with_everything_that_can_change_a_verdict(sequential):
-    nb = pipeline.sanitized_notebook(sequential, "1001")
+    nb = nbgrader_run.sanitized_notebook(sequential, "1001")
     limits = sandbox.Limites(cell_timeout=4, test_timeout=4)
     here = [sequential.root]
     key = parallel.job_key(nb, 7, limits, "pruebas_curso", search=here)
-    assert parallel.job_key(pipeline.sanitized_notebook(sequential, "1001"), 7, limits, "pruebas_curso",
+    assert parallel.job_key(nbgrader_run.sanitized_notebook(sequential, "1001"), 7, limits, "pruebas_curso",
                             search=here) == key
-    other_cell = pipeline.sanitized_notebook(sequential, "1001")
+    other_cell = nbgrader_run.sanitized_notebook(sequential, "1001")
     answer = next(c for c in other_cell.cells if "def suma" in c.source)
     answer.source = answer.source.replace("b + a", "a + b")
     changed = {
@@ -221,7 +223,7 @@ def test_the_key_changes_with_everything_that_can_change_a_verdict(sequential):
 def test_nbgrader_finds_the_key_the_coordinator_computed(sequential):
     """The coordinator's copy of nbgrader's sanitizing gives the very key TrustedExecute computes."""
     assert set(cache_entries(sequential)) == set(EXPECTED)
-    assert pipeline.passed_from_cache(sequential) == set(EXPECTED)
+    assert autograde_pass.passed_from_cache(sequential) == set(EXPECTED)
 
 
 def test_the_key_covers_every_module_that_grading_imports():
@@ -271,7 +273,7 @@ def test_a_worker_process_grades_with_one_torch_thread():
         "print('threads', torch.get_num_threads())",
     ])
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env=pipeline.nbgrader_env())
+                          env=nbgrader_run.nbgrader_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-2:] == ["threads", "1"]
 

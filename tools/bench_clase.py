@@ -53,7 +53,8 @@ from tools.bench_clase_mix import mix_texts, new_course, roster, write_class
 from tools.bench_clase_report import (GOAL_CLASS, RUN_LABELS, compare_grades, grade_diffs, per_student, render,
                                       summarize)
 from tools.bench_clase_runs import load1, run_report, run_stock, run_trusted
-from tarea2_grader.commands import pipeline
+from tarea2_grader.commands import pregrading
+from tarea2_grader.integration.course import Course
 
 ROOT = bench_doc.ROOT
 SECTION = "clase"
@@ -64,12 +65,12 @@ SECTION = "clase"
 def cell_limit(timeout_celda: Optional[float]) -> float:
     """Seconds per cell that ``make grade`` applies: the command line's, else the course config's."""
     from tarea2_grader.__main__ import autograde_args
-    return pipeline.trusted_settings(pipeline.Course(str(ROOT)), autograde_args(timeout_celda)).cell_timeout
+    return pregrading.trusted_settings(Course(str(ROOT)), autograde_args(timeout_celda)).cell_timeout
 
 
 def budget_limit() -> float:
     """Sandbox seconds per student that ``make grade`` charges at most (the course config's budget)."""
-    return pipeline.trusted_settings(pipeline.Course(str(ROOT))).budget
+    return pregrading.trusted_settings(Course(str(ROOT))).budget
 
 
 def parser() -> argparse.ArgumentParser:

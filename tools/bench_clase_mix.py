@@ -17,7 +17,7 @@ import nbformat
 
 from tools import bench_end_to_end, examples
 from tarea2_grader.__main__ import prepare_demo_course
-from tarea2_grader.commands import pipeline
+from tarea2_grader.integration.course import Course
 from tarea2_grader.engine import cells
 from tarea2_grader.integration import nbplugin
 
@@ -147,13 +147,13 @@ def write_class(out_dir: Path, students: Sequence[Student], texts: Dict[str, tup
         examples.write(str(out_dir / st.folder / name), text)
 
 
-def write_seeds(course: pipeline.Course, seeds: Dict[str, int]) -> None:
+def write_seeds(course: Course, seeds: Dict[str, int]) -> None:
     """The same recorded seeds (hidden inputs) in every course of the benchmark."""
     with open(course.path(nbplugin.SEEDS_FILE), "w", encoding="utf-8") as fh:
         json.dump({course.assignment: seeds}, fh, indent=1, sort_keys=True)
 
 
-def new_course(root: Path, class_dir: Path, seeds: Dict[str, int], stock: bool = False) -> pipeline.Course:
+def new_course(root: Path, class_dir: Path, seeds: Dict[str, int], stock: bool = False) -> Course:
     """A scratch course with the class's zip and seeds; ``stock``: without the trusted runner."""
     course = prepare_demo_course(str(root), str(class_dir))
     write_seeds(course, seeds)

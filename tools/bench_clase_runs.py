@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from tools import bench_doc
-from tarea2_grader.commands import pipeline
+from tarea2_grader.commands import autograde_pass, pipeline
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 from tarea2_grader.parallel import workers as parallel
 
 ROOT = bench_doc.ROOT
@@ -77,7 +79,7 @@ def reap_orphans(grace: float = 30.0) -> int:
         if pid == 0:
             if time.monotonic() > deadline:
                 for child in psutil.Process().children():
-                    pipeline.kill_tree(child.pid)
+                    nbgrader_run.kill_tree(child.pid)
                 deadline = float("inf")
             time.sleep(0.05)
 
@@ -96,7 +98,7 @@ def run_timed(cmd: Sequence[str], cwd: str, log_path: Path, timeout: float,
     cpu_start = children_cpu()
     start = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=pipeline.nbgrader_env(), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=cwd, env=nbgrader_run.nbgrader_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
         def follow():
@@ -112,7 +114,7 @@ def run_timed(cmd: Sequence[str], cwd: str, log_path: Path, timeout: float,
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            pipeline.kill_tree(proc.pid)
+            nbgrader_run.kill_tree(proc.pid)
             proc.wait()
         reader.join(timeout=30)
     wall = time.perf_counter() - start
@@ -131,7 +133,7 @@ def phase_seconds(marks: Dict[str, float], wall: float) -> Dict[str, Optional[fl
     return out
 
 
-def verdict_costs(course: pipeline.Course, field: str = "segundos") -> Dict[str, float]:
+def verdict_costs(course: Course, field: str = "segundos") -> Dict[str, float]:
     """{student: seconds the grader spent on them} from the course's verdict cache (``field``:
     ``segundos``, the wall time of their grading, or ``sandbox_s``, what their budget was charged)."""
     folder = Path(course.path(parallel.CACHE_DIRNAME))
@@ -143,7 +145,7 @@ def verdict_costs(course: pipeline.Course, field: str = "segundos") -> Dict[str,
     return costs
 
 
-def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, cell_timeout: Optional[float],
+def run_trusted(name: str, course: Course, workers: int, work: Path, cell_timeout: Optional[float],
                 students: int) -> dict:
     """``python -m tarea2_grader grade --workers N`` (``make grade``) on ``course``, timed."""
     cmd = [sys.executable, "-m", "tarea2_grader", "grade", "--course", course.root, "--workers", str(workers)]
@@ -157,11 +159,11 @@ def run_trusted(name: str, course: pipeline.Course, workers: int, work: Path, ce
                 phases=phase_seconds(run["marks"], run["wall_s"]), load_start=load_start, load_end=load1(),
                 grades=str(Path(course.path("grades.csv"))), costs=verdict_costs(course),
                 sandbox=verdict_costs(course, "sandbox_s"),
-                from_cache=sorted(pipeline.passed_from_cache(course)),
+                from_cache=sorted(autograde_pass.passed_from_cache(course)),
                 log=str(work / (name + ".log")))
 
 
-def run_report(course: pipeline.Course, work: Path, students: int) -> dict:
+def run_report(course: Course, work: Path, students: int) -> dict:
     """``python -m tarea2_grader informe`` (``make informe``) on a graded ``course``, timed."""
     cmd = [sys.executable, "-m", "tarea2_grader", "informe", "--course", course.root]
     log = work / "informe.log"
@@ -175,7 +177,7 @@ STOCK_STEPS = (("preparacion", ["generate_assignment", "--force"]), ("preparacio
                ("notas", ["export"]))
 
 
-def run_stock(name: str, course: pipeline.Course, work: Path, cell_timeout: Optional[float], students: int) -> dict:
+def run_stock(name: str, course: Course, work: Path, cell_timeout: Optional[float], students: int) -> dict:
     """Plain nbgrader commands on ``course`` (whose config has no trusted runner), timed."""
     phases = {p: 0.0 for p, _rx in PHASES}
     phases["pregrade"] = None

@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 
-from tarea2_grader.commands import pipeline
+from tarea2_grader.integration.course import Course
 from tarea2_grader.integration import resumen
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     ap.add_argument("--alumno", default=None, help="alumno (por defecto: el del resumen de make demo)")
     ap.add_argument("--salida", default=os.path.join(REPO, "docs", "retroalimentacion.png"))
     args = ap.parse_args(argv)
-    course = pipeline.Course(os.path.abspath(args.course))
+    course = Course(os.path.abspath(args.course))
     student = args.alumno or resumen.example_student(course, course.students())
     if not student:
         print("no hay alumnos corregidos en " + course.root, file=sys.stderr)

@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 from tools import examples
-from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import nbgrader_run
 from tarea2_grader.commands import servidor
 
 OUT = os.path.join(servidor.REPO, "docs", "pauta_formgrader.png")
@@ -66,7 +66,7 @@ def main(out: str = OUT) -> None:
         course = servidor.graded_course(os.path.join(root, "curso"), {STUDENT: nb})
         token = "captura"
         with servidor.jupyter_server(course.root, token, os.path.join(root, "jupyter.log")) as base:
-            sid = servidor.submission_id(course.root, pipeline.course_id(course), STUDENT)
+            sid = servidor.submission_id(course.root, nbgrader_run.course_id(course), STUDENT)
             screenshot("{}/formgrader/submissions/{}/?token={}".format(base, sid, token), out)
         print("escrito", out)
     finally:

@@ -25,7 +25,9 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from tarea2_grader.commands import pipeline
+from tarea2_grader.commands import collection
+from tarea2_grader.integration import grade_table
+from tarea2_grader.integration.course import Course
 from tarea2_grader.integration import resumen
 
 OUT_DIR = "devolucion"
@@ -61,9 +63,9 @@ def moodle_folder(relpath: str, student: str) -> Optional[str]:
     return None
 
 
-def moodle_folders(course: pipeline.Course) -> Dict[str, str]:
+def moodle_folders(course: Course) -> Dict[str, str]:
     """{student: folder name of the bulk download} for the students the collector found."""
-    plan, _ = pipeline.collection_plan(course)
+    plan, _ = collection.collection_plan(course)
     folders: Dict[str, str] = {}
     if plan is None or not os.path.isdir(course.extracted_dir):
         return folders
@@ -81,7 +83,7 @@ def full_name(folder: str, student: str) -> str:
     return folder.split(suffix)[0] if suffix in folder else ""
 
 
-def read_grades(course: pipeline.Course) -> List[dict]:
+def read_grades(course: Course) -> List[dict]:
     """The rows of the course's grades.csv."""
     path = course.path("grades.csv")
     if not os.path.exists(path):
@@ -89,11 +91,11 @@ def read_grades(course: pipeline.Course) -> List[dict]:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     for row in rows:  # an id that looked like a formula was written with a leading apostrophe
-        row["student_id"] = pipeline.csv_id(row.get("student_id") or "")
+        row["student_id"] = grade_table.csv_id(row.get("student_id") or "")
     return rows
 
 
-def feedback_files(course: pipeline.Course, student: str) -> List[str]:
+def feedback_files(course: Course, student: str) -> List[str]:
     """The files nbgrader generate_feedback wrote for a student."""
     folder = course.feedback_dir(student)
     found = []
@@ -102,7 +104,7 @@ def feedback_files(course: pipeline.Course, student: str) -> List[str]:
     return sorted(found)
 
 
-def not_graded_page(course: pipeline.Course, student: str) -> str:
+def not_graded_page(course: Course, student: str) -> str:
     """The feedback page of a student who could not be graded: the summary with the reason."""
     summary = resumen.student_summary(course, student)
     if not summary.failure:
@@ -110,7 +112,7 @@ def not_graded_page(course: pipeline.Course, student: str) -> str:
     return resumen.standalone_page(summary, "{}: retroalimentación".format(course.notebook))
 
 
-def write_zip(course: pipeline.Course, rows: List[dict], folders: Dict[str, str], path: str,
+def write_zip(course: Course, rows: List[dict], folders: Dict[str, str], path: str,
               result: Devolucion) -> None:
     """The feedback zip: <Moodle folder>/<feedback files> for every student of grades.csv."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -138,7 +140,7 @@ def write_worksheet(rows: List[dict], folders: Dict[str, str], path: str, result
             if not sid.isdigit():
                 result.no_moodle_id.append(sid)
                 continue
-            writer.writerow([MOODLE_PARTICIPANT + sid, pipeline.csv_text(full_name(folders.get(sid, ""), sid)),
+            writer.writerow([MOODLE_PARTICIPANT + sid, grade_table.csv_text(full_name(folders.get(sid, ""), sid)),
                              row["total"], stamp])
             if float(row.get("pendiente_manual") or 0) > 0:
                 result.pending.append(sid)
@@ -151,14 +153,14 @@ class Rechazada(RuntimeError):
 def refuse_ungraded(rows: List[dict]) -> None:
     """Raise :class:`Rechazada` while a student is ungraded by a failure of the grader: their blank
     grade would go to the LMS as if it were the grade."""
-    ungraded = [r["student_id"] for r in rows if (r.get("observaciones") or "").startswith(pipeline.UNGRADED_PREFIX)]
+    ungraded = [r["student_id"] for r in rows if (r.get("observaciones") or "").startswith(grade_table.UNGRADED_PREFIX)]
     if ungraded:
         raise Rechazada("devolver: no se devuelve nada mientras haya alumnos sin corregir por una falla del "
                         "corrector ({}: {}). Vuelve a ejecutar `make grade` (corrige solo a ellos) y luego "
                         "`make devolver`.".format(len(ungraded), ", ".join(ungraded)))
 
 
-def devolver(course: pipeline.Course, out_dir: Optional[str] = None) -> Devolucion:
+def devolver(course: Course, out_dir: Optional[str] = None) -> Devolucion:
     """Write the Moodle feedback zip and grading worksheet of a graded course (refused while a
     student is ungraded by a failure of the grader)."""
     rows = read_grades(course)
@@ -171,7 +173,7 @@ def devolver(course: pipeline.Course, out_dir: Optional[str] = None) -> Devoluci
     return result
 
 
-def report_lines(course: pipeline.Course, result: Devolucion) -> List[str]:
+def report_lines(course: Course, result: Devolucion) -> List[str]:
     """What the command prints (Spanish)."""
     rel = lambda p: os.path.relpath(p)  # noqa: E731
     lines = ["retroalimentación para Moodle: " + rel(result.zip_path),

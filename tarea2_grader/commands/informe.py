@@ -26,7 +26,9 @@ from urllib.parse import quote
 from traitlets import Float, Integer
 from traitlets.config import Configurable
 
-from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import grade_table
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 from tarea2_grader.commands import similitud
 from tarea2_grader.parallel.workers import CACHE_DIRNAME
 
@@ -50,9 +52,9 @@ class Informe(Configurable):
                                  "'demasiado corta' and never flagged.").tag(config=True)
 
 
-def settings(course: pipeline.Course, umbral: Optional[float] = None) -> similitud.Ajustes:
+def settings(course: Course, umbral: Optional[float] = None) -> similitud.Ajustes:
     """The comparison's settings: defaults, the course config, then the command line."""
-    conf = Informe(config=pipeline.load_config(course))
+    conf = Informe(config=nbgrader_run.load_config(course))
     ajustes = similitud.Ajustes(umbral=conf.umbral, minimo_propio=conf.minimo_propio)
     if umbral is not None:
         ajustes.umbral = float(umbral)
@@ -68,7 +70,7 @@ class Clase:
 
     filas: List[Dict[str, str]]                      # grades.csv rows
     partes: Dict[str, float]                         # part -> maximum points
-    celdas: List[pipeline.CellInfo]
+    celdas: List[grade_table.CellInfo]
     puntajes: Dict[str, Dict[str, Optional[float]]]  # gradebook: student -> grade_id -> points (None: pending)
     fallas: Dict[str, str]                           # students not graded -> why
     pistas: Dict[str, List[str]]                     # Pista text -> students
@@ -77,7 +79,7 @@ class Clase:
     revisiones: Dict[str, Dict[str, Optional[float]]] = field(default_factory=dict)  # flagged cells' reviews
 
 
-def read_grades(course: pipeline.Course) -> List[Dict[str, str]]:
+def read_grades(course: Course) -> List[Dict[str, str]]:
     """grades.csv as dicts ([] when it does not exist yet), each student id as grading knows it
     (the apostrophe that keeps an id like ``=2+3`` from being a spreadsheet formula removed)."""
     path = course.path("grades.csv")
@@ -86,7 +88,7 @@ def read_grades(course: pipeline.Course) -> List[Dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     for row in rows:
-        row["student_id"] = pipeline.csv_id(row["student_id"])
+        row["student_id"] = grade_table.csv_id(row["student_id"])
     return rows
 
 
@@ -95,7 +97,7 @@ def flagged_rows(filas: List[Dict[str, str]]) -> List[Dict[str, str]]:
     return [f for f in filas if (f.get("revision") or "").strip()]
 
 
-def read_hints(course: pipeline.Course, students: List[str]) -> Dict[str, List[str]]:
+def read_hints(course: Course, students: List[str]) -> Dict[str, List[str]]:
     """Every ``Pista:`` line in the autograded notebooks' test outputs -> the students who got it."""
     found: Dict[str, List[str]] = {}
     for student in students:
@@ -117,7 +119,7 @@ def read_hints(course: pipeline.Course, students: List[str]) -> Dict[str, List[s
     return found
 
 
-def read_times(course: pipeline.Course) -> Dict[str, float]:
+def read_times(course: Course) -> Dict[str, float]:
     """Grading seconds per student from the verdict cache (the newest entry of each)."""
     newest: Dict[str, Tuple[float, float]] = {}
     for path in glob.glob(os.path.join(glob.escape(course.path(CACHE_DIRNAME)), "*.json")):
@@ -133,29 +135,29 @@ def read_times(course: pipeline.Course) -> Dict[str, float]:
     return {s: v[1] for s, v in newest.items()}
 
 
-def read_class(course: pipeline.Course) -> Clase:
+def read_class(course: Course) -> Clase:
     """Read what grading left; a part that cannot be read is left empty with a warning."""
     filas = read_grades(course)
     students = [f["student_id"] for f in filas] or course.students()
     avisos: List[str] = []
-    celdas: List[pipeline.CellInfo] = []
+    celdas: List[grade_table.CellInfo] = []
     try:
-        celdas = pipeline.grade_cells(course.source_nb)
+        celdas = grade_table.grade_cells(course.source_nb)
     except Exception as exc:  # noqa: BLE001 - the page says what it could not read
         avisos.append("no se pudo leer source/: {}".format(exc))
     puntajes: Dict[str, Dict[str, Optional[float]]] = {}
     try:
         if os.path.exists(course.path("gradebook.db")):
-            puntajes = pipeline.read_scores(course, students)
+            puntajes = grade_table.read_scores(course, students)
     except Exception as exc:  # noqa: BLE001
         avisos.append("no se pudo leer el gradebook: {}".format(exc))
-    fallas = {s: r.failure for s, r in pipeline.load_state(course).items() if r.failure}
+    fallas = {s: r.failure for s, r in grade_table.load_state(course).items() if r.failure}
     revisiones: Dict[str, Dict[str, Optional[float]]] = {}
     try:
-        revisiones = pipeline.read_reviews(course, [f["student_id"] for f in flagged_rows(filas)])
+        revisiones = grade_table.read_reviews(course, [f["student_id"] for f in flagged_rows(filas)])
     except Exception as exc:  # noqa: BLE001
         avisos.append("no se pudieron leer las celdas marcadas por la revisión: {}".format(exc))
-    return Clase(filas, pipeline.part_maxima(celdas), celdas, puntajes, fallas,
+    return Clase(filas, grade_table.part_maxima(celdas), celdas, puntajes, fallas,
                  read_hints(course, students), read_times(course), avisos, revisiones)
 
 
@@ -289,7 +291,7 @@ def table(head: List[str], rows: List[List[str]], numeric=()) -> str:
     return "".join(out) + "</table>"
 
 
-def feedback_link(course: pipeline.Course, student: str, prefix: str = "../") -> str:
+def feedback_link(course: Course, student: str, prefix: str = "../") -> str:
     """The student's id, linked to their feedback page when it exists (relative link)."""
     if student.startswith(ANTECEDENTS_DIR + "/") or not os.path.exists(course.feedback_page(student)):
         return esc(student)
@@ -309,7 +311,7 @@ def highlighted(source: str, ranges: List[Tuple[int, int, str]]) -> str:
     return "<pre>{}</pre>".format("".join(out))
 
 
-def pair_page(course: pipeline.Course, res: similitud.Resultado, m: similitud.Coincidencia) -> str:
+def pair_page(course: Course, res: similitud.Resultado, m: similitud.Coincidencia) -> str:
     """Side-by-side view of one flagged cell pair."""
     a, b = res.fuentes[m.a][m.celda], res.fuentes[m.b][m.celda]
     body = ["<p><a href=\"../index.html\">&larr; volver al informe</a></p>",
@@ -325,7 +327,7 @@ def pair_page(course: pipeline.Course, res: similitud.Resultado, m: similitud.Co
     return page("Informe: {} y {}, {}".format(m.a, m.b, m.celda), "\n".join(body))
 
 
-def similarity_section(course: pipeline.Course, res: similitud.Resultado, links: Dict[int, str]) -> str:
+def similarity_section(course: Course, res: similitud.Resultado, links: Dict[int, str]) -> str:
     """Flagged pairs, clusters, declared partners, dismissals and short cells."""
     out = ["<h2 id=\"similitud\">A quién mirar: entregas que parecen copiadas</h2>",
            "<p>Por celda de respuesta, sin el código que da el enunciado; umbral de similitud {:.0%} "
@@ -365,9 +367,9 @@ def similarity_section(course: pipeline.Course, res: similitud.Resultado, links:
 
 
 REVISION_MEANING = {
-    pipeline.REVISION_MARKED: "espera a una persona: la celda marcada vale 0 hasta que alguien ponga su puntaje",
-    pipeline.REVISION_RESTORED: "una persona revisó cada celda marcada y devolvió puntos en alguna",
-    pipeline.REVISION_CONFIRMED: "una persona revisó cada celda marcada y confirmó el 0",
+    grade_table.REVISION_MARKED: "espera a una persona: la celda marcada vale 0 hasta que alguien ponga su puntaje",
+    grade_table.REVISION_RESTORED: "una persona revisó cada celda marcada y devolvió puntos en alguna",
+    grade_table.REVISION_CONFIRMED: "una persona revisó cada celda marcada y confirmó el 0",
 }
 
 
@@ -379,7 +381,7 @@ def review_cells(review: Dict[str, Optional[float]]) -> str:
                        for gid, pts in sorted(review.items()))
 
 
-def revision_section(course: pipeline.Course, clase: Clase) -> str:
+def revision_section(course: Course, clase: Clase) -> str:
     """Every student with cells flagged by the static review (grades.csv's ``revision`` column),
     with their state, the flagged cells and a link to their feedback page."""
     if not clase.filas or "revision" not in clase.filas[0]:
@@ -394,17 +396,17 @@ def revision_section(course: pipeline.Course, clase: Clase) -> str:
                "<code>{}</code>, {} <code>{}</code>, {} <code>{}</code>. Para devolver los puntos después de leer "
                "el código: formgrader, y luego <code>python -m tarea2_grader notas</code> (reescribe grades.csv y "
                "este informe); ver «Partes marcadas por la revisión del código» en el README.</p>".format(
-                   len(flagged), counts[pipeline.REVISION_MARKED], pipeline.REVISION_MARKED,
-                   counts[pipeline.REVISION_RESTORED], pipeline.REVISION_RESTORED,
-                   counts[pipeline.REVISION_CONFIRMED], pipeline.REVISION_CONFIRMED))
+                   len(flagged), counts[grade_table.REVISION_MARKED], grade_table.REVISION_MARKED,
+                   counts[grade_table.REVISION_RESTORED], grade_table.REVISION_RESTORED,
+                   counts[grade_table.REVISION_CONFIRMED], grade_table.REVISION_CONFIRMED))
     out.append(table(["alumno", "estado", "qué significa", "celdas marcadas (puntaje puesto a mano)"], [
         [feedback_link(course, f["student_id"]), esc(f["revision"]), esc(REVISION_MEANING.get(f["revision"], "")),
          review_cells(clase.revisiones.get(f["student_id"], {}))]
-        for f in sorted(flagged, key=lambda f: (f["revision"] != pipeline.REVISION_MARKED, f["student_id"]))]))
+        for f in sorted(flagged, key=lambda f: (f["revision"] != grade_table.REVISION_MARKED, f["student_id"]))]))
     return "\n".join(out)
 
 
-def class_section(course: pipeline.Course, clase: Clase) -> str:
+def class_section(course: Course, clase: Clase) -> str:
     """How the class did: plots, parts, hints, pending hand grading, failures, times."""
     out = ["<h2>Cómo le fue al curso</h2>"]
     rows = graded_rows(clase)
@@ -464,7 +466,7 @@ def write_parts_csv(path: str, clase: Clase) -> None:
             w.writerow([p, "{:g}".format(m), "{:.3f}".format(a), "{:.3f}".format(md), "{:.3f}".format(f)])
 
 
-def compare_class(course: pipeline.Course, students: List[str], ajustes: similitud.Ajustes) -> similitud.Resultado:
+def compare_class(course: Course, students: List[str], ajustes: similitud.Ajustes) -> similitud.Resultado:
     """Copy detection over the submitted notebooks (read as JSON) and ``antecedentes/``."""
     release = similitud.read_json_notebook(course.path("release", course.assignment, course.notebook + ".ipynb"))
     source = similitud.read_json_notebook(course.source_nb)
@@ -475,7 +477,7 @@ def compare_class(course: pipeline.Course, students: List[str], ajustes: similit
                              similitud.read_dismissals(course.path(DISMISSALS_FILE)))
 
 
-def build(course: pipeline.Course, umbral: Optional[float] = None) -> str:
+def build(course: Course, umbral: Optional[float] = None) -> str:
     """Write informe/ (index.html, similitud.csv, partes.csv, pares/); return index.html's path."""
     start = time.time()
     ajustes = settings(course, umbral)
@@ -509,7 +511,7 @@ def build(course: pipeline.Course, umbral: Optional[float] = None) -> str:
     return index
 
 
-def build_safely(course: pipeline.Course, say=print) -> Optional[str]:
+def build_safely(course: Course, say=print) -> Optional[str]:
     """``build`` after grading: a failure prints a Spanish warning and never touches the grades."""
     try:
         path = build(course)

@@ -30,7 +30,8 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 import nbformat
 
 from tarea2_grader.engine import cells
-from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 
 GRADER_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_DESTINATION = "publicado"
@@ -164,13 +165,13 @@ def grader_lines(grader_dir: Path = GRADER_DIR) -> Dict[str, str]:
     return out
 
 
-def fingerprints(course: pipeline.Course, public_texts: Iterable[str] = ()) -> Fingerprints:
+def fingerprints(course: Course, public_texts: Iterable[str] = ()) -> Fingerprints:
     """The distinctive secret lines of this course: source secrets first, then grader code.
 
     ``public_texts`` are texts meant for students besides the release (the generated README,
     whose template lives in this very module).
     """
-    cfg = pipeline.load_config(course)
+    cfg = nbgrader_run.load_config(course)
     stubs = [cells._code_stub(cfg), cells._config_value(cfg, "ClearSolutions", "text_stub", "")]
     secret, public = source_secrets(course.source_nb, [*stubs, *public_texts])
     found = Fingerprints()
@@ -281,9 +282,9 @@ def stale_cells(committed: str, fresh: str) -> Optional[List[str]]:
     return [c[0] for c in b[3] if c not in a[3]] + [c[0] for c in a[3] if c not in b[3]]
 
 
-def fresh_release(course: pipeline.Course, scratch: str) -> str:
+def fresh_release(course: Course, scratch: str) -> str:
     """The release nbgrader makes now from source/, generated in scratch (course and gradebook untouched)."""
-    run = pipeline.run_nbgrader(course, [
+    run = nbgrader_run.run_nbgrader(course, [
         "generate_assignment", course.assignment_arg, "--force",
         "--CourseDirectory.release_directory=" + os.path.join(scratch, "release"),
         "--CourseDirectory.db_url=sqlite:///" + os.path.join(scratch, "gradebook.db")])
@@ -293,7 +294,7 @@ def fresh_release(course: pipeline.Course, scratch: str) -> str:
     return os.path.join(scratch, "release", course.assignment, course.notebook + ".ipynb")
 
 
-def check_fresh(course: pipeline.Course, release_nb: str) -> None:
+def check_fresh(course: Course, release_nb: str) -> None:
     """Refuse a release that is not what nbgrader makes from source/ now."""
     with tempfile.TemporaryDirectory(prefix="publicar-") as scratch:
         stale = stale_cells(release_nb, fresh_release(course, scratch))
@@ -307,13 +308,13 @@ def check_fresh(course: pipeline.Course, release_nb: str) -> None:
 
 # ---------------------------------------------------------------- the export
 
-def colab_link(repo: Optional[str], rama: Optional[str], course: pipeline.Course) -> str:
+def colab_link(repo: Optional[str], rama: Optional[str], course: Course) -> str:
     """The Colab URL of the published notebook (with placeholders where repo or branch are unknown)."""
     return COLAB_URL.format(repo=repo or REPO_PATTERN, rama=rama or BRANCH_PATTERN,
                             asignacion=course.assignment, notebook=course.notebook)
 
 
-def student_readme(course: pipeline.Course, repo: Optional[str], rama: str) -> str:
+def student_readme(course: Course, repo: Optional[str], rama: str) -> str:
     """The Spanish README students see in the published folder."""
     nb = "{}/{}.ipynb".format(course.assignment, course.notebook)
     link = colab_link(repo, rama, course)
@@ -357,7 +358,7 @@ def release_files(release_dir: Path) -> List[Path]:
     return out
 
 
-def stage(course: pipeline.Course, staging: Path, repo: Optional[str], rama: str) -> None:
+def stage(course: Course, staging: Path, repo: Optional[str], rama: str) -> None:
     """Write the export into staging: <assignment>/ (copy of the release folder) and README.md."""
     release_dir = Path(course.path("release", course.assignment))
     for rel in release_files(release_dir):
@@ -371,7 +372,7 @@ REPORT_DIR = "informe"  # the course report (informe.py): for the teaching team 
 REPORT_MARKER = b'<meta name="tarea2-informe"'
 
 
-def check_no_report(course: pipeline.Course, release_dir: Path) -> None:
+def check_no_report(course: Course, release_dir: Path) -> None:
     """Refuse to publish the course report: an ``informe`` folder, or a page carrying its marker."""
     for rel in release_files(release_dir):
         path = release_dir / rel
@@ -381,7 +382,7 @@ def check_no_report(course: pipeline.Course, release_dir: Path) -> None:
                                "docente; no se publicó nada. Sáquelo de release/.".format(course.assignment, rel))
 
 
-def check_destination(course: pipeline.Course, destino: Path) -> None:
+def check_destination(course: Course, destino: Path) -> None:
     """Refuse a destination whose content publicar would destroy, or one inside source/ or release/."""
     for private in ("source", "release", REPORT_DIR):
         inner = Path(course.path(private)).resolve()
@@ -415,7 +416,7 @@ def install(staging: Path, destino: Path) -> None:
     staging.rmdir()
 
 
-def publicar(course: pipeline.Course, destino: Optional[str] = None, repo: Optional[str] = None,
+def publicar(course: Course, destino: Optional[str] = None, repo: Optional[str] = None,
              rama: str = "main") -> Path:
     """Export the student folder into destino (default <course>/publicado); PublishError if refused.
 

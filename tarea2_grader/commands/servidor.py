@@ -21,7 +21,8 @@ import urllib.request
 import nbformat
 
 from tarea2_grader.commands import pipeline
-from tarea2_grader.commands.pipeline import kill_tree, nbgrader_env
+from tarea2_grader.integration.course import Course
+from tarea2_grader.integration.nbgrader_run import kill_tree, nbgrader_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -78,11 +79,11 @@ def submission_id(root: str, course_id: str, student: str, assignment: str = "ta
         return gb.find_submission_notebook(assignment, notebook, student).id
 
 
-def graded_course(root: str, notebooks) -> pipeline.Course:
+def graded_course(root: str, notebooks) -> Course:
     """A copy of this course at ``root`` with ``notebooks`` ({student: notebook}) submitted and graded."""
     shutil.copytree(os.path.join(REPO, "source"), os.path.join(root, "source"))
     shutil.copy(os.path.join(REPO, "nbgrader_config.py"), root)
-    course = pipeline.Course(root)
+    course = Course(root)
     pipeline.release(course)
     for student, nb in notebooks.items():
         path = course.submitted_nb(student)

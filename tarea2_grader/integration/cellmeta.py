@@ -3,7 +3,7 @@
 nbgrader's ``CheckCellMetadata`` validates every nbgrader cell with
 ``jsonschema.validate(meta, schema)`` (``nbgraderformat/common.py``), which checks the constant
 schema against its meta-schema on every call before validating the cell: about 0.2 s of CPU per
-student, paid in the coordinator (``pipeline.sanitized_notebook``) and twice in nbgrader's
+student, paid in the coordinator (``nbgrader_run.sanitized_notebook``) and twice in nbgrader's
 autograde run (its sanitizing and its grading pass).
 
 :class:`CachedCheckCellMetadata` (in ``c.Autograde.sanitize_preprocessors`` and

@@ -11,6 +11,10 @@ into points in the gradebook, which only this (trusted) process writes.  Formgra
 The seed of each student's hidden inputs is drawn the first time the student is graded and kept
 in ``semillas.json`` at the course root (never inside the sandbox), so a regrade reproduces the
 same inputs; it is also written into the autograded notebook's metadata.
+
+What the pass did for each student (verdicts from the cache or graded now, a failure of the grading
+machinery, seed, notes) goes to the coordinator as one structured record per student
+(:mod:`tarea2_grader.integration.records`, in ``TrustedExecute.record_dir``), never through the log.
 """
 import contextlib
 import fcntl
@@ -22,6 +26,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Integer, Unicode
 
 from tarea2_grader.integration import pauta
+from tarea2_grader.integration import records
 from tarea2_grader.engine import runner
 from tarea2_grader.engine import sandbox
 from tarea2_grader.engine import tamano
@@ -118,9 +123,9 @@ def add_rubrics(nb, resources) -> int:
     return pauta.insert_rubric_cells(nb, rubrics)
 
 
-#: What nbgrader's log says for a student whose verdicts came from the workers' cache.
+#: What nbgrader's log says (for people) for a student whose verdicts came from the workers' cache.
 FROM_CACHE_LOG = "Veredictos de %s ya calculados (corrección en paralelo)"
-#: What it says for a student the grading machinery could not grade (the pipeline reads it back).
+#: What it says for a student the grading machinery could not grade (the coordinator reads the record).
 MACHINERY_LOG = "Falla del corrector con %s: %s"
 
 
@@ -158,6 +163,9 @@ class TrustedExecute(NbGraderPreprocessor):
     use_cache = Bool(True, help="Reuse verdicts already computed for exactly this notebook, seed, limits and "
                                 "grader code (by `make grade`'s parallel workers or an earlier run), from "
                                 "<course>/veredictos/.").tag(config=True)
+    record_dir = Unicode("", help="Folder where one JSON record per graded student says what this pass did "
+                                  "(tarea2_grader/integration/records.py); `make grade` sets it and reads "
+                                  "them. Empty: no records.").tag(config=True)
 
     rerun_after_last_test = Bool(False, help="Run the cells after the last hidden test again when grading. They "
                                              "cannot change any autograded point; by default the outputs the "
@@ -172,8 +180,9 @@ class TrustedExecute(NbGraderPreprocessor):
                                python=self.sandbox_python, output_bytes=caps.output,
                                notebook_bytes=caps.notebook)
 
-    def graded(self, nb, seed, aislar, student, root) -> "runner.Resultado":
-        """The verdicts for ``nb``: from the cache when this exact job was graded, else graded now."""
+    def graded(self, nb, seed, aislar, student, root):
+        """(verdicts for ``nb``, whether they came from the cache): from the cache when this exact job
+        was graded, else graded now."""
 
         from tarea2_grader.parallel import workers
         cache = workers.VerdictCache(os.path.join(root, workers.CACHE_DIRNAME))
@@ -182,7 +191,7 @@ class TrustedExecute(NbGraderPreprocessor):
             cached = cache.get(key)
             if cached is not None and cached.aislado == aislar:
                 self.log.info(FROM_CACHE_LOG, student)
-                return cached
+                return cached, True
         runner.TALLERES.precalentar(self.limits(), aislar)  # its imports overlap the next line's
         workers.one_torch_thread()
         pruebas = workers.load_tests(self.tests_module, [root])
@@ -191,13 +200,23 @@ class TrustedExecute(NbGraderPreprocessor):
         result = runner.calificar(nb, seed, self.limits(), pruebas, aislar,
                                   hasta_ultimo_test=not self.rerun_after_last_test)
         if result.falla:
-            self.log.error(MACHINERY_LOG, student, result.falla)
-            raise MachineryFailure(result.falla)
+            self.machinery_failure(student, result.falla)
         try:
             cache.put(key, student, result)
         except OSError as exc:  # the cache only saves time: the verdicts still go to the gradebook
             self.log.warning("No se pudo guardar en veredictos/ el resultado de %s: %s", student, exc)
-        return result
+        return result, False
+
+    def record(self, record: records.PassRecord) -> None:
+        """Tell the coordinator what this pass did for the student (when it asked: ``record_dir``)."""
+        if self.record_dir:
+            records.write_record(self.record_dir, record)
+
+    def machinery_failure(self, student: str, why: str) -> None:
+        """The machinery could not grade ``student``: say so (record and log) and stop their notebook."""
+        self.log.error(MACHINERY_LOG, student, why)
+        self.record(records.PassRecord(student, machinery=why))
+        raise MachineryFailure(why)
 
     def show_submitted_outputs(self, nb, resources) -> None:
         """The cells after the last test were not run: show what the student submitted, made inert."""
@@ -220,11 +239,9 @@ class TrustedExecute(NbGraderPreprocessor):
         student, assignment = info.get("student", "desconocido"), info.get("assignment", "tarea")
         aislar = runner.aislamiento_disponible()
         if self.require_sandbox and not aislar:
-            why = sandbox.diagnostico_bwrap() or "bubblewrap no está disponible"
-            self.log.error(MACHINERY_LOG, student, why)
-            raise MachineryFailure(why)
+            self.machinery_failure(student, sandbox.diagnostico_bwrap() or "bubblewrap no está disponible")
         seed = seed_for(course_root(resources), assignment, student, self.fresh_seeds)
-        result = self.graded(nb, seed, aislar, student, course_root(resources))
+        result, from_cache = self.graded(nb, seed, aislar, student, course_root(resources))
         from tarea2_grader.engine import inert
         for i, cell in enumerate(nb.cells):
             if cell.cell_type == "markdown":
@@ -240,8 +257,11 @@ class TrustedExecute(NbGraderPreprocessor):
         flagged = result.marcadas(nb)  # by cell index: before the rubric cells are inserted
         cut = tamano.cap_notebook(nb, tamano.SizeLimits(config=self.config).caps())  # before the rubrics
         add_rubrics(nb, resources)
-        nb.metadata[META_KEY] = {"semilla": seed, "aislado": aislar, "notas": result.notas + cut.messages(),
+        notes = result.notas + cut.messages()
+        nb.metadata[META_KEY] = {"semilla": seed, "aislado": aislar, "notas": notes,
                                  "segundos": round(result.segundos, 1), FLAGGED_KEY: flagged}
+        self.record(records.PassRecord(student, from_cache, None, seed, aislar, list(notes),
+                                       round(result.segundos, 1), list(flagged)))
         return nb, resources
 
 

@@ -25,7 +25,9 @@ from typing import Dict, List, Optional
 import nbformat
 from nbgrader.preprocessors import GetGrades, NbGraderPreprocessor
 
-from tarea2_grader.commands import pipeline
+from tarea2_grader.integration import grade_table
+from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration.course import Course
 
 HINT_PREFIX = "Pista:"
 SUMMARY_ID = "resumen-correccion"
@@ -72,7 +74,7 @@ class Summary:
     total: float
     maximum: float
     pending_total: float
-    pending_cells: List[pipeline.CellInfo] = field(default_factory=list)
+    pending_cells: List[grade_table.CellInfo] = field(default_factory=list)
     failed: List[FailedTest] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
     failure: Optional[str] = None
@@ -112,18 +114,18 @@ def split_hints(text: str):
     return message, hints
 
 
-def build_summary(student: str, cells: List[pipeline.CellInfo], scores: Dict[str, Optional[float]],
-                  result: pipeline.StudentResult, nb=None,
+def build_summary(student: str, cells: List[grade_table.CellInfo], scores: Dict[str, Optional[float]],
+                  result: grade_table.StudentResult, nb=None,
                   review: Optional[Dict[str, Optional[float]]] = None) -> Summary:
     """The summary of one student from the grade cells, the gradebook scores, the pipeline's
     result (notes, failure), the autograded notebook (the verdict of each test cell) and the
-    review of the cells the static review flagged (:func:`pipeline.review_of`).
+    review of the cells the static review flagged (:func:`grade_table.review_of`).
 
-    Part totals and the review's status come from :func:`pipeline.build_rows`, as in grades.csv.
+    Part totals and the review's status come from :func:`grade_table.build_rows`, as in grades.csv.
     """
     review = review or {}
-    row = pipeline.build_rows(cells, {student: scores}, {student: result}, reviews={student: review})[0]
-    maxima = pipeline.part_maxima(cells)
+    row = grade_table.build_rows(cells, {student: scores}, {student: result}, reviews={student: review})[0]
+    maxima = grade_table.part_maxima(cells)
     parts = [PartScore(p, row.parts[p], maxima[p], row.pending[p]) for p in maxima]
     summary = Summary(student, parts, row.total, sum(maxima.values()), row.pending_total,
                       notes=list(result.notes), failure=result.failure, revision=row.revision)
@@ -143,22 +145,23 @@ def build_summary(student: str, cells: List[pipeline.CellInfo], scores: Dict[str
     return summary
 
 
-def student_result(course: pipeline.Course, student: str, nb=None) -> pipeline.StudentResult:
+def student_result(course: Course, student: str, nb=None) -> grade_table.StudentResult:
     """The pipeline's notes and failure for a student (estado.json), else the grader's notes
     recorded in the autograded notebook (a course graded with plain ``nbgrader autograde``)."""
-    saved = pipeline.load_state(course).get(student)
+    saved = grade_table.load_state(course).get(student)
     if saved is not None:
         return saved
-    meta = (nb.metadata.get(pipeline.nbplugin_meta_key(), {}) if nb is not None else {}) or {}
+    from tarea2_grader.integration.nbplugin import META_KEY
+    meta = (nb.metadata.get(META_KEY, {}) if nb is not None else {}) or {}
     notes = meta.get("notas", []) if isinstance(meta, dict) else []
-    return pipeline.StudentResult(student, [str(n) for n in notes if isinstance(n, str)])
+    return grade_table.StudentResult(student, [str(n) for n in notes if isinstance(n, str)])
 
 
-_source_cells: Dict[tuple, List[pipeline.CellInfo]] = {}
+_source_cells: Dict[tuple, List[grade_table.CellInfo]] = {}
 
 
-def source_cells(path: str) -> List[pipeline.CellInfo]:
-    """``pipeline.grade_cells(path)``, parsed once per process for each content of the file.
+def source_cells(path: str) -> List[grade_table.CellInfo]:
+    """``grade_table.grade_cells(path)``, parsed once per process for each content of the file.
 
     The summary of every student needs the source notebook's grade cells; the file is read each
     time and only parsed again when its bytes changed (a copy of the cells is returned).
@@ -168,19 +171,19 @@ def source_cells(path: str) -> List[pipeline.CellInfo]:
     key = (os.path.abspath(path), hashlib.sha256(data).hexdigest())
     cells = _source_cells.get(key)
     if cells is None:
-        cells = pipeline.grade_cells(nbformat.reads(data.decode("utf-8"), as_version=4))
+        cells = grade_table.grade_cells(nbformat.reads(data.decode("utf-8"), as_version=4))
         _source_cells[key] = cells
     return copy.deepcopy(cells)
 
 
-def course_cells(course: pipeline.Course, nb=None) -> List[pipeline.CellInfo]:
+def course_cells(course: Course, nb=None) -> List[grade_table.CellInfo]:
     """Grade cells from the course's source notebook (else from ``nb``)."""
     if os.path.exists(course.source_nb) or nb is None:
         return source_cells(course.source_nb)
-    return pipeline.grade_cells(nb)
+    return grade_table.grade_cells(nb)
 
 
-def student_summary(course: pipeline.Course, student: str) -> Summary:
+def student_summary(course: Course, student: str) -> Summary:
     """A student's summary from the course's gradebook, autograded notebook and estado.json."""
     from nbgrader.api import Gradebook, MissingEntry
     path = course.autograded_nb(student)
@@ -190,13 +193,13 @@ def student_summary(course: pipeline.Course, student: str) -> Summary:
     review: Dict[str, Optional[float]] = {}
     if result.failure is None:
         db = "sqlite:///" + os.path.abspath(course.path("gradebook.db"))
-        with Gradebook(db, pipeline.course_id(course)) as gb:
+        with Gradebook(db, nbgrader_run.course_id(course)) as gb:
             try:
                 sub = gb.find_submission_notebook(course.notebook, course.assignment, student)
-                scores = pipeline.submission_scores(sub)
-                review = pipeline.review_of(sub, flagged_of(nb))
+                scores = grade_table.submission_scores(sub)
+                review = grade_table.review_of(sub, flagged_of(nb))
             except MissingEntry:
-                result = pipeline.StudentResult(student, result.notes, "no hay notas de este alumno en el gradebook")
+                result = grade_table.StudentResult(student, result.notes, "no hay notas de este alumno en el gradebook")
     return build_summary(student, course_cells(course, nb), scores, result, nb, review)
 
 
@@ -206,7 +209,7 @@ def flagged_of(nb) -> List[str]:
     return flagged_cells(nb.metadata) if nb is not None else []
 
 
-def example_student(course: pipeline.Course, students) -> Optional[str]:
+def example_student(course: Course, students) -> Optional[str]:
     """The graded student whose summary shows the most (hints, then failed tests) for the demo."""
     best, key = None, None
     for student in students:
@@ -223,7 +226,7 @@ def example_student(course: pipeline.Course, students) -> Optional[str]:
 
 def pts(x: float) -> str:
     """Points as the grades table writes them (12, 7.5)."""
-    return pipeline.fmt(x)
+    return grade_table.fmt(x)
 
 
 def part_status(p: PartScore) -> str:
@@ -350,7 +353,7 @@ def process_gradebook(db_url: str):
 def grade_cells_of(gb, sub) -> list:
     """Load, in one query, the cells of a submitted notebook's grades into the gradebook's session.
 
-    ``pipeline.submission_scores`` reads ``grade.name`` for each grade, a lazy load of its cell
+    ``grade_table.submission_scores`` reads ``grade.name`` for each grade, a lazy load of its cell
     (one query per grade); with the cells already in the session those loads find them there
     and run no query.  The same rows, so the same names.
     """
@@ -369,15 +372,15 @@ class ResumenCorreccion(NbGraderPreprocessor):
         from tarea2_grader.integration.nbplugin import course_root
 
         info = resources["nbgrader"]
-        course = pipeline.Course(course_root(resources), info["assignment"], info["notebook"])
+        course = Course(course_root(resources), info["assignment"], info["notebook"])
         with process_gradebook(info["db_url"]) as gb:
             sub = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
             cells = grade_cells_of(gb, sub)  # held: the session keeps loaded objects weakly
-            scores = pipeline.submission_scores(sub)
-            review = pipeline.review_of(sub, flagged_of(nb))
+            scores = grade_table.submission_scores(sub)
+            review = grade_table.review_of(sub, flagged_of(nb))
             del cells
         result = student_result(course, info["student"], nb)
-        result = pipeline.StudentResult(result.student, result.notes, None)  # it has a notebook: it was graded
+        result = grade_table.StudentResult(result.student, result.notes, None)  # it has a notebook: it was graded
         summary = build_summary(info["student"], course_cells(course, nb), scores, result, nb, review)
         nb.cells.insert(0, summary_cell(summary))
         return nb, resources
