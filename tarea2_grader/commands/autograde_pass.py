@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Set
 from tarea2_grader.integration import records
 from tarea2_grader.integration.course import Course
 from tarea2_grader.integration.grade_table import StudentResult
-from tarea2_grader.integration.nbgrader_run import Run, kill_tree, load_config, nbgrader_env
+from tarea2_grader.integration.nbgrader_run import Run, kill_tree, load_config, nbgrader_env, sanitized_notebook
 from tarea2_grader.parallel import workers as parallel
 
 DEFAULT_BUDGET = 60  # sandbox seconds per student when the config sets no TrustedExecute.budget
@@ -195,7 +195,10 @@ def pass_outcome(course: Course, result: StudentResult, record: Optional[records
     (the reason, with nbgrader's last error line as detail).  Otherwise the grader's notes.
     """
     done = os.path.exists(course.autograded_nb(result.student))
-    if record is None or record.machinery:
+    refused = None if record is not None or done or run.timed_out else notebook_refusal(course, result.student)
+    if refused:
+        result.failure = refused
+    elif record is None or record.machinery:
         result.failure, result.machinery = (record.machinery if record else missing_reason(run, limit)), True
     elif not done:
         result.failure = failure_reason(Run(1, run.output, run.timed_out), limit)
@@ -203,6 +206,26 @@ def pass_outcome(course: Course, result: StudentResult, record: Optional[records
         result.notes.extend(record.notes)
         return
     shutil.rmtree(os.path.dirname(course.autograded_nb(result.student)), ignore_errors=True)
+
+
+def notebook_refusal(course: Course, student: str) -> Optional[str]:
+    """Why nbgrader refuses the student's notebook before any grading (its metadata fails nbgrader's
+    checks, e.g. a renamed grade id), from the same sanitizing run here; None if it accepts it.
+
+    A student without a record whose notebook nbgrader refuses gets that reason (the notebook's
+    fault, as a corrupt file is); any other error says nothing about the notebook (None: the
+    machinery failed).
+    """
+    from nbformat import ValidationError as FormatError
+    from nbgrader.nbgraderformat import ValidationError as MetadataError
+    from nbgrader.nbgraderformat.common import SchemaMismatchError
+    try:
+        sanitized_notebook(course, student)
+    except (MetadataError, FormatError, SchemaMismatchError):
+        return REASON_METADATA
+    except Exception:
+        return None
+    return None
 
 
 def missing_reason(run: Run, limit: float) -> str:
