@@ -1,4 +1,4 @@
-"""The static autograd review (:mod:`tarea2_grader.engine.revision`): pure analysis, no sandbox, no nbgrader.
+"""The static autograd review (:mod:`tarea2_grader.engine.review`): pure analysis, no sandbox, no nbgrader.
 
 * nothing is marked on correct code: the reference solution, the typical correct cells, the second
   correct solution and its variants, every wrong submission that does not use autograd, the demo's
@@ -24,8 +24,10 @@ import nbformat
 import pytest
 
 from tarea2_grader.engine import cells as nbcells
-from tarea2_grader.engine import revision
-from tarea2_grader.engine.revision import PARTES, Celda, Marca, revisar, revisar_nb, texto_marca
+from tarea2_grader.engine.review import allowlist, records, source
+from tarea2_grader.engine.review.reach import revisar, revisar_nb
+from tarea2_grader.engine.review.records import Celda, Marca, texto_marca
+from tarea2_grader.tarea2.review_roots import PARTES_REVISION as PARTES
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_NB = ROOT / "source" / "tarea2" / "tarea2.ipynb"
@@ -97,7 +99,7 @@ def _notebook(cells=None, added=()):
 
 def _revisar(cells=None, added=()):
     nb, numeros = _notebook(cells, added)
-    return revisar_nb(nb), numeros, nb
+    return revisar_nb(nb, PARTES), numeros, nb
 
 
 def _sin_marcas(rev):
@@ -117,7 +119,8 @@ def test_parts_table_names_every_autograded_test():
 
 
 def test_module_does_not_import_torch():
-    codigo = "import sys, tarea2_grader.engine.revision; assert 'torch' not in sys.modules, 'torch imported'"
+    codigo = ("import sys, tarea2_grader.engine.review.reach, tarea2_grader.tarea2.review_roots; "
+              "assert 'torch' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", codigo], cwd=str(ROOT), capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
     assert r.returncode == 0, r.stderr
@@ -138,7 +141,7 @@ def test_result_is_json_and_renders_one_line():
 
 
 def test_reference_solution_has_no_marks():
-    rev = revisar_nb(_fuente())
+    rev = revisar_nb(_fuente(), PARTES)
     _sin_marcas(rev)
     assert not rev.revisar_notebook and not rev.notas
 
@@ -190,7 +193,7 @@ def test_examples_have_no_marks(ruta):
     except json.JSONDecodeError:
         assert "1007" in ruta  # the demo's corrupt file: not a notebook, nothing to review
         return
-    rev = revisar_nb(nb)
+    rev = revisar_nb(nb, PARTES)
     _sin_marcas(rev)
     assert not rev.revisar_notebook
 
@@ -499,10 +502,10 @@ def _celdas(*fuentes, graded=None):
 
 def test_unreadable_cell_is_skipped_with_a_note():
     relu = _derivadas_con_relu("        return torch.autograd.grad(torch.relu(T).sum(), T)[0]\n", cabecera="import torch\n")
-    rev = revisar(_celdas("def roto(:\n    pass\n", "x = 1\x00\n", graded=relu))
+    rev = revisar(_celdas("def roto(:\n    pass\n", "x = 1\x00\n", graded=relu), PARTES)
     assert [m.celda for m in rev.marcas[T_BASICAS]] == [3]
     assert len(rev.notas) == 2 and all("se omite" in n for n in rev.notas)
-    rev = revisar(_celdas(graded="def sig(T:\n"))  # a graded cell that does not parse
+    rev = revisar(_celdas(graded="def sig(T:\n"), PARTES)  # a graded cell that does not parse
     assert not rev.todas() and rev.notas
 
 
@@ -512,7 +515,7 @@ def test_huge_and_deeply_nested_cells_do_not_crash():
     suma = "x = " + " + ".join(["1"] * 5000) + "\n"
     profunda = ("import torch\n\ndef relu(T, gradient=False):\n"
                 "    return torch.autograd.grad(T.sum(), T)[0]" + " + 0" * 2500 + "\n")
-    rev = revisar(_celdas(enorme, parentesis, suma, "ａ" * 3000 + " = 1\n", graded=profunda))
+    rev = revisar(_celdas(enorme, parentesis, suma, "ａ" * 3000 + " = 1\n", graded=profunda), PARTES)
     assert [(m.celda, m.linea, m.construccion) for m in rev.marcas[T_BASICAS]] == [(5, 4, "torch.autograd.grad")]
     assert len(rev.notas) == 2  # the two nestings Python itself cannot parse
 
@@ -524,7 +527,7 @@ def test_student_text_in_messages_is_safe():
     (m,) = rev.marcas[T_DULM1]
     for texto in (m.construccion, m.detalle, texto_marca(m, con_detalle=True)):
         assert not any(ord(ch) < 32 or ch in "\u202e\u2028\x7f" for ch in texto), repr(texto)
-    assert len(m.construccion) <= revision.LIMITE and len(m.detalle) <= revision.LIMITE
+    assert len(m.construccion) <= records.LIMITE and len(m.detalle) <= records.LIMITE
     assert "\\x1b" in m.construccion
 
 
@@ -552,7 +555,7 @@ def test_undefined_or_dynamic_names_give_a_review_note_and_no_mark():
     ("inspect.getsource", "inspect.getsource no está permitido"), ("torch.load", "carga con pickle (torch.load)"),
 ])
 def test_allow_list(ruta, esperado):
-    assert revision.juzgar_ruta(ruta) == esperado
+    assert allowlist.juzgar_ruta(ruta) == esperado
 
 
 def test_a_spurious_systemerror_of_the_ast_constructor_is_retried(monkeypatch):
@@ -567,7 +570,31 @@ def test_a_spurious_systemerror_of_the_ast_constructor_is_retried(monkeypatch):
             raise SystemError("AST constructor recursion depth mismatch (before=3, after=40)")
         return real(text, *args, **kwargs)
 
-    monkeypatch.setattr(revision.ast, "parse", flaky)
+    monkeypatch.setattr(source.ast, "parse", flaky)
     attack = {"derivadas_codigo": _derivadas_con_relu(_X + "        return torch.autograd.grad(torch.relu(X).sum(), X)[0]\n")}
     resultado, _, _ = _revisar(attack)
     assert len(calls) > 1 and T_BASICAS in resultado.partes_marcadas()
+
+
+@pytest.mark.parametrize("fuente, esperado", [
+    ("a, (dL_dU, b) = f()\n", True), ("dL_dU: float = 1\n", True), ("if (dL_dU := 2):\n    pass\n", True),
+    ("!ls\nfor k in r:\n    dL_dU += k\n", True), ("dL_dU = (\n", True), ("print(dL_dU == 1)\n", False),
+    ("dL_dU == 1 (\n", False), ("x = 'dL_dU = 1'\n", False)])
+def test_asigna_finds_the_cell_that_assigns_a_variable(fuente, esperado):
+    """One implementation for the review and hidden's plans: any target, IPython syntax, and a text
+    search in a cell that neither Python nor IPython can read."""
+    assert source.asigna(fuente, "dL_dU") is esperado
+
+
+def test_asigna_retries_a_spurious_systemerror(monkeypatch):
+    """hidden's plans find the re-run cell through the same locked, retried parse as the review."""
+    real, calls = source.ast.parse, []
+
+    def flaky(text, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise SystemError("AST constructor recursion depth mismatch")
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(source.ast, "parse", flaky)
+    assert source.asigna("dL_dU = 1\n", "dL_dU") and len(calls) == 2

@@ -832,17 +832,17 @@ class _Calificacion:
             self.notas.append("el proceso del estudiante dejó de responder: " + self.perdido)
 
     def _revision(self):
-        """The static review of the submitted source (:mod:`tarea2_grader.engine.revision`), or None when off."""
+        """The static review of the submitted source (:mod:`tarea2_grader.engine.review`), or None when off."""
         if not self.limites.static_review:
             return None
-        from tarea2_grader.engine import revision
+        from tarea2_grader.engine.review import reach, records
         try:
-            resultado = revision.revisar_nb(self.nb)
+            resultado = reach.revisar_nb(self.nb, partes=getattr(self.pruebas, "PARTES_REVISION", {}))
         except Exception as exc:  # the analysis of hostile text failed: a person looks, no part is zeroed
             self.notas.append("revisar a mano: la revisión del código no pudo terminar ({})".format(type(exc).__name__))
             return None
         for motivo in resultado.revisar_notebook:
-            self.notas.append("revisar a mano: " + revision.seguro(motivo, 200))
+            self.notas.append("revisar a mano: " + records.seguro(motivo, 200))
         marcadas = resultado.partes_marcadas()
         if marcadas:
             self.notas.append("revisión: {} parte(s) marcada(s) por usar una derivada hecha por máquina "
@@ -864,9 +864,9 @@ def con_revision(v: Veredicto, revision, puntos) -> Veredicto:
     (cell, line, construct) and what the values alone earned."""
     if revision is None or not revision.marcas.get(v.prueba):
         return v
-    from tarea2_grader.engine import revision as modulo
+    from tarea2_grader.engine.review import records
     marcas = revision.marcas[v.prueba]
-    lineas = [modulo.texto_marca(m) for m in marcas[:5]] + (["(y {} más)".format(len(marcas) - 5)] if len(marcas) > 5 else [])
+    lineas = [records.texto_marca(m) for m in marcas[:5]] + (["(y {} más)".format(len(marcas) - 5)] if len(marcas) > 5 else [])
     if v.ok:
         cola = REVISION_SIN_MARCA.format(float(puntos or 0))
     else:

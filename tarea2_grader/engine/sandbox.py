@@ -42,7 +42,7 @@ class Limites:
     timeout_after_loop: float = 3.0  # wall seconds per cell and per test once one has run out of time
     budget: float = 60.0           # seconds of sandbox time for everything one notebook causes
     disk_mb: int = 512             # the student's working folder (a tmpfs: RAM), besides /tmp and /dev/shm
-    static_review: bool = True     # read the submitted source for machine-made derivatives (revision.py)
+    static_review: bool = True     # read the submitted source for machine-made derivatives (engine/review/)
     python: str = ""               # the interpreter the sandbox runs (empty: the course's virtual environment)
     output_bytes: int = 2000000    # content kept per output (c.SizeLimits.output_mb; tarea2_grader/engine/tamano.py)
     notebook_bytes: int = 20000000  # content kept for all of a notebook's outputs (c.SizeLimits.notebook_mb)

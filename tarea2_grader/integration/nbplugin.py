@@ -145,7 +145,7 @@ class TrustedExecute(NbGraderPreprocessor):
                                                     "in the sandbox; /tmp and /dev/shm are capped too).").tag(config=True)
     static_review = Bool(sandbox.Limites.static_review,
                          help="Zero (for a person to review) the tests whose graded code reaches a machine-made "
-                              "derivative, read from the submitted source (tarea2_grader/engine/revision.py).").tag(config=True)
+                              "derivative, read from the submitted source (tarea2_grader/engine/review/).").tag(config=True)
     budget = Float(sandbox.Limites.budget,
                    help="Seconds of sandbox time per student for everything their notebook causes (cells, "
                         "hidden tests, rebuilds after a crash); past it, every remaining test scores 0 with a "

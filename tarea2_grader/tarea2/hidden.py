@@ -27,6 +27,8 @@ from tarea2_grader.tarea2 import ayudas
 from tarea2_grader.tarea2 import ayudas_red
 from tarea2_grader.tarea2 import refs
 from tarea2_grader.engine import wire
+from tarea2_grader.engine.review.source import asigna
+from tarea2_grader.tarea2.review_roots import PARTES_REVISION  # noqa: F401  the runner reviews against it
 from tarea2_grader.tarea2.selfcheck import error_relativo
 
 TOL64 = 1e-4   # relative to max|reference|: accepts float32 arithmetic inside
@@ -106,25 +108,6 @@ class Contexto:
             if src and variable in src and asigna(src, variable):
                 return src
         raise Incorrecto("No encontré la celda que calcula `{}`: ¿la ejecutaste antes de este test?".format(variable))
-
-
-def asigna(src, variable):
-    """Whether ``src`` assigns ``variable`` at top level (plain, tuple, annotated or augmented)."""
-    import ast
-    import re
-
-    from IPython.core.inputtransformer2 import TransformerManager
-    try:
-        arbol = ast.parse(TransformerManager().transform_cell(src))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):  # student text: any of these
-        return re.search(r"\b{}\b\s*=[^=]".format(re.escape(variable)), src) is not None
-    for nodo in ast.walk(arbol):
-        objetivos = (nodo.targets if isinstance(nodo, ast.Assign) else
-                     [nodo.target] if isinstance(nodo, (ast.AnnAssign, ast.AugAssign, ast.NamedExpr)) else [])
-        for objetivo in objetivos:
-            if any(isinstance(n, ast.Name) and n.id == variable for n in ast.walk(objetivo)):
-                return True
-    return False
 
 
 # --------------------------------------------------------------------------- verdict helpers

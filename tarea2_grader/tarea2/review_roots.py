@@ -1,0 +1,42 @@
+"""Tarea 2's parts table for the static review (:mod:`tarea2_grader.engine.review`): for each hidden
+test, the answer cell and the names its code reaches, as the probes of
+:mod:`tarea2_grader.tarea2.probes` call them.
+
+The runner reviews a submission against the tests module's ``PARTES_REVISION`` (``hidden`` offers
+this table).  ``python -m tarea2_grader.tarea2.review_roots cuaderno.ipynb ...`` prints every mark.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+from tarea2_grader.engine.review.records import Parte
+
+__all__ = ["PARTES_REVISION"]
+
+_PRESTADOS = frozenset({"sig", "tanh", "relu", "swish", "celu", "CELoss"})  # ayudas.REFERENCIAS
+_SALIDA = frozenset({"hL", "U", "c", "y", "y_pred", "dL_duLm1"})  # hidden._plan_ultima_capa's inputs
+
+PARTES_REVISION: Dict[str, Parte] = {
+    "test_derivadas_basicas": Parte("derivadas_codigo", nombres=("sig", "tanh", "relu")),
+    "test_derivadas_swish": Parte("derivadas_codigo", nombres=("swish",)),
+    "test_derivadas_celu": Parte("derivadas_codigo", nombres=("celu",)),
+    "test_celoss": Parte("celoss", nombres=("CELoss",)),
+    "test_dL_duLm1": Parte("dL_duLm1", reejecuta="dL_duLm1", entradas=frozenset({"y", "y_pred"})),
+    "test_ultima_capa": Parte("ultima_capa", reejecuta="dL_dU", entradas=_SALIDA),
+    "test_capa_escondida_basicas": Parte("capas_escondidas", nombres=("grad_capa_escondida",),
+                                         prestados=_PRESTADOS),
+    "test_capa_escondida_param": Parte("capas_escondidas", nombres=("grad_capa_escondida",),
+                                       prestados=_PRESTADOS),
+    "test_backward_basicas": Parte("ffnn_backward", nombres=("FFNN",), prestados=_PRESTADOS),
+    "test_backward_param": Parte("ffnn_backward", nombres=("FFNN",), prestados=_PRESTADOS),
+    "test_sgd": Parte("sgd", nombres=("SGD",)),
+    "test_dataset": Parte("random_dataset", nombres=("RandomDataset",)),
+    "test_entrenar": Parte("entrenar", nombres=("entrenar_FFNN",), prestados=_PRESTADOS),
+}
+
+
+if __name__ == "__main__":
+    import sys
+
+    from tarea2_grader.engine.review import reach
+    sys.exit(reach.main(sys.argv[1:], PARTES_REVISION))
