@@ -125,7 +125,8 @@ class Run:
 
 def run_nbgrader(course: Course, args: Sequence[str], timeout: Optional[float] = None) -> Run:
     """Run ``nbgrader <args>`` in the course root, killing the whole tree on timeout."""
-    cmd = [sys.executable, "-m", "tarea2_grader.integration.nbgrader_cli", *args]  # nbgrader, started faster
+    from tarea2_grader.integration.nbgrader_cli import command
+    cmd = [*command(load_config(course)), *args]  # nbgrader, started faster unless that fast path is off
     lines: List[str] = []
     proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -474,10 +475,13 @@ class PassProcess:
     needs a new one (:attr:`alive`)."""
 
     def __init__(self, course: Course, args: Sequence[str]):
-        from tarea2_grader.integration.nbgrader_cli import BATCHES_FLAG
+        from tarea2_grader.integration.nbgrader_cli import BATCHES_FLAG, batches_enabled
         self.course = course
         self.nonce = secrets.token_hex(16)
         self.batches = 0
+        self.args, self.proc = list(args), None
+        if not batches_enabled(load_config(course)):  # fast path "lotes" off: one nbgrader run per batch
+            return
         cmd = [sys.executable, "-m", "tarea2_grader.integration.nbgrader_cli", BATCHES_FLAG, *args]
         self.proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_env(), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -501,12 +505,17 @@ class PassProcess:
     @property
     def alive(self) -> bool:
         """Whether the next batch can go to this process."""
-        return self.proc.poll() is None and not self.proc.stdin.closed
+        return self.proc is None or (self.proc.poll() is None and not self.proc.stdin.closed)
 
     def grade(self, students: Sequence[str], exclude: Sequence[str], timeout: float, on_line=None) -> Run:
         """Autograde ``students`` (every submitted student not in ``exclude``); nbgrader's output
         for them.  Past ``timeout`` seconds the process is killed (``timed_out``)."""
-        from tarea2_grader.integration.nbgrader_cli import batch_marker
+        from tarea2_grader.integration.nbgrader_cli import batch_args, batch_marker
+        if self.proc is None:
+            run = run_nbgrader(self.course, [*self.args, *batch_args(students, exclude)], timeout)
+            for line in run.output.splitlines(keepends=True) if on_line else ():
+                on_line(line)
+            return run
         self.batches += 1
         marker = batch_marker(self.nonce, self.batches)
         lines: List[str] = []  # the first batch's include nbgrader's start-up output
@@ -531,6 +540,8 @@ class PassProcess:
 
     def close(self, timeout: float = 60) -> int:
         """No more batches: let the process end (killed past ``timeout`` seconds); its exit code."""
+        if self.proc is None:
+            return 0
         try:
             self.proc.stdin.close()
         except OSError:
