@@ -246,6 +246,12 @@ def grade(course, env=None, script=None):
     return run.returncode, run.stdout.decode("utf-8", "replace"), rows, pages
 
 
+def same_tree(pages):
+    """Each page as nbconvert's own whole-page pass writes it (BeautifulSoup's serialization): the
+    fast exporter skips that pass where it would change no element (test_retro_html.py)."""
+    return {s: retro_html.FeedbackHTMLExporter.stock_pass(page)[0] for s, page in pages.items()}
+
+
 def without_seed(rows):
     """grades.csv rows without the seed column (each run draws new seeds)."""
     return [{k: v for k, v in r.items() if k != "semilla"} for r in rows]
@@ -272,6 +278,6 @@ def test_stock_nbgrader_gives_the_same_grades_and_feedback(three_ways, way):
     status, out, rows, pages = three_ways[way]
     assert status == 0
     assert without_seed(rows) == without_seed(three_ways["on"][2])
-    assert pages == three_ways["on"][3]
+    assert same_tree(pages) == same_tree(three_ways["on"][3])
     warned = "aviso: ruta rápida 'sharedgb' apagada" in out
     assert warned == (way == "guard")
