@@ -13,6 +13,17 @@ c.ClearSolutions.code_stub = {
 }
 c.ClearSolutions.text_stub = "TU RESPUESTA AQUÍ"
 
+# Fast paths: copies or bypasses of nbgrader/nbconvert internals that make grading faster, each
+# selected by a class name below (Shared*, Cached*, Batched*, FeedbackHTMLExporter) or by the
+# pipeline (nbgrader_cli, lotes); listed in tarea2_grader/integration/fastpaths.py.  With the master
+# switch off every one of those classes is exactly its nbgrader/nbconvert base and the pipeline runs
+# plain `nbgrader` (stock nbgrader, slower).  A path whose nbgrader or nbconvert source changed (an
+# upgrade) switches itself off with a one-line warning ("aviso: ruta rápida ... apagada").
+# Paths: arranque, nbgrader_cli, lotes, sharedgb, cellmeta, retro_html, getgrades.
+# The environment overrides this file: TAREA2_RAPIDO=0 (all off) / =1, TAREA2_RAPIDO_SIN=sharedgb,cellmeta.
+c.FastPaths.enabled = True
+c.FastPaths.disabled = []
+
 # Trusted grading: student code runs in a sandbox (bubblewrap), never in the process that
 # decides; each hidden test's verdict is computed outside it and written into its test cell,
 # and nbgrader scores the cell from that.  Plain `nbgrader autograde` gets this too.

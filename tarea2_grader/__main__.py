@@ -28,6 +28,7 @@ import zipfile
 
 from tarea2_grader.commands import pipeline
 from tarea2_grader.integration.course import Course
+from tarea2_grader.integration.nbgrader_run import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CELL_TIMEOUT = 30  # seconds; the reference's slowest cell takes about 10 s here
@@ -51,11 +52,22 @@ def cmd_grade(args) -> int:
     if not os.path.exists(course.source_nb):
         print("no existe " + course.source_nb, file=sys.stderr)
         return pipeline.EXIT_NOTHING_GRADED
+    check_fast_paths(course)
     status, _rows = graded_status(lambda: pipeline.grade(course, **grade_options(args)))
     if status != pipeline.EXIT_NOTHING_GRADED:
         from tarea2_grader.commands import informe
         informe.build_safely(course)
     return status
+
+
+def check_fast_paths(course) -> None:
+    """At start-up: the course config's fast-path switches and each path's version guard, decided
+    once for this run and every process it starts (:func:`fastpaths.check_at_start`)."""
+    from tarea2_grader.integration import fastpaths
+    for name in sorted(fastpaths.unknown_names(load_config(course))):
+        print("aviso: no hay ruta rápida llamada {!r} (c.FastPaths.disabled, TAREA2_RAPIDO_SIN)".format(name),
+              file=sys.stderr)
+    fastpaths.check_at_start(load_config(course))
 
 
 def graded_status(run) -> tuple:
@@ -142,6 +154,7 @@ def cmd_demo(args) -> int:
     demo_dir = os.path.abspath(args.dir)
     course = prepare_demo_course(demo_dir, os.path.join(REPO, "examples"))
     print("curso de demostración: " + os.path.relpath(demo_dir))
+    check_fast_paths(course)
     status, rows = graded_status(lambda: pipeline.grade(course, **grade_options(args)))
     if status == pipeline.EXIT_NOTHING_GRADED:
         return status

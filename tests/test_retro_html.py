@@ -17,9 +17,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from conftest import REPO
 
-from tarea2_grader.integration import nbgrader_run
+from tarea2_grader.integration import fastpaths, nbgrader_run, retro_html
 from tarea2_grader.integration.course import Course
-from tarea2_grader.integration import retro_html
 from tarea2_grader.integration.retro_html import MISSING_ALT, FeedbackHTMLExporter
 
 STOCK = "nbconvert.exporters.HTMLExporter"
@@ -112,9 +111,9 @@ def with_image_outputs(nb):
 
 
 def test_the_fast_path_matches_this_nbconvert():
-    """If nbconvert's HTMLExporter.from_notebook_node changes, this fails: check the new one and
-    update retro_html (until then the exporter falls back to the stock method)."""
-    assert retro_html.stock_method_known()
+    """If nbconvert's code the exporter relies on changes, this fails: check the new one and
+    update retro_html and its hashes in fastpaths.PATHS (until then the exporter is nbconvert's)."""
+    assert fastpaths.first_change(fastpaths.PATHS["retro_html"]) is None
 
 
 def test_the_course_config_uses_it_with_the_html_exporter_settings(graded_class):
@@ -225,10 +224,15 @@ def test_the_check_finds_whatever_the_stock_pass_changes(snippet, changed, needs
     assert retro_html.page_needs_stock_pass(page) == needs
 
 
-def test_another_nbconvert_gets_the_stock_method(graded_class, monkeypatch):
-    monkeypatch.setattr(retro_html, "_stock_known", [False])
+def test_another_nbconvert_gets_the_stock_method(graded_class, monkeypatch, capsys):
+    ref = next(iter(fastpaths.PATHS["retro_html"].stock))
+    monkeypatch.setitem(fastpaths.PATHS["retro_html"].stock, ref, "0" * 64)  # as if nbconvert changed
+    monkeypatch.setattr(fastpaths, "_guards", {})
+    monkeypatch.setattr(fastpaths, "_warned", set())
     nb = with_image_outputs(autograded(graded_class, "1003"))
     stock, _ = render_feedback(graded_class, "1003", STOCK, nb)
     mine, exporter = render_feedback(graded_class, "1003", MINE, nb)
-    assert exporter.used_stock_pass is True
+    assert exporter.used_stock_pass is True and exporter.validations_skipped == 0
+    assert exporter.memo.hits == exporter.memo.misses == 0
     assert mine == stock
+    assert "ruta rápida 'retro_html' apagada" in capsys.readouterr().err

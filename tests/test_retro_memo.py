@@ -276,8 +276,14 @@ def test_batched_grades_raise_what_get_grades_raises(graded_class):
 def test_batched_grades_follow_nbgraders_own_where_its_code_is_unknown(graded_class, monkeypatch):
     from nbgrader.preprocessors import GetGrades
     stock = run_get_grades(graded_class, "1003", GetGrades)
-    monkeypatch.setattr(resumen, "get_grades_known", lambda: False)
+    from tarea2_grader.integration import fastpaths
+    ref = "nbgrader.preprocessors.getgrades:GetGrades.preprocess"
+    monkeypatch.setitem(fastpaths.PATHS["getgrades"].stock, ref, "0" * 64)  # as if nbgrader changed
+    monkeypatch.setattr(fastpaths, "_guards", {})
+    calls = []
+    monkeypatch.setattr(resumen.BatchedGetGrades, "_load_rows", lambda self: calls.append(1))
     assert run_get_grades(graded_class, "1003", resumen.BatchedGetGrades) == stock
+    assert calls == []  # every cell looked up by nbgrader's own methods
 
 
 def test_the_process_gradebook_reads_each_student_afresh(graded_class):

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Set
 from tarea2_grader.integration import records
 from tarea2_grader.integration.course import Course
 from tarea2_grader.integration.grade_table import StudentResult
-from tarea2_grader.integration.nbgrader_run import Run, kill_tree, load_config, nbgrader_env, sanitized_notebook
+from tarea2_grader.integration.nbgrader_run import Run, kill_tree, load_config, nbgrader_env, run_nbgrader, sanitized_notebook
 from tarea2_grader.parallel import workers as parallel
 
 DEFAULT_BUDGET = 60  # sandbox seconds per student when the config sets no TrustedExecute.budget
@@ -51,10 +51,13 @@ class PassProcess:
     needs a new one (:attr:`alive`)."""
 
     def __init__(self, course: Course, args: Sequence[str]):
-        from tarea2_grader.integration.nbgrader_cli import BATCHES_FLAG
+        from tarea2_grader.integration.nbgrader_cli import BATCHES_FLAG, batches_enabled
         self.course = course
         self.nonce = secrets.token_hex(16)
         self.batches = 0
+        self.args, self.proc = list(args), None
+        if not batches_enabled(load_config(course)):  # fast path "lotes" off: one nbgrader run per batch
+            return
         cmd = [sys.executable, "-m", "tarea2_grader.integration.nbgrader_cli", BATCHES_FLAG, *args]
         self.proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_env(), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -78,12 +81,17 @@ class PassProcess:
     @property
     def alive(self) -> bool:
         """Whether the next batch can go to this process."""
-        return self.proc.poll() is None and not self.proc.stdin.closed
+        return self.proc is None or (self.proc.poll() is None and not self.proc.stdin.closed)
 
     def grade(self, students: Sequence[str], exclude: Sequence[str], timeout: float, on_line=None) -> Run:
         """Autograde ``students`` (every submitted student not in ``exclude``); nbgrader's output
         for them.  Past ``timeout`` seconds the process is killed (``timed_out``)."""
-        from tarea2_grader.integration.nbgrader_cli import batch_marker
+        from tarea2_grader.integration.nbgrader_cli import batch_args, batch_marker
+        if self.proc is None:
+            run = run_nbgrader(self.course, [*self.args, *batch_args(students, exclude)], timeout)
+            for line in run.output.splitlines(keepends=True) if on_line else ():
+                on_line(line)
+            return run
         self.batches += 1
         marker = batch_marker(self.nonce, self.batches)
         lines: List[str] = []  # the first batch's include nbgrader's start-up output
@@ -108,6 +116,8 @@ class PassProcess:
 
     def close(self, timeout: float = 60) -> int:
         """No more batches: let the process end (killed past ``timeout`` seconds); its exit code."""
+        if self.proc is None:
+            return 0
         try:
             self.proc.stdin.close()
         except OSError:

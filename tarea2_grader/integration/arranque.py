@@ -20,6 +20,11 @@ against 0.6 s in process on a loaded 2-core machine).  The same revision, read i
 ``atexit`` handlers run, output flushed), minus the interpreter's teardown of every module, which
 costs CPU at the end of each pipeline process: measured here 0.9-1.0 s for a process that
 imported torch, 0.4-0.5 s for nbgrader's command line, 1.9 s for ``make grade``'s coordinator.
+
+The stand-in and the exit are the fast path ``arranque``, the in-process revision belongs to
+``nbgrader_cli`` (:mod:`tarea2_grader.integration.fastpaths`: switches and version guard).  The
+stand-in is installed on import, before any config is read: only the environment
+(``TAREA2_RAPIDO=0``, ``TAREA2_RAPIDO_SIN=arranque``) keeps it out.
 """
 from __future__ import annotations
 
@@ -28,12 +33,15 @@ import importlib.util
 import sys
 import types
 
+from tarea2_grader.integration import fastpaths
+
 SLOW_OPTIONAL = "rfc3987_syntax"
 
 
 def lazy_rfc3987() -> None:
-    """Install the stand-in for ``rfc3987_syntax`` (nothing to do if it is absent or imported)."""
-    if SLOW_OPTIONAL in sys.modules:
+    """Install the stand-in for ``rfc3987_syntax`` (nothing to do if it is absent or imported, or
+    the path ``arranque`` is off)."""
+    if SLOW_OPTIONAL in sys.modules or not fastpaths.active("arranque"):
         return
     try:
         if importlib.util.find_spec(SLOW_OPTIONAL) is None:
@@ -67,7 +75,6 @@ def lazy_rfc3987() -> None:
     sys.modules[SLOW_OPTIONAL] = stand_in
 
 
-
 def alembic_head() -> str:
     """The gradebook schema's revision, read as ``alembic heads`` reads it: its first head."""
     from alembic.config import Config
@@ -89,8 +96,11 @@ def exit_without_teardown(code: int) -> None:
     As ``Py_FinalizeEx`` starts: wait for the non-daemon threads (``threading._shutdown``, which
     also stops idle ``concurrent.futures`` workers), run the ``atexit`` handlers (logging's
     flush among them), flush stdout and stderr; then ``os._exit``.  Only for the normal end of
-    a command: an exception or ``sys.exit`` still goes through Python's own exit.
+    a command: an exception or ``sys.exit`` still goes through Python's own exit.  With the path
+    ``arranque`` off: ``sys.exit(code)``.
     """
+    if not fastpaths.active("arranque"):
+        sys.exit(code)
     import atexit
     import os
     import threading

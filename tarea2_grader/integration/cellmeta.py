@@ -14,6 +14,9 @@ validator built (after ``check_schema``) once per schema.  ``jsonschema.validate
 the same metadata is accepted and the same error, with the same message, is raised.  nbgrader
 itself is not patched: the class sits between ``MetadataValidatorV3`` and nbgrader's base
 validator, where V3's own ``super().validate_cell`` call reaches it.
+
+This is the fast path ``cellmeta`` (:mod:`tarea2_grader.integration.fastpaths`): with it off,
+:class:`CachedCheckCellMetadata` is nbgrader's ``CheckCellMetadata``.
 """
 import json
 import threading
@@ -24,6 +27,8 @@ from jsonschema.validators import validator_for
 from nbgrader.nbgraderformat import MetadataValidator, ValidationError
 from nbgrader.nbgraderformat.common import BaseMetadataValidator, SchemaTooNewError, SchemaTooOldError
 from nbgrader.preprocessors import CheckCellMetadata
+
+from tarea2_grader.integration import fastpaths
 
 _validators = {}
 _lock = threading.Lock()
@@ -77,6 +82,8 @@ class CachedCheckCellMetadata(CheckCellMetadata):
     """nbgrader's ``CheckCellMetadata`` with :class:`CachedMetadataValidator` (same log and error)."""
 
     def preprocess(self, nb, resources):
+        if not fastpaths.active("cellmeta", self.config):
+            return super().preprocess(nb, resources)
         try:
             CachedMetadataValidator().validate_nb(nb)
         except ValidationError:

@@ -7,14 +7,40 @@ schema revision is read in process (:func:`tarea2_grader.integration.arranque.al
 ``python -m tarea2_grader.integration.nbgrader_cli --lotes autograde [ARGS]`` is nbgrader's
 autograde run again and again in this one process, once per batch of students
 (:func:`serve_batches`): nbgrader's start-up is paid once per grading run, not once per pass.
+
+Both are fast paths (:mod:`tarea2_grader.integration.fastpaths`): ``nbgrader_cli`` (this command
+line instead of ``python -m nbgrader``: :func:`command`) and ``lotes`` (the batch process instead
+of one ``nbgrader autograde`` per pass: :func:`batches_enabled`, :func:`batch_args`).
 """
 import json
 import sys
 import traceback
 
 import tarea2_grader  # noqa: F401  (the lazy stand-in, before nbgrader imports nbformat)
+from tarea2_grader.integration import fastpaths
 
 BATCHES_FLAG = "--lotes"
+
+
+def command(config=None) -> list:
+    """The command that runs ``nbgrader ARGS`` (ARGS appended): this module, or with the path
+    ``nbgrader_cli`` off, nbgrader's own command line (``python -m nbgrader``)."""
+    if fastpaths.active("nbgrader_cli", config):
+        return [sys.executable, "-m", "tarea2_grader.integration.nbgrader_cli"]
+    return [sys.executable, "-m", "nbgrader"]
+
+
+def batches_enabled(config=None) -> bool:
+    """Whether autograde passes go to one long-lived batch process (path ``lotes``)."""
+    return fastpaths.active("lotes", config)
+
+
+def batch_args(students, exclude) -> list:
+    """nbgrader's options for one batch of :func:`serve_batches` when run as its own ``nbgrader
+    autograde`` (the path ``lotes`` off): the same ``student`` and ``exclude``."""
+    student = students[0] if len(students) == 1 else "*"
+    return ["--CourseDirectory.student_id=" + student,
+            "--CourseDirectory.student_id_exclude=" + ",".join(exclude)]
 
 
 def batch_marker(nonce: str, number: int) -> str:
@@ -70,7 +96,8 @@ def serve_batches(argv) -> int:
 
 def main() -> int:
     from tarea2_grader.integration.arranque import alembic_in_process
-    alembic_in_process()
+    if fastpaths.active("nbgrader_cli"):
+        alembic_in_process()
     sys.argv[0] = "nbgrader"
     if sys.argv[1:2] == [BATCHES_FLAG]:
         return serve_batches(sys.argv[2:])

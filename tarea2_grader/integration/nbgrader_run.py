@@ -58,7 +58,8 @@ class Run:
 
 def run_nbgrader(course: Course, args: Sequence[str], timeout: Optional[float] = None) -> Run:
     """Run ``nbgrader <args>`` in the course root, killing the whole tree on timeout."""
-    cmd = [sys.executable, "-m", "tarea2_grader.integration.nbgrader_cli", *args]  # nbgrader, started faster
+    from tarea2_grader.integration.nbgrader_cli import command
+    cmd = [*command(load_config(course)), *args]  # nbgrader, started faster unless that fast path is off
     lines: List[str] = []
     proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

@@ -292,9 +292,9 @@ class MarkFlaggedForReview(NbGraderPreprocessor):
         if not flagged:
             return nb, resources
         from nbgrader.api import MissingEntry
-        from tarea2_grader.integration.sharedgb import SharedEngineGradebook
+        from tarea2_grader.integration.sharedgb import open_gradebook
         info = resources["nbgrader"]
-        with SharedEngineGradebook(info["db_url"]) as gb:
+        with open_gradebook(info["db_url"], self.config) as gb:
             for grade_id in flagged:
                 try:
                     grade = gb.find_grade(grade_id, info["notebook"], info["assignment"], info["student"])

@@ -15,7 +15,6 @@ ul, li, b, code) and Bootstrap 3 classes from nbgrader's feedback template.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import html
 import os
@@ -25,6 +24,7 @@ from typing import Dict, List, Optional
 import nbformat
 from nbgrader.preprocessors import GetGrades, NbGraderPreprocessor
 
+from tarea2_grader.integration import fastpaths
 from tarea2_grader.integration import grade_table
 from tarea2_grader.integration import nbgrader_run
 from tarea2_grader.integration.course import Course
@@ -346,8 +346,8 @@ def process_gradebook(db_url: str):
     new connection (a gradebook file replaced meanwhile is the one read), from what the database
     holds then; the engine, and its compiled statements, stay.
     """
-    from tarea2_grader.integration.sharedgb import SharedEngineGradebook
-    return SharedEngineGradebook(db_url)
+    from tarea2_grader.integration.sharedgb import open_gradebook
+    return open_gradebook(db_url)
 
 
 def grade_cells_of(gb, sub) -> list:
@@ -386,23 +386,6 @@ class ResumenCorreccion(NbGraderPreprocessor):
         return nb, resources
 
 
-# sha256 of the source of nbgrader's GetGrades.preprocess (nbgrader 0.9.x) that
-# BatchedGetGrades.preprocess follows.
-GET_GRADES_SHA256 = "50efe7eaf5aaab62f606c5e662d9b8d261b29320bce5d234898626bc2d7dc495"
-
-
-@functools.lru_cache(maxsize=None)
-def get_grades_known() -> bool:
-    """True if nbgrader's GetGrades.preprocess is the one BatchedGetGrades.preprocess follows."""
-    import hashlib
-    import inspect
-    try:
-        source = inspect.getsource(GetGrades.preprocess)
-    except (OSError, TypeError):
-        return False
-    return hashlib.sha256(source.encode()).hexdigest() == GET_GRADES_SHA256
-
-
 class BatchedGetGrades(GetGrades):
     """nbgrader's ``GetGrades`` reading a student's grades and comments in four queries, not two per cell.
 
@@ -417,15 +400,19 @@ class BatchedGetGrades(GetGrades):
     ambiguous) or the submission is not found, the cell goes to nbgrader's own method, which
     raises what it always raised.  The scores and comments written into the notebook are the
     same values (``tests/test_retro_memo.py``).
+
+    This is the fast path ``getgrades`` (:mod:`tarea2_grader.integration.fastpaths`): with it off,
+    every method is nbgrader's ``GetGrades``'s.
     """
 
     _batch = None
 
     def preprocess(self, nb, resources):
         """``GetGrades.preprocess`` with the process's gradebook (:func:`process_gradebook`), not a
-        new one per student; nbgrader's own where its ``preprocess`` is not the one known here."""
+        new one per student; nbgrader's own (and its per-cell lookups) with the path off."""
         self._batch = None
-        if not get_grades_known():
+        if not fastpaths.active("getgrades", self.config):
+            self._batch = False  # _get_score and _get_comment: nbgrader's
             try:
                 return super().preprocess(nb, resources)
             finally:

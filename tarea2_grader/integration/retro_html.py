@@ -27,8 +27,9 @@ BeautifulSoup parsed before (with the ``alt`` attributes above), so the same tre
 sanitizing (``c.HTMLExporter.sanitize_html``, ``tarea2_grader.engine.inert``) done where it always
 was, in the template filters and in the grader; nothing here edits HTML text.
 
-If nbconvert's ``HTMLExporter.from_notebook_node`` is not the version this was written against
-(its source hash differs), the stock method runs instead.
+All of it is the fast path ``retro_html`` (:mod:`tarea2_grader.integration.fastpaths`): with it
+off (switched off, or nbconvert's code it relies on changed) :class:`FeedbackHTMLExporter` is
+nbconvert's ``HTMLExporter``, every method nbconvert's own.
 
 The same code and markdown come back in every page of a class (the statement, the given code,
 the tests, and every answer that kept the starter code), and one ``nbgrader generate_feedback``
@@ -48,8 +49,6 @@ preprocessor; after the two that cannot make a valid notebook invalid (nbconvert
 one, which does not touch it, and ``pauta.RemoveRubricCells``, which only drops cells) it is
 skipped when the validation just before passed (:meth:`FeedbackHTMLExporter.keeps_valid`).
 """
-import hashlib
-import inspect
 import json
 import re
 from collections.abc import Mapping
@@ -61,10 +60,10 @@ from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.metadata import get_metadata
 from traitlets import Bool
 
+from tarea2_grader.integration import fastpaths
+
+PATH = "retro_html"
 MISSING_ALT = "No description has been provided for this image"
-# sha256 of the source of HTMLExporter.from_notebook_node (nbconvert 7.17.2) that the fast path
-# replicates: the rendering setup before the BeautifulSoup pass, and the pass itself.
-STOCK_SOURCE_SHA256 = "3dccafff45cc4e749766089c7de2f5385ac071e03f4f5a15bfb3b025f54893b9"
 IMAGE_MIMES = ("image/png", "image/jpeg")
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 
@@ -73,21 +72,6 @@ _JP_NOTEBOOK = re.compile(r"jp-notebook", re.IGNORECASE)
 # A class attribute (as html.parser's attrfind_tolerant reads names and values) whose value holds "&".
 _CLASS_WITH_REFERENCE = re.compile(
     r"""(?<=['"\s/])class\s*=+\s*(?:'[^']*&|"[^"]*&|(?!['"])[^>\s]*&)""", re.IGNORECASE)
-
-_stock_known = []
-_warned = []
-
-
-def stock_method_known() -> bool:
-    """True if nbconvert's HTMLExporter.from_notebook_node is the one the fast path replicates."""
-    if not _stock_known:
-        try:
-            source = inspect.getsource(HTMLExporter.from_notebook_node)
-            _stock_known.append(hashlib.sha256(source.encode()).hexdigest() == STOCK_SOURCE_SHA256)
-        except (OSError, TypeError):
-            _stock_known.append(False)
-    return _stock_known[0]
-
 
 class _OneStartTag(HTMLParser):
     """html.parser reading just the start tag at one position of a page (what BeautifulSoup gets)."""
@@ -280,10 +264,15 @@ class FeedbackHTMLExporter(HTMLExporter):
             return None
         return ("markdown", source, self.anchor_link_text, bool(self.exclude_anchor_links), lexer)
 
+    @property
+    def fast(self) -> bool:
+        """Whether the fast path ``retro_html`` runs (else every method is nbconvert's)."""
+        return fastpaths.active(PATH, self.config)
+
     @pass_context
     def markdown2html(self, context, source):
         """``HTMLExporter.markdown2html``, remembered by :meth:`markdown_key`."""
-        if not self.memoize:
+        if not self.memoize or not self.fast:
             return HTMLExporter.markdown2html(self, context, source)
         return self.memo.get(self.markdown_key(context, source),
                              lambda: HTMLExporter.markdown2html(self, context, source))
@@ -302,12 +291,12 @@ class FeedbackHTMLExporter(HTMLExporter):
         from tarea2_grader.integration.pauta import RemoveRubricCells
         if type(preprocessor) is RemoveRubricCells:
             return True
-        return type(preprocessor) is CSSHTMLHeaderPreprocessor and stock_method_known()
+        return type(preprocessor) is CSSHTMLHeaderPreprocessor
 
     def _validate_preprocessor(self, nbc, preprocessor):
         """nbconvert's validation after each preprocessor, skipped after one that keeps a notebook
         valid (:meth:`keeps_valid`) when the validation before it passed in this same run."""
-        if self._validated and self.keeps_valid(preprocessor):
+        if self._validated and self.fast and self.keeps_valid(preprocessor):
             self.validations_skipped += 1
             return
         self._validated = False
@@ -326,11 +315,7 @@ class FeedbackHTMLExporter(HTMLExporter):
 
     def from_notebook_node(self, nb, resources=None, **kw):
         """Convert from notebook node (as HTMLExporter does, see the module docstring)."""
-        if not stock_method_known():
-            if not _warned:
-                _warned.append(True)
-                self.log.warning("HTMLExporter.from_notebook_node de nbconvert no es la versión que conoce "
-                                 "tarea2_grader.integration.retro_html: la retroalimentación se genera con él, tal cual")
+        if not self.fast:
             self.used_stock_pass = True
             return super().from_notebook_node(nb, resources, **kw)
         # HTMLExporter.from_notebook_node up to its BeautifulSoup pass.

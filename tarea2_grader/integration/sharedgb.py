@@ -31,6 +31,11 @@ these gradebooks instead; their per-cell steps are nbgrader's own (inherited).
 :func:`share_converter_engine` makes the ``Autograde`` converter's own gradebooks (five per
 student, in ``init_assignment``) :class:`SharedEngineGradebook` too; the long-lived autograde pass
 (:func:`tarea2_grader.integration.nbgrader_cli.serve_batches`) calls it.
+
+All of this is the fast path ``sharedgb`` (:mod:`tarea2_grader.integration.fastpaths`): with it off
+(switched off, or nbgrader's code it relies on changed), each ``Shared*`` preprocessor is its
+nbgrader base (``preprocess`` is nbgrader's), :func:`open_gradebook` gives nbgrader's
+``Gradebook`` and :func:`share_converter_engine` does nothing.
 """
 import json
 import os
@@ -41,6 +46,10 @@ from nbgrader.api import (Assignment, Comment, Grade, Gradebook, GradeCell, Note
                           Student, SubmittedAssignment, SubmittedNotebook)
 from nbgrader.preprocessors import (AssignLatePenalties, NbGraderPreprocessor, OverwriteCells,
                                     OverwriteKernelspec, SaveAutoGrades)
+
+from tarea2_grader.integration import fastpaths
+
+PATH = "sharedgb"
 
 _engines = {}
 _lock = threading.Lock()
@@ -68,6 +77,11 @@ def database_key(db_url: str):
     except OSError:
         return None
     return db_url, st.st_dev, st.st_ino
+
+
+def open_gradebook(db_url: str, config=None) -> Gradebook:
+    """A gradebook on ``db_url``: a :class:`SharedEngineGradebook`, or nbgrader's own with the path off."""
+    return SharedEngineGradebook(db_url) if fastpaths.active(PATH, config) else Gradebook(db_url)
 
 
 class SharedEngineGradebook(Gradebook):
@@ -181,6 +195,8 @@ class SharedOverwriteKernelspec(OverwriteKernelspec):
     """nbgrader's ``OverwriteKernelspec`` with a :class:`SharedEngineGradebook`."""
 
     def preprocess(self, nb, resources):
+        if not fastpaths.active(PATH, self.config):
+            return super().preprocess(nb, resources)
         info = resources['nbgrader']
         with SharedEngineGradebook(info['db_url']) as gb:
             kernelspec = gb.find_notebook(info['notebook'], info['assignment']).kernelspec
@@ -198,6 +214,8 @@ class SharedOverwriteCells(OverwriteCells):
     """nbgrader's ``OverwriteCells`` with a :class:`NotebookLookupGradebook`."""
 
     def preprocess(self, nb, resources):
+        if not fastpaths.active(PATH, self.config):
+            return super().preprocess(nb, resources)
         _ids(self, resources, student=False)
         self.gradebook = NotebookLookupGradebook(self.db_url)
         with self.gradebook:
@@ -212,6 +230,8 @@ class SharedSaveAutoGrades(SaveAutoGrades):
     """nbgrader's ``SaveAutoGrades`` with a :class:`NotebookLookupGradebook`."""
 
     def preprocess(self, nb, resources):
+        if not fastpaths.active(PATH, self.config):
+            return super().preprocess(nb, resources)
         _ids(self, resources)
         self.gradebook = NotebookLookupGradebook(self.db_url)
         with self.gradebook:
@@ -223,6 +243,8 @@ class SharedAssignLatePenalties(AssignLatePenalties):
     """nbgrader's ``AssignLatePenalties`` with a :class:`SharedEngineGradebook`."""
 
     def preprocess(self, nb, resources):
+        if not fastpaths.active(PATH, self.config):
+            return super().preprocess(nb, resources)
         _ids(self, resources)
         self.init_plugin()
         self.gradebook = SharedEngineGradebook(self.db_url)
@@ -247,6 +269,8 @@ class SharedAssignLatePenalties(AssignLatePenalties):
 def share_converter_engine() -> None:
     """Make the gradebooks that nbgrader's ``Autograde`` converter opens itself
     :class:`SharedEngineGradebook` in this process (its module's ``Gradebook`` name: nbgrader's
-    code is unchanged)."""
+    code is unchanged); nothing with the path off."""
+    if not fastpaths.active(PATH):
+        return
     from nbgrader.converters import autograde
     autograde.Gradebook = SharedEngineGradebook

@@ -1,0 +1,209 @@
+"""What each fast path saves (issue 21, item 4): ``python -m tools.bench_rapido [--alumnos 300] [--rondas 3]``.
+
+One synthetic class (:mod:`tools.bench_clase`'s builder: the same mix, the same seeds in every
+run) is graded by ``python -m tarea2_grader grade --workers N`` (``make grade``) under these
+configurations (:mod:`tarea2_grader.integration.fastpaths`, set through the environment):
+
+* ``todas``: every fast path on;
+* ``ninguna``: ``TAREA2_RAPIDO=0``, stock nbgrader;
+* ``sin_X`` for each path X: ``TAREA2_RAPIDO_SIN=X``, every path on but X.
+
+Each round grades every configuration once, on a fresh scratch course, in an order rotated by
+one each round (alternated, so a slow moment of the machine does not fall on one configuration).
+The medians of wall and CPU seconds (the command and all its descendants) go into a table; the
+saving of path X is ``median(sin_X) - median(todas)``, also as a share of ``median(todas)``.
+Every run's grades.csv is compared with the first ``todas`` run's (the seed column aside): a
+difference is reported, and the exit status is 1.
+
+The table (Spanish) is printed and written to ``docs/rapido.md``.  Nothing here changes grading.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from tarea2_grader.integration import fastpaths
+from tools import bench, bench_clase
+
+DOC_PATH = bench_clase.ROOT / "docs" / "rapido.md"
+ALL_ON, ALL_OFF = "todas", "ninguna"
+
+
+def configurations(paths: List[str]) -> Dict[str, Dict[str, str]]:
+    """{configuration: environment it sets}: all on, all off, and all on but each path."""
+    configs = {ALL_ON: {}, ALL_OFF: {fastpaths.ENV_MASTER: "0"}}
+    for name in paths:
+        configs["sin_" + name] = {fastpaths.ENV_WITHOUT: name}
+    return configs
+
+
+def rotated(names: List[str], round_number: int) -> List[str]:
+    """``names`` rotated left by ``round_number`` (each round starts one configuration later)."""
+    k = round_number % len(names)
+    return names[k:] + names[:k]
+
+
+def with_environment(env: Dict[str, str], run):
+    """``run()`` with the fast-path variables of ``env`` set (and every other one unset) meanwhile."""
+    keys = (fastpaths.ENV_MASTER, fastpaths.ENV_WITHOUT)
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        for k in keys:
+            os.environ.pop(k, None)
+        os.environ.update(env)
+        return run()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def grade_once(name: str, env: Dict[str, str], work: Path, round_number: int, seeds, workers: int,
+               timeout_celda: Optional[float], students: int) -> dict:
+    """One timed ``make grade`` of the class under configuration ``name``; its grades.csv is kept."""
+    course = bench_clase.new_course(work / "curso", work / "clase", seeds)
+    tag = "{}_{}".format(name, round_number)
+    run = with_environment(env, lambda: bench_clase.run_trusted(tag, course, workers, work, timeout_celda, students))
+    kept = work / ("grades_" + tag + ".csv")
+    if os.path.exists(run["grades"]):
+        shutil.copy(run["grades"], kept)
+    shutil.rmtree(course.root, ignore_errors=True)
+    return dict(config=name, round=round_number, wall_s=run["wall_s"], cpu_s=run["cpu_s"],
+                returncode=run["returncode"], grades=str(kept))
+
+
+def median(values) -> Optional[float]:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(runs: List[dict], configs: List[str], sids: List[str]) -> dict:
+    """Medians per configuration, each path's saving, and the grade differences against all-on."""
+    table = {}
+    for name in configs:
+        mine = [r for r in runs if r["config"] == name]
+        table[name] = dict(wall=median(r["wall_s"] for r in mine), cpu=median(r["cpu_s"] for r in mine),
+                           runs=len(mine), failed=sum(1 for r in mine if r["returncode"] != 0))
+    base = table[ALL_ON]
+    for name, row in table.items():
+        for key in ("wall", "cpu"):
+            delta = None if row[key] is None or base[key] is None else row[key] - base[key]
+            row[key + "_saving"] = delta
+            row[key + "_share"] = delta / base[key] if delta is not None and base[key] else None
+    reference = next(r["grades"] for r in runs if r["config"] == ALL_ON)
+    diffs = []
+    for r in runs:
+        if os.path.exists(r["grades"]):
+            found = bench_clase.compare_grades(reference, r["grades"], sids)
+        else:
+            found = [dict(student="*", column="grades.csv", reference="está", other="falta")]
+        diffs += [dict(d, config=r["config"], round=r["round"]) for d in found if d["column"] != "semilla"]
+    return dict(table=table, diffs=diffs)
+
+
+def _s(x: Optional[float]) -> str:
+    return "—" if x is None else "{:.1f}".format(x)
+
+
+def _pct(x: Optional[float]) -> str:
+    return "—" if x is None else "{:+.1f} %".format(100 * x)
+
+
+def render(results: dict) -> str:
+    """The report in Spanish markdown."""
+    args, summary = results["args"], results["summary"]
+    lines = ["# Ahorro de cada ruta rápida", "",
+             "`{}` ({}; {} núcleos; {}).".format(results["command"], results["machine"]["cpu"],
+                                                results["machine"]["cores"], results["machine"]["date"]),
+             "Clase sintética de {} alumnos, `make grade --workers {}`, {} ronda(s) alternadas; medianas. "
+             "Ahorro de una ruta = tiempo sin ella − tiempo con todas (en % del tiempo con todas).".format(
+                 args["alumnos"], args["workers"], args["rondas"]), "",
+             "| configuración | pared (s) | CPU (s) | ahorro pared | ahorro CPU | corridas | fallidas |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, row in summary["table"].items():
+        saving = "" if name == ALL_ON else "{} s ({})".format(_s(row["wall_saving"]), _pct(row["wall_share"]))
+        cpu = "" if name == ALL_ON else "{} s ({})".format(_s(row["cpu_saving"]), _pct(row["cpu_share"]))
+        lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
+            name, _s(row["wall"]), _s(row["cpu"]), saving, cpu, row["runs"], row["failed"]))
+    lines += ["", "Rutas (tarea2_grader/integration/fastpaths.py):", "", "```",
+              fastpaths.describe(results["paths"]), "```", ""]
+    if summary["diffs"]:
+        lines.append("**Notas distintas de las de `todas`** ({}):".format(len(summary["diffs"])))
+        lines += ["- {config} (ronda {round}), alumno {student}, {column}: {reference} → {other}".format(**d)
+                  for d in summary["diffs"][:50]]
+    else:
+        lines.append("Las notas (grades.csv, sin la columna semilla) son idénticas en todas las corridas.")
+    lines.append("")
+    lines.append("Duración del benchmark: {:.0f} s.".format(results["elapsed_s"]))
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tools.bench_rapido",
+                                description="Mide cuánto ahorra cada ruta rápida corrigiendo una clase sintética.")
+    p.add_argument("--alumnos", type=int, default=bench_clase.GOAL_CLASS, help="alumnos (por defecto %(default)s)")
+    p.add_argument("--rondas", type=int, default=3, help="rondas alternadas (por defecto %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="trabajadores de make grade (por defecto %(default)s)")
+    p.add_argument("--rutas", default=",".join(fastpaths.PATHS),
+                   help="rutas a medir una por una, separadas por comas (por defecto todas)")
+    p.add_argument("--timeout-celda", type=float, default=None, help="segundos por celda (por defecto la config)")
+    p.add_argument("--semilla", type=int, default=2026, help="semilla de las semillas de los alumnos")
+    p.add_argument("--trabajo", type=Path, default=None, help="carpeta de trabajo (por defecto una temporal)")
+    p.add_argument("--salida", type=Path, default=DOC_PATH, help="markdown de salida (por defecto docs/rapido.md)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    paths = [n.strip() for n in args.rutas.split(",") if n.strip()]
+    unknown = [n for n in paths if n not in fastpaths.PATHS]
+    if unknown or args.alumnos < 1 or args.rondas < 1:
+        print("rutas desconocidas: {}; --alumnos y --rondas deben ser al menos 1".format(unknown), file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    work = args.trabajo.resolve() if args.trabajo else Path(tempfile.mkdtemp(prefix="tarea2_bench_rapido_"))
+    work.mkdir(parents=True, exist_ok=True)
+    configs = configurations(paths)
+    students = bench_clase.roster(args.alumnos)
+    bench_clase.write_class(work / "clase", students, bench_clase.mix_texts(bench_clase.cell_limit(args.timeout_celda)))
+    rng = random.Random(args.semilla)
+    seeds = {st.sid: rng.getrandbits(62) for st in students}
+    runs = []
+    try:
+        for r in range(args.rondas):
+            for name in rotated(list(configs), r):
+                run = grade_once(name, configs[name], work, r, seeds, args.workers, args.timeout_celda, args.alumnos)
+                print("[bench {:5.0f} s] ronda {} {}: {:.1f} s pared, código {}".format(
+                    time.perf_counter() - started, r + 1, name, run["wall_s"], run["returncode"]),
+                    file=sys.stderr, flush=True)
+                runs.append(run)
+        summary = summarize(runs, list(configs), [st.sid for st in students])
+    finally:
+        if not args.trabajo:
+            shutil.rmtree(work, ignore_errors=True)
+    results = dict(command="python -m tools.bench_rapido " + " ".join(argv if argv is not None else sys.argv[1:]),
+                   args=dict(alumnos=args.alumnos, rondas=args.rondas, workers=args.workers), paths=paths,
+                   machine=dict(cpu=bench.cpu_model(), cores=os.cpu_count(),
+                                date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+                   summary=summary, elapsed_s=time.perf_counter() - started)
+    text = render(results)
+    print(text)
+    args.salida.parent.mkdir(parents=True, exist_ok=True)
+    args.salida.write_text(text + "\n", encoding="utf-8")
+    print("escrito: {}".format(args.salida), file=sys.stderr)
+    return 1 if summary["diffs"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
