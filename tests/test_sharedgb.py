@@ -145,7 +145,8 @@ def twin_courses(fake_course_factory, tmp_path_factory):
     first, _log = one_pass(stock)  # grades every student once: verdicts in the cache
     assert {s for s, r in first.items() if r.failure} == FAILS, first
     # nbgrader refuses s08's notebook itself: the student's reason, not a failure of the machinery
-    assert not any(first[s].machinery for s in FAILS), first
+    assert not any(first[s].machinery for s in FAILS), [first[s] for s in FAILS]
+    assert first["s08"].failure.startswith("nbgrader no pudo corregir el notebook (KeyError"), first["s08"]
     ours = Course(str(tmp_path_factory.mktemp("sharedgb_ours")))
     shutil.copytree(stock.root, ours.root, dirs_exist_ok=True)
     use_shared(ours)

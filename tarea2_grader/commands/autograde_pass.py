@@ -219,22 +219,25 @@ def pass_outcome(course: Course, result: StudentResult, record: Optional[records
 
 
 def notebook_refusal(course: Course, student: str) -> Optional[str]:
-    """Why nbgrader refuses the student's notebook before any grading (its metadata fails nbgrader's
-    checks, e.g. a renamed grade id), from the same sanitizing run here; None if it accepts it.
+    """Why nbgrader refuses the student's notebook before any grading, from the same sanitizing run
+    here (nbgrader's preprocessors, in process); None if it accepts it.
 
-    A student without a record whose notebook nbgrader refuses gets that reason (the notebook's
-    fault, as a corrupt file is); any other error says nothing about the notebook (None: the
-    machinery failed).
+    A notebook nbgrader's sanitizing fails on (metadata that fails its checks, a renamed grade id
+    that breaks ``OverwriteCells``) is the notebook's fault, as a corrupt file is: the student gets
+    the reason.  An error of the database or the disk says nothing about the notebook (None: the
+    machinery failed, the student stays ungraded).
     """
     from nbformat import ValidationError as FormatError
-    from nbgrader.nbgraderformat import ValidationError as MetadataError
     from nbgrader.nbgraderformat.common import SchemaMismatchError
+    from sqlalchemy.exc import SQLAlchemyError
     try:
         sanitized_notebook(course, student)
-    except (MetadataError, FormatError, SchemaMismatchError):
+    except (FormatError, SchemaMismatchError):
         return REASON_METADATA
-    except Exception:
+    except (OSError, SQLAlchemyError, MemoryError):
         return None
+    except Exception as exc:
+        return "nbgrader no pudo corregir el notebook ({}: {})".format(type(exc).__name__, str(exc)[:160])
     return None
 
 
