@@ -81,7 +81,7 @@ c.GenerateFeedback.exporter_class = "tarea2_grader.integration.retro_html.Feedba
 # Students never need the hidden tests in their feedback.
 c.GenerateFeedback.preprocessors = [
     "tarea2_grader.integration.resumen.BatchedGetGrades",  # nbgrader's GetGrades, one gradebook query per kind, not two per cell
-    "tarea2_grader.integration.resumen.ResumenCorreccion",  # summary first: points per part, failed tests, notes
+    "tarea2_grader.integration.resumen.FeedbackSummary",  # summary first: points per part, failed tests, notes
     "nbgrader.preprocessors.ClearHiddenTests",
     "tarea2_grader.integration.pauta.RemoveRubricCells",  # the grader's rubric cells stay in formgrader
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",

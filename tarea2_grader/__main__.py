@@ -104,7 +104,7 @@ def cmd_publicar(args) -> int:
     from tarea2_grader.commands import publicar
     course = Course(os.path.abspath(args.course))
     try:
-        destino = publicar.publicar(course, args.destino, args.repo, args.rama)
+        destino = publicar.publish(course, args.destino, args.repo, args.rama)
     except publicar.PublishError as e:
         print("publicar: " + str(e), file=sys.stderr)
         return 1
@@ -193,8 +193,8 @@ def cmd_devolver(args) -> int:
     from tarea2_grader.commands import devolver
     course = devolver_course(args.course)
     try:
-        result = devolver.devolver(course)
-    except (FileNotFoundError, devolver.Rechazada) as exc:
+        result = devolver.hand_back(course)
+    except (FileNotFoundError, devolver.HandBackRefused) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     print("\n".join(devolver.report_lines(course, result)))

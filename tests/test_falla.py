@@ -180,8 +180,8 @@ def test_a_full_course_disk_leaves_that_student_ungraded_and_a_rerun_grades_exac
     assert gradebook_scores(course, "1002") is None
     assert not os.path.exists(course.feedback_page("1002"))
     assert "1002" in out.split("sin corregir por una falla del corrector")[1]
-    with pytest.raises(devolver.Rechazada, match="1002"):
-        devolver.devolver(course)
+    with pytest.raises(devolver.HandBackRefused, match="1002"):
+        devolver.hand_back(course)
     assert cli.main(["devolver", "--course", course.root]) == 2
 
     monkeypatch.delenv(parallel.FAULT_ENV)
@@ -199,7 +199,7 @@ def test_a_full_course_disk_leaves_that_student_ungraded_and_a_rerun_grades_exac
     rows = grades(course)
     assert {s: r["total"] for s, r in rows.items()} == {HONEST: "5", "1002": "5", "1003": "2"}
     assert os.path.exists(course.feedback_page("1002"))
-    devolver.devolver(course)
+    devolver.hand_back(course)
 
 
 def test_a_full_scratch_folder_is_the_students_own_cost(fake_course_factory):

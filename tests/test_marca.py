@@ -100,7 +100,7 @@ def restored(course, graded):
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     feedback = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", "tarea2", "--force"],
                               cwd=course.root, env=env, capture_output=True, text=True, timeout=600)
-    result = devolver.devolver(course)
+    result = devolver.hand_back(course)
     with open(result.csv_path, newline="", encoding="utf-8") as fh:
         worksheet = list(csv.reader(fh))
     return dict(_snapshot(course), notas=notas, feedback_run=feedback, devolucion=result, worksheet=worksheet,
@@ -217,7 +217,7 @@ def test_write_csv_neutralises_every_text_cell_that_looks_like_a_formula(tmp_pat
 
 def test_moodle_worksheet_neutralises_a_full_name_written_as_a_formula(tmp_path):
     name = "=HYPERLINK(\"http://x\";\"nota\")"
-    result = devolver.Devolucion(str(tmp_path / "z.zip"), str(tmp_path / "w.csv"))
+    result = devolver.HandBack(str(tmp_path / "z.zip"), str(tmp_path / "w.csv"))
     folders = {"1001": name + "_1001" + devolver.MOODLE_SUFFIX + "_"}
     devolver.write_worksheet([{"student_id": "1001", "total": "72", "pendiente_manual": "0"}], folders,
                              result.csv_path, result)

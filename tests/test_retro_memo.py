@@ -308,7 +308,7 @@ def test_the_process_gradebook_reads_each_student_afresh(graded_class):
         resources = {"nbgrader": {"student": "1003", "assignment": "tarea2", "notebook": "tarea2",
                                   "db_url": coursedir.db_url}, "metadata": {"path": os.path.dirname(
                                       graded_class.autograded_nb("1003"))}}
-        with_summary, _ = resumen.ResumenCorreccion()(nb, resources)
+        with_summary, _ = resumen.FeedbackSummary()(nb, resources)
     finally:
         with Gradebook(coursedir.db_url) as gb:
             grade = gb.find_grade("explica_md", "tarea2", "tarea2", "1003")
@@ -362,7 +362,7 @@ def test_validation_is_skipped_only_after_preprocessors_that_keep_a_notebook_val
     assert names[0] == "CSSHTMLHeaderPreprocessor" and names[-2:] == ["RemoveRubricCells", "CSSHTMLHeaderPreprocessor"]
     assert exporter.validations_skipped == 2
     assert exporter.keeps_valid(RemoveRubricCells()) and exporter.keeps_valid(CSSHTMLHeaderPreprocessor())
-    assert not exporter.keeps_valid(CSSSubclass()) and not exporter.keeps_valid(resumen.ResumenCorreccion())
+    assert not exporter.keeps_valid(CSSSubclass()) and not exporter.keeps_valid(resumen.FeedbackSummary())
 
 
 @pytest.mark.parametrize("where", ["first", "last"])

@@ -40,7 +40,7 @@ MOODLE_SUFFIX = "_assignsubmission_file"
 
 
 @dataclass
-class Devolucion:
+class HandBack:
     """What ``devolver`` wrote."""
 
     zip_path: str
@@ -113,7 +113,7 @@ def not_graded_page(course: Course, student: str) -> str:
 
 
 def write_zip(course: Course, rows: List[dict], folders: Dict[str, str], path: str,
-              result: Devolucion) -> None:
+              result: HandBack) -> None:
     """The feedback zip: <Moodle folder>/<feedback files> for every student of grades.csv."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for row in rows:
@@ -129,7 +129,7 @@ def write_zip(course: Course, rows: List[dict], folders: Dict[str, str], path: s
                 zf.writestr(folder + "/" + course.notebook + ".html", not_graded_page(course, sid))
 
 
-def write_worksheet(rows: List[dict], folders: Dict[str, str], path: str, result: Devolucion) -> None:
+def write_worksheet(rows: List[dict], folders: Dict[str, str], path: str, result: HandBack) -> None:
     """Moodle's offline grading worksheet: one row per student with a Moodle participant id."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")  # newer than any grade already in Moodle
     with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -146,34 +146,34 @@ def write_worksheet(rows: List[dict], folders: Dict[str, str], path: str, result
                 result.pending.append(sid)
 
 
-class Rechazada(RuntimeError):
+class HandBackRefused(RuntimeError):
     """Nothing may be handed back yet (the message, in Spanish, says why)."""
 
 
 def refuse_ungraded(rows: List[dict]) -> None:
-    """Raise :class:`Rechazada` while a student is ungraded by a failure of the grader: their blank
+    """Raise :class:`HandBackRefused` while a student is ungraded by a failure of the grader: their blank
     grade would go to the LMS as if it were the grade."""
     ungraded = [r["student_id"] for r in rows if (r.get("observaciones") or "").startswith(grade_table.UNGRADED_PREFIX)]
     if ungraded:
-        raise Rechazada("devolver: no se devuelve nada mientras haya alumnos sin corregir por una falla del "
+        raise HandBackRefused("devolver: no se devuelve nada mientras haya alumnos sin corregir por una falla del "
                         "corrector ({}: {}). Vuelve a ejecutar `make grade` (corrige solo a ellos) y luego "
                         "`make devolver`.".format(len(ungraded), ", ".join(ungraded)))
 
 
-def devolver(course: Course, out_dir: Optional[str] = None) -> Devolucion:
+def hand_back(course: Course, out_dir: Optional[str] = None) -> HandBack:
     """Write the Moodle feedback zip and grading worksheet of a graded course (refused while a
     student is ungraded by a failure of the grader)."""
     rows = read_grades(course)
     refuse_ungraded(rows)
     out = out_dir or course.path(OUT_DIR)
     os.makedirs(out, exist_ok=True)
-    result = Devolucion(os.path.join(out, ZIP_NAME), os.path.join(out, CSV_NAME), moodle_folders(course))
+    result = HandBack(os.path.join(out, ZIP_NAME), os.path.join(out, CSV_NAME), moodle_folders(course))
     write_zip(course, rows, result.folders, result.zip_path, result)
     write_worksheet(rows, result.folders, result.csv_path, result)
     return result
 
 
-def report_lines(course: Course, result: Devolucion) -> List[str]:
+def report_lines(course: Course, result: HandBack) -> List[str]:
     """What the command prints (Spanish)."""
     rel = lambda p: os.path.relpath(p)  # noqa: E731
     lines = ["retroalimentación para Moodle: " + rel(result.zip_path),

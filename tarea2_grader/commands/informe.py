@@ -65,7 +65,7 @@ def settings(course: Course, umbral: Optional[float] = None) -> similitud.Ajuste
 
 
 @dataclass
-class Clase:
+class ClassResults:
     """Everything the page shows, read from the course."""
 
     filas: List[Dict[str, str]]                      # grades.csv rows
@@ -135,7 +135,7 @@ def read_times(course: Course) -> Dict[str, float]:
     return {s: v[1] for s, v in newest.items()}
 
 
-def read_class(course: Course) -> Clase:
+def read_class(course: Course) -> ClassResults:
     """Read what grading left; a part that cannot be read is left empty with a warning."""
     filas = read_grades(course)
     students = [f["student_id"] for f in filas] or course.students()
@@ -157,7 +157,7 @@ def read_class(course: Course) -> Clase:
         revisiones = grade_table.read_reviews(course, [f["student_id"] for f in flagged_rows(filas)])
     except Exception as exc:  # noqa: BLE001
         avisos.append("no se pudieron leer las celdas marcadas por la revisión: {}".format(exc))
-    return Clase(filas, grade_table.part_maxima(celdas), celdas, puntajes, fallas,
+    return ClassResults(filas, grade_table.part_maxima(celdas), celdas, puntajes, fallas,
                  read_hints(course, students), read_times(course), avisos, revisiones)
 
 
@@ -172,12 +172,12 @@ def number(text: str) -> float:
         return 0.0
 
 
-def graded_rows(clase: Clase) -> List[Dict[str, str]]:
+def graded_rows(clase: ClassResults) -> List[Dict[str, str]]:
     """Rows of the students who were graded."""
     return [f for f in clase.filas if f["student_id"] not in clase.fallas]
 
 
-def part_stats(clase: Clase) -> List[Tuple[str, float, float, float, float]]:
+def part_stats(clase: ClassResults) -> List[Tuple[str, float, float, float, float]]:
     """(part, maximum, mean, median, share with full points) over the graded students."""
     rows = graded_rows(clase)
     out = []
@@ -191,7 +191,7 @@ def part_stats(clase: Clase) -> List[Tuple[str, float, float, float, float]]:
     return out
 
 
-def test_pass_rates(clase: Clase) -> List[Tuple[str, int, int]]:
+def test_pass_rates(clase: ClassResults) -> List[Tuple[str, int, int]]:
     """(hidden test cell, students passing it, students graded) for every autograded test."""
     graded = [s for s in clase.puntajes if s not in clase.fallas]
     out = []
@@ -203,7 +203,7 @@ def test_pass_rates(clase: Clase) -> List[Tuple[str, int, int]]:
     return out
 
 
-def pending_manual(clase: Clase) -> List[Tuple[str, float, List[str]]]:
+def pending_manual(clase: ClassResults) -> List[Tuple[str, float, List[str]]]:
     """(hand-graded cell, its points, students still without a grade in it)."""
     out = []
     for cell in clase.celdas:
@@ -227,7 +227,7 @@ def png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def plots(clase: Clase) -> List[Tuple[str, str]]:
+def plots(clase: ClassResults) -> List[Tuple[str, str]]:
     """(title, data URI) of the class plots: totals, each part's points, share passing each test."""
     import matplotlib
     matplotlib.use("Agg")
@@ -381,7 +381,7 @@ def review_cells(review: Dict[str, Optional[float]]) -> str:
                        for gid, pts in sorted(review.items()))
 
 
-def revision_section(course: Course, clase: Clase) -> str:
+def revision_section(course: Course, clase: ClassResults) -> str:
     """Every student with cells flagged by the static review (grades.csv's ``revision`` column),
     with their state, the flagged cells and a link to their feedback page."""
     if not clase.filas or "revision" not in clase.filas[0]:
@@ -406,7 +406,7 @@ def revision_section(course: Course, clase: Clase) -> str:
     return "\n".join(out)
 
 
-def class_section(course: Course, clase: Clase) -> str:
+def class_section(course: Course, clase: ClassResults) -> str:
     """How the class did: plots, parts, hints, pending hand grading, failures, times."""
     out = ["<h2>Cómo le fue al curso</h2>"]
     rows = graded_rows(clase)
@@ -457,7 +457,7 @@ def write_similarity_csv(path: str, res: similitud.Resultado) -> None:
                             "{:.3f}".format(m.similitud), similitud.spreadsheet_safe(m.fragmento)])
 
 
-def write_parts_csv(path: str, clase: Clase) -> None:
+def write_parts_csv(path: str, clase: ClassResults) -> None:
     """partes.csv: per part, maximum, mean, median and share of students with full points."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

@@ -416,7 +416,7 @@ def install(staging: Path, destino: Path) -> None:
     staging.rmdir()
 
 
-def publicar(course: Course, destino: Optional[str] = None, repo: Optional[str] = None,
+def publish(course: Course, destino: Optional[str] = None, repo: Optional[str] = None,
              rama: str = "main") -> Path:
     """Export the student folder into destino (default <course>/publicado); PublishError if refused.
 

@@ -2,7 +2,7 @@
 pending, every failed test with its message and hint, and the pipeline's notes.
 
 One function builds the summary (:func:`build_summary`); two render it: :func:`summary_html`
-for the feedback page (a markdown cell that :class:`ResumenCorreccion` inserts first) and
+for the feedback page (a markdown cell that :class:`FeedbackSummary` inserts first) and
 :func:`summary_text` for the terminal (``make demo``).  Scores come from the gradebook as
 nbgrader's ``GetGrades`` reads them, so a plain ``nbgrader generate_feedback`` run after hand
 grading in formgrader shows the updated manual scores.
@@ -361,7 +361,7 @@ def grade_cells_of(gb, sub) -> list:
     return gb.db.query(BaseCell).join(Grade, Grade.cell_id == BaseCell.id).filter(Grade.notebook_id == sub.id).all()
 
 
-class ResumenCorreccion(NbGraderPreprocessor):
+class FeedbackSummary(NbGraderPreprocessor):
     """``GenerateFeedback`` preprocessor: insert the student's summary as the first cell.
 
     Reads the scores from the gradebook named in ``resources`` (as ``GetGrades`` does), the
@@ -490,3 +490,7 @@ class BatchedGetGrades(GetGrades):
             return super()._get_score(cell, resources)
         cell.metadata.nbgrader['score'] = grade.score
         cell.metadata.nbgrader['points'] = grade.max_score
+
+
+# The name nbgrader_config.py files written before the renovation use.
+ResumenCorreccion = FeedbackSummary
