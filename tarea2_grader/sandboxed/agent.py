@@ -1,11 +1,12 @@
 """The untrusted side of grading: runs one student's notebook inside the sandbox.
 
-This file is executed as a script inside the sandbox (``python agent.py``); it imports
-nothing from ``tarea2_grader`` (which the sandbox cannot see) but its siblings, bound beside it
-at ``/run/tarea2/``: the boundary's codec (:mod:`protocol`), the shell that runs cells
-(:mod:`kernel`) and the limits and clean-up around each student (:mod:`cleanup`); besides them,
-only the standard library, IPython and torch.  It decides nothing: it runs the student's cells and the probes that
-the trusted supervisor (:mod:`tarea2_grader.engine.runner`) sends, and reports what happened.
+This file is executed as a script inside the sandbox (``python agent.py``); of ``tarea2_grader``
+(which the sandbox cannot see) it imports only its siblings, bound beside it at ``/run/tarea2/``:
+the boundary's codec (:mod:`protocol`), the shell that runs cells (:mod:`kernel`) and the limits
+and clean-up around each student (:mod:`cleanup`); besides them, only the standard library,
+IPython and torch.  It decides nothing: it runs the student's cells and the probes that the
+trusted supervisor (:mod:`tarea2_grader.engine.session`, driven by
+:mod:`tarea2_grader.engine.runner`) sends, and reports what happened.
 Student code runs in this process tree, so everything here may be tampered with; the
 supervisor treats every reply as untrusted data.
 

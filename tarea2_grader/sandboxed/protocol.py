@@ -46,9 +46,9 @@ The student channel (supervisor <-> one student's holder; every request carries 
 and ``"timeout"`` (float, seconds: the supervisor's limit), and its reply repeats the ``"id"``)
     * on start the holder sends ``{"id": "ready", "status": "ok", "barrera": bool (the process
       barrier is installed), "motivo": str (why not, else "")}``, before any student statement;
-    * ``{"op": "cell", "id", "timeout", "source": str, "max_output": int (characters one output
-      keeps), "max_cell": int (characters the cell's outputs keep), "replay": bool (optional: the
-      cell is run again to rebuild the state; no outputs come back)}`` -> ``{"id", "status":
+    * ``{"op": "cell", "id", "timeout", "source": str, "max_output": int (bytes of content one
+      output keeps), "max_cell": int (bytes of content the cell's outputs keep together), "replay":
+      bool (optional: the cell is run again to rebuild the state; no outputs come back)}`` -> ``{"id", "status":
       "ok", "memory": bool (an output is a MemoryError), "outputs": [output, ...] (absent on
       replay)}``.  An output is nbformat-shaped: ``{"output_type": "stream", "name": "stdout" or
       "stderr", "text": str, "resto": omitted marker (optional: what was dropped)}``,
