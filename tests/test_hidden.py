@@ -245,11 +245,11 @@ def test_wire_rejects_malformed_tensors(payload):
 
 
 def test_wire_round_trip_is_exact_in_float64():
-    from tarea2_grader.sandboxed import agent
+    from tarea2_grader.sandboxed import protocol
     t = torch.randn(3, 4, dtype=torch.float64)
     t[0, 0] = float("nan")
     t[1, 1] = float("inf")
-    back = wire.decodificar(agent.encode({"t": t, "par": (t, 3)}))
+    back = wire.decodificar(protocol.encode({"t": t, "par": (t, 3)}))
     assert torch.equal(back["t"].nan_to_num(7.0), t.nan_to_num(7.0)) and back["t"].dtype == torch.float64
     assert isinstance(back["par"], tuple) and back["par"][1] == 3
 

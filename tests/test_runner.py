@@ -18,6 +18,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from tarea2_grader.integration import nbplugin
 from tarea2_grader.engine import runner
 from tarea2_grader.engine import sandbox
+from tarea2_grader.engine import session
 from tarea2_grader.engine.cells import reference_sources
 from tools.examples import edit_cells
 
@@ -73,6 +74,16 @@ def test_the_sandbox_sees_no_course_file_and_writes_nowhere_else(tmp_path):
     assert not (tmp_path / "escrito.txt").exists()
     if os.geteuid() == 0:
         assert "uid 65534" in out
+
+
+def test_of_the_package_the_sandbox_holds_only_the_agent_files_read_only():
+    """The agent's siblings (the boundary's codec among them) are bound beside it, nothing else."""
+    (outputs,), _ = run("import os\nprint(sorted(os.listdir('/run/tarea2')))\n"
+                        "try:\n    open('/run/tarea2/protocol.py', 'a')\n    print('escribe True')\n"
+                        "except OSError:\n    print('escribe False')")
+    out = text_of(outputs)
+    assert str(sandbox.agent_files()) in out and "'protocol.py'" in out and "__init__" not in out, out
+    assert "escribe False" in out, out
 
 
 def test_no_network(tmp_path):
@@ -133,7 +144,7 @@ def test_processes_left_by_a_student_are_ended():
 def test_a_warm_sandbox_forgets_the_previous_student():
     run("open('marca_alumno', 'w').write('x')\nopen('/tmp/marca_tmp', 'w').write('x')\nimport os\n"
         "os.environ['MARCA'] = '1'\nimport torch\ntorch.relu = None")
-    taller = runner.TALLERES._idle[runner._Talleres._clave(sandbox.Limites(), True)][-1]
+    taller = runner.TALLERES._idle[session._Talleres._clave(sandbox.Limites(), True)][-1]
     before = taller.alumnos
     (outputs,), _ = run("import os, torch\nprint(os.path.exists('marca_alumno'), os.path.exists('/tmp/marca_tmp'),"
                         " 'MARCA' in os.environ, torch.relu is None, sorted(os.listdir('.')))")

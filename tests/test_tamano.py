@@ -27,6 +27,7 @@ from tarea2_grader.commands import pipeline
 from tarea2_grader.integration import nbgrader_run
 from tarea2_grader.integration.course import Course
 from tarea2_grader.engine import tamano
+from tarea2_grader.sandboxed import protocol
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
@@ -74,7 +75,7 @@ def test_a_long_stream_keeps_its_beginning_within_the_limit():
     out = {"output_type": "stream", "name": "stdout", "text": text}
     caps = tamano.Caps(output=2 * MB)
     capped = tamano.cap_output(out, caps)
-    assert tamano.content_size(capped) <= caps.output
+    assert protocol.content_size(capped) <= caps.output
     assert capped["text"].startswith("línea 0\nlínea 1\n")
     assert capped["text"].rstrip().endswith("se muestra el comienzo: supera el límite de 2 MB por salida)")
 
@@ -117,8 +118,8 @@ def test_a_json_file_is_read_without_its_long_strings(tmp_path):
             tamano.CHUNK = chunk
             assert tamano.load_shrunk(path, 10 ** 6) == data
             got = tamano.load_shrunk(path, 100)
-            assert got["a"] == "x" * 100 and tamano.omitted_size(got["b"]) == 101
-            assert tamano.omitted_size(got["c"][0]) == len(json.dumps(data["c"][0])) - 2
+            assert got["a"] == "x" * 100 and protocol.omitted_size(got["b"]) == 101
+            assert protocol.omitted_size(got["c"][0]) == len(json.dumps(data["c"][0])) - 2
             assert got["\u00e9"] == "ü"
     finally:
         tamano.CHUNK = old

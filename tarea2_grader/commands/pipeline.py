@@ -229,11 +229,10 @@ def warm_coordinator(tests_module: str, root: str) -> None:
     """Import the hidden tests (torch) and pay torch's first-use costs here, in the background,
     while the class is collected: the workers' threads then start grading at full speed."""
     try:
-        import torch
-        from tarea2_grader.sandboxed import agent
+        from tarea2_grader.engine import runner
         parallel.one_torch_thread()
         parallel.load_tests(tests_module, [root])
-        agent.warm_up(torch)
+        runner.warm_up_torch()
     except Exception:  # the first job meets the same problem and reports it
         pass
 

@@ -1,14 +1,16 @@
 """The trusted grader of one notebook: student code in the sandbox, every verdict here.
 
 :func:`calificar` runs a student's notebook cell by cell in a sandboxed agent
-(:mod:`tarea2_grader.sandboxed.agent`, :mod:`tarea2_grader.engine.sandbox`) and, for each hidden test cell,
-draws the test's inputs from the student's seed, has a probe process call the student's code on
-them, and computes the verdict in this process (:mod:`tarea2_grader.tarea2.hidden`).  No student code
-ever runs here: what comes back is decoded as plain data (:mod:`tarea2_grader.engine.wire`), and a test
-whose answer never arrives (cell missing, process dead or out of time, reply malformed) fails
-with a reason.
+(:mod:`tarea2_grader.engine.session`, :mod:`tarea2_grader.engine.sandbox`) and, for each hidden test
+cell, draws the test's inputs from the student's seed, has the student's process call the student's
+code on them through a probe, and computes the verdict in this process with the course's tests
+module (``TrustedExecute.tests_module``, by default :data:`DEFAULT_TESTS_MODULE`; the engine names
+the course only there and loads it by name).  No student code ever runs here: what comes back is
+decoded as plain data (:mod:`tarea2_grader.engine.wire`), and a test whose answer never arrives (cell
+missing, process dead or out of time, reply malformed) fails with a reason
+(:mod:`tarea2_grader.engine.verdicts`).
 
-Tests run in the order the course declares them (:data:`hidden.PRUEBAS`), each as soon as its
+Tests run in the order the course declares them (the tests module's ``PRUEBAS``), each as soon as its
 cell and every earlier test's cell have been reached, so helper code lent to a later test
 (correct activations, a correct network) is never reachable while an earlier test that grades
 it runs, even in a notebook whose cells were moved.
@@ -18,33 +20,29 @@ This is the one grading path: nbgrader's autograde reaches it through
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
+import importlib
 import re
 import secrets
-import shutil
 import signal
-import socket
-import struct
-import subprocess
-import threading
 import time
 from typing import Dict, List, Optional
 
-from tarea2_grader.sandboxed import agent
 from tarea2_grader.engine import cells
 from tarea2_grader.engine import sandbox
 from tarea2_grader.engine import tamano
+from tarea2_grader.engine.session import (MARGIN, TALLERES, Caido, Perdido, Sesion, Taller, Vencido,
+                                          bounded_text)
+from tarea2_grader.engine.verdicts import Resultado, Veredicto, con_revision
+from tarea2_grader.sandboxed import protocol
 
-# hidden and wire (torch) are imported when first needed, so that a sandbox can start warming up
-# while this process imports torch: see _Talleres.precalentar.
+# The course's tests and wire (torch) are imported when first needed, so that a sandbox can start
+# warming up while this process imports torch: see session._Talleres.precalentar.
 
+#: The course graded when none is named (the default of ``c.TrustedExecute.tests_module``).
+DEFAULT_TESTS_MODULE = "tarea2_grader.tarea2.hidden"
 DECLARACION = re.compile(r"""\bevaluar\(\s*["'](test_\w+)["']\s*\)""")
-MARGIN = 10.0  # seconds the supervisor waits beyond the agent's own limit (a test) before giving up on it
 CELL_SLACK = 0.5  # a cell runs in the holder itself: the supervisor ends it this long past its limit
 MAX_REPOSICIONES = 12  # holders rebuilt for one student (cells past their limit, or that end the process)
-READY_TIMEOUT = 180.0
 
 MSG_TIMEOUT_CELDA = "la celda superó el límite de {:g} s y se interrumpió"
 MSG_CRASH_CELDA = "la celda hizo terminar el proceso ({}); se siguió con el estado anterior a ella"
@@ -64,74 +62,6 @@ _DE_PROCESOS = re.compile(r" lanzó (PermissionError|BlockingIOError|ChildProces
                           r"CalledProcessError|BrokenProcessPool|SubprocessError)\b")
 MSG_TALLER_CAIDO = ("el entorno de corrección (el sandbox entero, no solo tu proceso) terminó dos veces mientras "
                     "corría tu código, también en un sandbox nuevo: lo que quedaba no se ejecutó y sus tests valen 0")
-
-
-class Perdido(Exception):
-    """The sandbox stopped answering (dead, out of time, or talking nonsense)."""
-
-
-class Vencido(Perdido):
-    """No answer before the deadline (the process may still be running)."""
-
-
-class Caido(Perdido):
-    """The student's process ended, or its channel carried something other than the answer."""
-
-
-@dataclasses.dataclass
-class Veredicto:
-    """The trusted verdict of one hidden test cell."""
-
-    prueba: Optional[str]
-    ok: bool
-    mensaje: str
-    marcada: bool = False  # the static review flagged the graded code: a person must review it
-
-
-@dataclasses.dataclass
-class Resultado:
-    """What grading one notebook produced."""
-
-    semilla: int
-    outputs: Dict[int, List[dict]]
-    veredictos: Dict[int, Veredicto]
-    notas: List[str]
-    aislado: bool
-    segundos: float = 0.0
-    sandbox_s: float = 0.0  # sandbox time charged to the student's budget
-    falla: str = ""  # non-empty: the grading machinery failed (no sandbox), so these verdicts grade nothing
-
-    def puntos(self, nb) -> Dict[str, float]:
-        """grade_id -> points of every autograded test cell (full points or 0)."""
-        out = {}
-        for i, v in self.veredictos.items():
-            meta = nb.cells[i].metadata.get("nbgrader", {})
-            out[meta.get("grade_id")] = float(meta.get("points", 0)) if v.ok else 0.0
-        return out
-
-    def mensajes(self, nb) -> Dict[str, str]:
-        """grade_id -> the verdict's message."""
-        return {nb.cells[i].metadata.get("nbgrader", {}).get("grade_id"): v.mensaje for i, v in self.veredictos.items()}
-
-    def marcadas(self, nb) -> List[str]:
-        """grade_ids of the test cells the static review flagged, in notebook order."""
-        return [nb.cells[i].metadata.get("nbgrader", {}).get("grade_id")
-                for i, v in sorted(self.veredictos.items()) if v.marcada]
-
-    def como_datos(self) -> dict:
-        """Plain JSON data (what a grading worker sends back to the coordinator)."""
-        return {"semilla": self.semilla, "aislado": self.aislado, "segundos": self.segundos, "sandbox_s": self.sandbox_s,
-                "notas": list(self.notas), "falla": self.falla,
-                "outputs": [[i, outs] for i, outs in sorted(self.outputs.items())],
-                "veredictos": [[i, v.prueba, v.ok, v.mensaje, v.marcada] for i, v in sorted(self.veredictos.items())]}
-
-    @classmethod
-    def desde_datos(cls, data: dict) -> "Resultado":
-        """The inverse of :meth:`como_datos`."""
-        return cls(int(data["semilla"]), {int(i): outs for i, outs in data["outputs"]},
-                   {int(v[0]): Veredicto(v[1], bool(v[2]), v[3], bool(v[4:5] and v[4])) for v in data["veredictos"]},
-                   list(data["notas"]), bool(data["aislado"]), float(data["segundos"]),
-                   float(data.get("sandbox_s", 0.0)), str(data.get("falla") or ""))
 
 
 def es_test(cell) -> bool:
@@ -166,346 +96,11 @@ def _descripcion_muerte(reply) -> str:
     return "salió con código {}".format(reply.get("exit"))
 
 
-# --------------------------------------------------------------------------- the sandboxed agent
-
-
-def _leer_frame(sock, deadline):
-    """One frame from ``sock`` before ``deadline`` (raises Perdido)."""
-    def exact(n):
-        buf = b""
-        while len(buf) < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Vencido("sin respuesta a tiempo")
-            sock.settimeout(left)
-            try:
-                chunk = sock.recv(min(n - len(buf), 1 << 20))
-            except socket.timeout:
-                raise Vencido("sin respuesta a tiempo") from None
-            except OSError as exc:
-                raise Caido(str(exc)) from None
-            if not chunk:
-                raise Caido("el proceso terminó")
-            buf += chunk
-        return buf
-    (n,) = struct.unpack(">I", exact(4))
-    if n > agent.MAX_FRAME:
-        raise Caido("respuesta demasiado grande")
-    try:
-        return json.loads(exact(n).decode("utf-8"))
-    except (ValueError, RecursionError):
-        raise Caido("respuesta ilegible") from None
-
-
-def _frame(msg) -> bytes:
-    data = json.dumps(msg, allow_nan=True).encode("utf-8")
-    return struct.pack(">I", len(data)) + data
-
-
-class _Lanzador:
-    """Starts sandboxes from one long-lived thread.
-
-    bubblewrap's ``--die-with-parent`` ties the sandbox's life to the *thread* that started it;
-    a worker thread that ends would take its warm sandbox with it.
-    """
-
-    def __init__(self):
-        import queue
-        self._q = queue.Queue()
-        threading.Thread(target=self._loop, daemon=True, name="tarea2-lanzador").start()
-
-    def _loop(self):
-        while True:
-            fn, box, done = self._q.get()
-            try:
-                box.append((True, fn()))
-            except BaseException as exc:  # handed back to the caller
-                box.append((False, exc))
-            done.set()
-
-    def lanzar(self, fn):
-        box, done = [], threading.Event()
-        self._q.put((fn, box, done))
-        done.wait()
-        ok, value = box[0]
-        if not ok:
-            raise value
-        return value
-
-
-_LANZADOR: List[_Lanzador] = []
-_LOCK = threading.Lock()
-
-
-def _lanzar(fn):
-    with _LOCK:
-        if not _LANZADOR:
-            _LANZADOR.append(_Lanzador())
-    return _LANZADOR[0].lanzar(fn)
-
-
-class Taller:
-    """One warm sandbox: the agent's anchor, imports paid once, grading students one at a time."""
-
-    def __init__(self, limites: sandbox.Limites, aislar: bool):
-        self.limites, self.aislar = limites, aislar
-        self.scratch = sandbox.nuevo_scratch()
-        self._control, theirs = socket.socketpair()
-        argv, workdir = sandbox.comando(self.scratch, "", aislar, limites.disk_mb, limites.python)
-        config = {"fd": theirs.fileno(), "memory_mb": limites.memory_mb, "cpu_seconds": limites.cpu_seconds,
-                  "isolated": aislar, "workdir": workdir}
-        argv[-1] = json.dumps(config)
-        self.grupo = sandbox.GrupoDeTareas("{}-{}".format(os.getpid(), os.path.basename(self.scratch)))
-        argv = self.grupo.envolver(argv)
-        env = None
-        if not aislar:
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8",
-                   "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": self.scratch}
-        self._log: List[str] = []
-        self.proc = _lanzar(lambda: subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            pass_fds=(theirs.fileno(),), start_new_session=True, env=env, cwd=self.scratch))
-        theirs.close()
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.vivo = True
-        self.alumnos = 0
-        try:
-            ready = _leer_frame(self._control, time.monotonic() + READY_TIMEOUT)
-        except Perdido as exc:
-            ready = str(exc)
-        if not (isinstance(ready, dict) and ready.get("id") == "ready"):
-            self.cerrar()
-            raise Perdido("el entorno de corrección no arrancó: " + self.registro()[-800:])
-
-    def _drain(self):
-        for line in iter(self.proc.stdout.readline, b""):
-            self._log.append(line.decode("utf-8", "replace"))
-            del self._log[:-200]
-
-    def registro(self) -> str:
-        """The last lines the agent's processes wrote to their stdout/stderr."""
-        return "".join(self._log)
-
-    def _control_pedir(self, msg, fds=(), limite=30.0) -> dict:
-        msg = dict(msg, id=secrets.token_hex(8))
-        try:
-            data = _frame(msg)
-            if fds:
-                socket.send_fds(self._control, [data], list(fds))
-            else:
-                self._control.sendall(data)
-            reply = _leer_frame(self._control, time.monotonic() + limite)
-        except (Perdido, OSError) as exc:
-            self.vivo = False
-            raise Perdido(str(exc)) from None
-        if not isinstance(reply, dict) or reply.get("id") != msg["id"] or reply.get("status") != "ok":
-            self.vivo = False
-            raise Perdido("el entorno de corrección no respondió como se esperaba")
-        return reply
-
-    def sesion(self) -> "Sesion":
-        """A fresh holder for the next student, forked from the untouched anchor."""
-        mine, theirs = socket.socketpair()
-        try:
-            self._control_pedir({"op": "alumno"}, fds=[theirs.fileno()])
-        finally:
-            theirs.close()
-        self.alumnos += 1
-        return Sesion(mine, self)
-
-    def terminar(self) -> dict:
-        """End the current student's holder and its processes (its files stay); how it ended."""
-        reply = self._control_pedir({"op": "terminar"}, limite=30.0)
-        return {k: reply[k] for k in ("signal", "exit") if k in reply}
-
-    def limpiar(self):
-        """After a student: end everything it left in the sandbox, empty the scratch folder."""
-        self._control_pedir({"op": "limpiar"}, limite=60.0)
-        agent._wipe(self.scratch)
-
-    def cerrar(self):
-        """End the sandbox and everything in it; remove the scratch folder."""
-        self.vivo = False
-        _cerrar(self._control)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        _matar_grupo(self.proc)
-        self.grupo.quitar()
-        shutil.rmtree(self.scratch, ignore_errors=True)
-
-
-class Sesion:
-    """The channel to one student's holder inside a :class:`Taller`."""
-
-    def __init__(self, sock, taller):
-        self._sock, self.taller = sock, taller
-        self.vivo, self.motivo = True, ""
-        try:
-            ready = _leer_frame(self._sock, time.monotonic() + 30)
-        except Perdido as exc:
-            ready = str(exc)
-        if not (isinstance(ready, dict) and ready.get("id") == "ready"):
-            self.vivo, self.motivo = False, "el proceso del estudiante no arrancó"
-            ready = {}
-        # Written by the anchor's code in the new holder before it reads any request, so before any
-        # student statement: trustworthy.
-        self.barrera = ready.get("barrera") is True
-        self.motivo_barrera = _texto(ready.get("motivo"), 200) or "desconocido"
-
-    def pedir(self, msg: dict, limite: float, margen: float = MARGIN) -> dict:
-        """Send one request; return the reply that carries its id.
-
-        Raises :class:`Vencido` when no reply came within ``limite + margen`` seconds and
-        :class:`Caido` when the process ended or the channel carried anything else.
-        """
-        if not self.vivo:
-            raise Caido(self.motivo)
-        msg = dict(msg, id=secrets.token_hex(8), timeout=limite)
-        try:
-            self._sock.sendall(_frame(msg))
-            reply = _leer_frame(self._sock, time.monotonic() + limite + margen)
-        except OSError as exc:
-            self.vivo, self.motivo = False, str(exc)
-            raise Caido(self.motivo) from None
-        except Perdido as exc:
-            self.vivo, self.motivo = False, str(exc)
-            raise
-        if not isinstance(reply, dict) or reply.get("id") != msg["id"]:
-            self.vivo, self.motivo = False, "la comunicación con el corrector fue alterada"
-            raise Caido(self.motivo)
-        return reply
-
-    def cerrar(self):
-        """Close the channel (the holder exits); the taller cleans up afterwards."""
-        self.vivo = False
-        _cerrar(self._sock)
-
-
-def _cerrar(sock):
-    try:
-        sock.close()
-    except OSError:
-        pass
-
-
-class _Talleres:
-    """Idle warm sandboxes, by configuration, shared by the threads of this process."""
-
-    def __init__(self):
-        self._idle: Dict[tuple, List[Taller]] = {}
-        self._todos: List[Taller] = []
-        self._calentando: Dict[tuple, int] = {}
-        self._lock = threading.Condition()
-        import atexit
-        atexit.register(self.cerrar_todos)
-
-    @staticmethod
-    def _clave(limites, aislar):
-        return (limites.memory_mb, limites.cpu_seconds, limites.disk_mb, limites.python, aislar)
-
-    def precalentar(self, limites, aislar, cuantos: int = 1) -> None:
-        """Start sandboxes in the background until ``cuantos`` are warm or warming (their torch
-        imports overlap this process's own work)."""
-        for _ in range(max(1, cuantos)):
-            if not self._uno_mas(limites, aislar, cuantos):
-                return
-
-    def _uno_mas(self, limites, aislar, cuantos) -> bool:
-        key = self._clave(limites, aislar)
-        with self._lock:
-            if len(self._idle.get(key, [])) + self._calentando.get(key, 0) >= max(1, cuantos):
-                return False
-            self._calentando[key] = self._calentando.get(key, 0) + 1
-
-        def warm():
-            try:
-                taller = Taller(limites, aislar)
-            except Perdido:
-                taller = None
-            with self._lock:
-                self._calentando[key] -= 1
-                if taller is not None:
-                    self._todos.append(taller)
-                    self._idle.setdefault(key, []).append(taller)
-                self._lock.notify_all()
-
-        threading.Thread(target=warm, daemon=True, name="tarea2-precalentar").start()
-        return True
-
-    def tomar(self, limites, aislar) -> Taller:
-        key = self._clave(limites, aislar)
-        with self._lock:
-            while True:
-                idle = self._idle.setdefault(key, [])
-                while idle:
-                    taller = idle.pop()
-                    if taller.vivo and taller.proc.poll() is None:
-                        return taller
-                    taller.cerrar()
-                if not self._calentando.get(key):
-                    break
-                self._lock.wait(timeout=READY_TIMEOUT)
-        taller = Taller(limites, aislar)
-        with self._lock:
-            self._todos.append(taller)
-        return taller
-
-    def devolver(self, taller: Taller):
-        key = self._clave(taller.limites, taller.aislar)
-        try:
-            if taller.vivo:
-                taller.limpiar()
-        except Perdido:
-            taller.vivo = False
-        if not taller.vivo or taller.proc.poll() is not None:
-            taller.cerrar()
-            return
-        with self._lock:
-            self._idle.setdefault(key, []).append(taller)
-
-    def cerrar_todos(self):
-        with self._lock:
-            todos, self._todos, self._idle = list(self._todos), [], {}
-        for taller in todos:
-            taller.cerrar()
-
-
-TALLERES = _Talleres()
-
-
-def _matar_grupo(proc):
-    """Kill the agent and, outside bubblewrap, whatever its processes left behind."""
-    import psutil
-    try:
-        procs = psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]
-    except psutil.NoSuchProcess:
-        procs = []
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 # --------------------------------------------------------------------------- outputs
 
 
 def _error(ename, evalue):
     return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": ["{}: {}".format(ename, evalue)]}
-
-
-def _texto(valor, limite=200000):
-    return valor if isinstance(valor, str) and len(valor) <= limite else (str(valor)[:limite] if valor else "")
 
 
 def saneada(o) -> Optional[dict]:
@@ -536,8 +131,8 @@ def saneada(o) -> Optional[dict]:
         return out
     if kind == "error":
         tb = o.get("traceback") if isinstance(o.get("traceback"), list) else []
-        return {"output_type": "error", "ename": _texto(o.get("ename"), 200) or "Error",
-                "evalue": _texto(o.get("evalue"), 4000), "traceback": [_texto(t, 20000) for t in tb[:50]]}
+        return {"output_type": "error", "ename": bounded_text(o.get("ename"), 200) or "Error",
+                "evalue": bounded_text(o.get("evalue"), 4000), "traceback": [bounded_text(t, 20000) for t in tb[:50]]}
     return None
 
 
@@ -594,7 +189,7 @@ class _Calificacion:
                         self.taller = None
                     self.perdido = str(exc) if intento else ""
                     if intento:  # a fresh sandbox is out of the student's reach: the machinery failed
-                        self.falla = "no se pudo iniciar el sandbox ({})".format(_texto(str(exc), 600))
+                        self.falla = "no se pudo iniciar el sandbox ({})".format(bounded_text(str(exc), 600))
         return self.sesion if not self.perdido else None
 
     def _limite(self, base: float) -> float:
@@ -723,7 +318,7 @@ class _Calificacion:
             s = saneada(capped)
             if s:
                 kept.append(s)
-                self.espacio = max(0, self.espacio - tamano.content_size(s))
+                self.espacio = max(0, self.espacio - protocol.content_size(s))
         if cut:
             self.notas.append("{} salida(s) de {} omitida(s) o recortada(s) por tamaño".format(cut, gid))
         return kept
@@ -740,7 +335,7 @@ class _Calificacion:
             return Veredicto(nombre, False, "No se pudo preparar {}: {}".format(nombre, type(exc).__name__))
         msg = {"op": "test", "probe": spec.sonda, "probe_source": self.pruebas.fuente_sonda(),
                "helpers_source": self.pruebas.fuente_ayudas(nombre) if spec.ayudas else "",
-               "inputs": agent.encode(self.pruebas.para_la_sonda(datos))}
+               "inputs": protocol.encode(self.pruebas.para_la_sonda(datos))}
         corto = nombre[5:] if nombre.startswith("test_") else nombre
         limite = self._limite(self.limites.test_timeout)
         try:
@@ -772,7 +367,7 @@ class _Calificacion:
         if status == "crashed":
             return Veredicto(nombre, False, "Tu código hizo terminar el proceso durante {} ({}).".format(corto, _descripcion_muerte(reply)))
         if status != "ok":
-            return Veredicto(nombre, False, "No se pudo evaluar {}: {}".format(corto, _texto(reply.get("error"), 300)))
+            return Veredicto(nombre, False, "No se pudo evaluar {}: {}".format(corto, bounded_text(reply.get("error"), 300)))
         from tarea2_grader.engine import wire
         try:
             obs = wire.decodificar(reply.get("result"))
@@ -856,24 +451,6 @@ class _Calificacion:
             TALLERES.devolver(self.taller)
 
 
-REVISION_SIN_MARCA = "sin la marca: correcto, {:g} puntos; una persona revisará esta parte y puede devolvérselos."
-
-
-def con_revision(v: Veredicto, revision, puntos) -> Veredicto:
-    """The verdict of a test whose graded code the static review flagged: 0 points, every mark named
-    (cell, line, construct) and what the values alone earned."""
-    if revision is None or not revision.marcas.get(v.prueba):
-        return v
-    from tarea2_grader.engine.review import records
-    marcas = revision.marcas[v.prueba]
-    lineas = [records.texto_marca(m) for m in marcas[:5]] + (["(y {} más)".format(len(marcas) - 5)] if len(marcas) > 5 else [])
-    if v.ok:
-        cola = REVISION_SIN_MARCA.format(float(puntos or 0))
-    else:
-        cola = "sin la marca: " + v.mensaje
-    return Veredicto(v.prueba, False, "\n".join(lineas) + "\n" + cola, marcada=True)
-
-
 def calificar(nb, semilla: int, limites: Optional[sandbox.Limites] = None, pruebas=None,
               aislar: Optional[bool] = None, hasta_ultimo_test: bool = False) -> Resultado:
     """Grade one notebook (an nbformat v4 NotebookNode) with the student's seed.
@@ -883,7 +460,7 @@ def calificar(nb, semilla: int, limites: Optional[sandbox.Limites] = None, prueb
     """
     limites = limites or sandbox.Limites()
     if pruebas is None:
-        from tarea2_grader.tarea2 import hidden as pruebas
+        pruebas = importlib.import_module(DEFAULT_TESTS_MODULE)
     if aislar is None:
         aislar = aislamiento_disponible()
     t0 = time.monotonic()
@@ -915,3 +492,18 @@ def aislamiento_disponible() -> bool:
 def nueva_semilla() -> int:
     """A fresh seed for a student's hidden inputs."""
     return secrets.randbits(62)
+
+
+def warm_up_torch() -> None:
+    """Pay in this process, once, what torch does on first use (the verdicts compare with
+    ``torch.autograd``): the first ``autograd.grad`` with ``grad_outputs`` imports ``torch.fx``'s
+    symbolic shapes and sympy (about 0.6 s), the later calls take microseconds.  The sandboxed
+    agent warms its own torch the same way (``agent.warm_up``), out of this side's reach."""
+    import torch
+
+    x = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    y = torch.sigmoid(x * x)
+    torch.autograd.grad(y, (x,), grad_outputs=torch.ones_like(y))
+    (torch.tanh(x) * x).sum().backward()
+    torch.nn.functional.cross_entropy(torch.ones(2, 3), torch.tensor([0, 1]))
+    import torch.utils.data  # noqa: F401  (Part 4's Dataset and DataLoader)

@@ -3,8 +3,10 @@
 The sandbox sees a read-only system (``/usr`` and the few ``/etc`` files programs need), the
 Python installation and the course's virtual environment, and nothing else of the machine:
 not the course folder (grader, references, hidden tests, source notebook, gradebook,
-grades.csv, feedback), not other students, not ``/root`` or ``/home``.  Its only writable place
-is a fresh scratch folder; it has no network, its own PID, IPC, UTS and ``/tmp``, no
+grades.csv, feedback), nothing of the package but the agent's own files (:func:`agent_files`:
+the ``sandboxed/`` zone, the boundary's codec among them) bound read-only at ``/run/tarea2``,
+not other students, not ``/root`` or ``/home``.  Its only writable place is a fresh scratch
+folder; it has no network, its own PID, IPC, UTS and ``/tmp``, no
 capabilities, and, when the grader runs as root, it runs as an unprivileged user.  When the
 grader goes, the sandbox goes (``--die-with-parent``), with every process a student started.
 
@@ -21,8 +23,10 @@ import sys
 import sysconfig
 import tempfile
 
-AGENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sandboxed", "agent.py")
-INSIDE_AGENT = "/run/tarea2/agent.py"
+SANDBOXED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sandboxed")
+AGENT = os.path.join(SANDBOXED, "agent.py")
+INSIDE_FOLDER = "/run/tarea2"  # the agent's files, read-only, side by side
+INSIDE_AGENT = INSIDE_FOLDER + "/agent.py"
 INSIDE_WORK = "/tmp/trabajo"
 NOBODY = 65534
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd", "group",
@@ -84,6 +88,12 @@ def aviso_sin_aislamiento():
             "veredictos se calculan fuera de él, pero el código del estudiante puede leer y escribir archivos "
             "de este computador. Instálalo con `sudo apt-get install bubblewrap` (Debian/Ubuntu) o "
             "`sudo dnf install bubblewrap` (Fedora); `make grade` lo instala solo cuando corre como root.")
+
+
+def agent_files():
+    """The files bound into the sandbox: the modules of ``sandboxed/`` (the agent and its siblings,
+    the boundary's codec among them), and nothing else of the package."""
+    return sorted(name for name in os.listdir(SANDBOXED) if name.endswith(".py") and name != "__init__.py")
 
 
 def _python_roots(python=None):
@@ -168,8 +178,10 @@ def comando(scratch, config_json, usar_bwrap=True, disco_mb=512, python=""):
     for root in roots:
         args += ["--ro-bind", root, root]
     args += ["--dev", "/dev", *_tmpfs("/dev/shm", SHM_MB), "--remount-ro", "/dev", "--proc", "/proc",
-             *_tmpfs(INSIDE_WORK, disco_mb), "--ro-bind", AGENT, INSIDE_AGENT,
-             "--chdir", INSIDE_WORK, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+             *_tmpfs(INSIDE_WORK, disco_mb)]
+    for name in agent_files():
+        args += ["--ro-bind", os.path.join(SANDBOXED, name), INSIDE_FOLDER + "/" + name]
+    args += ["--chdir", INSIDE_WORK, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
              "--unshare-cgroup-try", "--die-with-parent", "--new-session",
              "--clearenv", "--setenv", "PATH", os.path.dirname(python) + ":/usr/bin:/bin",
              "--setenv", "LANG", "C.UTF-8", "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "TMPDIR", INSIDE_WORK,
@@ -195,6 +207,37 @@ def _ancestors(paths):
             if folder not in found and folder not in ("/usr", "/tmp") and not folder.startswith("/usr/"):
                 found.append(folder)
     return found
+
+
+def empty_folder(folder):
+    """Remove everything inside ``folder`` (what a student left in a scratch folder), never following
+    a symbolic link; a folder the student made unwritable is given back first."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        _remove(os.path.join(folder, name))
+
+
+def _remove(path):
+    """Delete a file, link or folder tree."""
+    def fix(func, target, _exc):
+        try:
+            for t in (os.path.dirname(target), target):
+                if not os.path.islink(t):
+                    os.chmod(t, 0o700)
+            func(target)
+        except OSError:
+            pass
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, onerror=fix)
+    else:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def nuevo_scratch():

@@ -11,8 +11,9 @@ grading, the outputs submitted for the cells after the last test, markdown attac
   rest are replaced by notes.
 
 An output's *size* is the number of bytes of its content: every string it holds (each encoded
-image, each text, each traceback line) in UTF-8, keys and JSON punctuation left out.  1 MB here is
-1,000,000 bytes.
+image, each text, each traceback line) in UTF-8, keys and JSON punctuation left out
+(:func:`tarea2_grader.sandboxed.protocol.content_size`, the measure both sides of the sandbox
+use).  1 MB here is 1,000,000 bytes.
 
 Submitted files are capped before anything reads them whole: :func:`read_shrunk` reads a JSON file
 in chunks and replaces each string longer than a limit by a short marker that records its size,
@@ -35,11 +36,9 @@ from typing import List, Optional
 from traitlets import Float, Integer
 from traitlets.config import Configurable
 
-MB = 1000 * 1000
+from tarea2_grader.sandboxed.protocol import OMITTED_PREFIX, content_size, omitted_size
 
-#: A string that :func:`read_shrunk` left out; the number is its size in bytes.
-OMITTED_PREFIX = "\x00tarea2-omitido:"
-_OMITTED = re.compile(r"^\x00tarea2-omitido:(\d+)$")
+MB = 1000 * 1000
 
 CHUNK = 1 << 20
 # The body of a JSON string from its opening quote: plain bytes, or escapes (unrolled loop).
@@ -86,35 +85,6 @@ def fmt_mb(nbytes: int) -> str:
     if nbytes >= 1000:
         return "{:.0f} kB".format(nbytes / 1000)
     return "{} bytes".format(nbytes)
-
-
-def omitted_size(value) -> Optional[int]:
-    """The recorded size of a string that :func:`read_shrunk` left out (None for any other value)."""
-    if isinstance(value, str) and value.startswith(OMITTED_PREFIX):
-        m = _OMITTED.match(value)
-        return int(m.group(1)) if m else None
-    return None
-
-
-def text_size(value: str) -> int:
-    """Bytes of a string in UTF-8 (a left-out string: its recorded size)."""
-    left_out = omitted_size(value)
-    if left_out is not None:
-        return left_out
-    return len(value) if value.isascii() else len(value.encode("utf-8", "replace"))
-
-
-def content_size(obj, depth: int = 0) -> int:
-    """Bytes of every string inside ``obj`` (dict values, list items), in UTF-8."""
-    if isinstance(obj, str):
-        return text_size(obj)
-    if depth > 50:
-        return 0
-    if isinstance(obj, dict):
-        return sum(content_size(v, depth + 1) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(content_size(v, depth + 1) for v in obj)
-    return 0
 
 
 def note_text(nbytes: int, limit: int, what: str = "salida", per_notebook: bool = False) -> str:

@@ -159,7 +159,7 @@ class TrustedExecute(NbGraderPreprocessor):
     sandbox_python = Unicode("", help="The interpreter that runs student code in the sandbox (empty: the course's "
                                       "virtual environment).").tag(config=True)
     fresh_seeds = Bool(False, help="Draw new hidden inputs instead of reusing the recorded seed.").tag(config=True)
-    tests_module = Unicode("tarea2_grader.tarea2.hidden", help="Module that defines the hidden tests.").tag(config=True)
+    tests_module = Unicode(runner.DEFAULT_TESTS_MODULE, help="Module that defines the hidden tests.").tag(config=True)
     use_cache = Bool(True, help="Reuse verdicts already computed for exactly this notebook, seed, limits and "
                                 "grader code (by `make grade`'s parallel workers or an earlier run), from "
                                 "<course>/veredictos/.").tag(config=True)

@@ -955,12 +955,12 @@ def evaluar_en_proceso(ns, nombre, semilla=0, fuentes=()):
 
     The observations go through the same encoding and strict decoding as in the sandbox.
     """
-    from tarea2_grader.sandboxed import agent
+    from tarea2_grader.sandboxed import protocol
     from tarea2_grader.tarea2 import probes
     datos = plan_de(nombre, semilla, Contexto(fuentes))
-    sonda_datos = agent.decode(agent.encode(para_la_sonda(datos)))
+    sonda_datos = protocol.decode(protocol.encode(para_la_sonda(datos)))
     helpers = {"__name__": "ayudas"}
     if PRUEBAS[nombre].ayudas:
         exec(compile(fuente_ayudas(nombre), "<ayudas>", "exec"), helpers)
     obs = getattr(probes, PRUEBAS[nombre].sonda)(dict(ns), sonda_datos, helpers)
-    return veredicto(nombre, datos, wire.decodificar(agent.encode(obs)))
+    return veredicto(nombre, datos, wire.decodificar(protocol.encode(obs)))
