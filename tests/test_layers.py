@@ -30,7 +30,6 @@ PENDING = {
     ("engine/runner.py", "sandboxed"),
     ("engine/runner.py", "tarea2"),
     ("integration/resumen.py", "commands"),
-    ("parallel/canario.py", "tarea2"),
     ("tarea2/hidden.py", "sandboxed"),
 }
 

@@ -52,9 +52,10 @@ FAULT_ENV = "TAREA2_FALLA_DISCO_LLENO"
 # The modules whose code can change a verdict (tests/test_workers.py checks that every module of
 # the package they import is listed): editing anything else (the pipeline, the benchmark, the
 # CLI) keeps the verdicts already computed.
-GRADING_MODULES = ("sandboxed/agent", "tarea2/ayudas", "tarea2/ayudas_red", "engine/cells", "tarea2/hidden", "engine/inert",
-                   "tarea2/probes", "tarea2/refs", "engine/revision", "engine/runner", "engine/sandbox", "tarea2/selfcheck",
-                   "engine/tamano", "engine/wire", "parallel/workers")
+GRADING_MODULES = ("sandboxed/agent", "tarea2/activaciones", "tarea2/ayudas", "tarea2/ayudas_red", "engine/cells",
+                   "tarea2/comun", "tarea2/hidden", "engine/inert", "tarea2/probes", "tarea2/pruebas_capas",
+                   "tarea2/pruebas_parte1", "tarea2/pruebas_parte4", "tarea2/refs", "engine/registry", "engine/revision",
+                   "engine/runner", "engine/sandbox", "tarea2/selfcheck", "engine/tamano", "engine/wire", "parallel/workers")
 
 
 def tests_file(tests_module: str, search: Iterable[str] = ()) -> Optional[str]:
