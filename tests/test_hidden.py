@@ -9,6 +9,7 @@ Spanish message that names the quantity.  The sandbox itself is tested in ``test
 import pytest
 import torch
 
+from tarea2_grader.tarea2 import activaciones
 from tarea2_grader.tarea2 import ayudas
 from tarea2_grader.tarea2 import ayudas_red
 from tarea2_grader.tarea2 import hidden
@@ -43,6 +44,26 @@ def test_reference_derivatives_match_finite_differences(nombre, p):
     for a, n, ag in zip(analytic, numeric, by_autograd):
         assert error_relativo(a, n) < 1e-7
         assert error_relativo(ag, n) < 1e-7
+
+
+@pytest.mark.parametrize("entrada", activaciones.TABLA, ids=lambda a: a.nombre)
+def test_each_activation_of_the_table_is_consistent_and_graded(entrada):
+    """One entry of the activation table is all a new activation needs: its closed form equals its
+    torch reference (values, and derivatives by autograd) in float64, every mistake it names has a
+    hint text, and a notebook activation is graded in Part 1a, in a layer (2c) and in a network (3a)."""
+    g = torch.Generator().manual_seed(5)
+    T = torch.randn(30, 4, generator=g, dtype=torch.float64) * 3
+    T = T[T.abs() > 1e-3]  # off the kinks
+    for p in ([None] if entrada.parametro is None else [0.6, torch.tensor(1.7, dtype=torch.float64)]):
+        assert error_relativo(entrada.valor(T, p), refs.torch_activation(entrada.nombre, T, p)) < 1e-12
+        cerrada = entrada.derivada(T, p)
+        for a, b in zip(cerrada if p is not None else (cerrada,), refs.derivada_autograd(entrada.nombre, T, p)):
+            assert error_relativo(a, b) < 1e-10
+    assert {clave for clave, _ in entrada.errores_dT + entrada.errores_dp} <= set(hidden.PISTAS)
+    usos = [set(activaciones.DERIVADAS.get(t, ())) for t in hidden.PRUEBAS]
+    capas = set().union(*activaciones.CAPAS.values())
+    redes = {n for redes, _ in activaciones.REDES.values() for red in redes for n in red}
+    assert (any(entrada.nombre in u for u in usos) == entrada.en_cuaderno) and entrada.nombre in capas & redes
 
 
 def test_relu_derivative_at_zero_is_zero_in_both_references():
