@@ -41,11 +41,12 @@ c.TrustedExecute.cell_timeout = 4
 c.TrustedExecute.test_timeout = 4
 '''
 
-# The fake course's hidden tests: call a student function on drawn arguments, compare here.
+# The fake course's hidden tests: call a student function on drawn arguments, compare here.  They
+# use the engine's registry as Tarea 2 does, with nothing of Tarea 2 (the engine is course-agnostic).
 FAKE_TESTS = '''"""Hidden tests of the fake course (trusted side)."""
 import random
 
-from tarea2_grader.tarea2.hidden import Contexto, Incorrecto, Prueba, para_la_sonda  # noqa: F401
+from tarea2_grader.engine.registry import Contexto, Incorrecto, Registro, para_la_sonda  # noqa: F401
 
 SONDA = """
 def llamar(ns, datos, ayudas):
@@ -73,28 +74,14 @@ def _juzgar(datos, obs):
         raise Incorrecto("{} no da lo esperado".format(datos["funcion"]))
 
 
-PRUEBAS = {"test_cuadrado": Prueba("test_cuadrado", "llamar", _plan("cuadrado", lambda x: x * x), _juzgar),
-           "test_suma": Prueba("test_suma", "llamar", _plan("suma", lambda a, b: a + b), _juzgar)}
-
-
-def plan_de(nombre, semilla, ctx=None):
-    return PRUEBAS[nombre].plan(random.Random("{}:{}".format(semilla, nombre)), ctx)
-
-
-def veredicto(nombre, datos, obs):
-    try:
-        _juzgar(datos, obs)
-    except Incorrecto as e:
-        return str(e)
-    return None
-
-
-def fuente_sonda():
-    return SONDA
-
-
-def fuente_ayudas(nombre):
-    return ""
+REGISTRO = Registro(lambda: SONDA, generador=lambda semilla, nombre: random.Random("{}:{}".format(semilla, nombre)))
+REGISTRO.agregar("test_cuadrado", "llamar", _plan("cuadrado", lambda x: x * x), _juzgar)
+REGISTRO.agregar("test_suma", "llamar", _plan("suma", lambda a, b: a + b), _juzgar)
+PRUEBAS = REGISTRO.pruebas
+plan_de = REGISTRO.plan_de
+veredicto = REGISTRO.veredicto
+fuente_sonda = REGISTRO.fuente_sonda
+fuente_ayudas = REGISTRO.fuente_ayudas
 '''
 
 

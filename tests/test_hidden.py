@@ -9,6 +9,7 @@ Spanish message that names the quantity.  The sandbox itself is tested in ``test
 import pytest
 import torch
 
+from tarea2_grader.tarea2 import activaciones
 from tarea2_grader.tarea2 import ayudas
 from tarea2_grader.tarea2 import ayudas_red
 from tarea2_grader.tarea2 import hidden
@@ -45,9 +46,29 @@ def test_reference_derivatives_match_finite_differences(nombre, p):
         assert error_relativo(ag, n) < 1e-7
 
 
+@pytest.mark.parametrize("entrada", activaciones.TABLA, ids=lambda a: a.nombre)
+def test_each_activation_of_the_table_is_consistent_and_graded(entrada):
+    """One entry of the activation table is all a new activation needs: its closed form equals its
+    torch reference (values, and derivatives by autograd) in float64, every mistake it names has a
+    hint text, and a notebook activation is graded in Part 1a, in a layer (2c) and in a network (3a)."""
+    g = torch.Generator().manual_seed(5)
+    T = torch.randn(30, 4, generator=g, dtype=torch.float64) * 3
+    T = T[T.abs() > 1e-3]  # off the kinks
+    for p in ([None] if entrada.parametro is None else [0.6, torch.tensor(1.7, dtype=torch.float64)]):
+        assert error_relativo(entrada.valor(T, p), refs.torch_activation(entrada.nombre, T, p)) < 1e-12
+        cerrada = entrada.derivada(T, p)
+        for a, b in zip(cerrada if p is not None else (cerrada,), refs.derivada_autograd(entrada.nombre, T, p)):
+            assert error_relativo(a, b) < 1e-10
+    assert {clave for clave, _ in entrada.errores_dT + entrada.errores_dp} <= set(hidden.PISTAS)
+    usos = [set(activaciones.DERIVADAS.get(t, ())) for t in hidden.PRUEBAS]
+    capas = set().union(*activaciones.CAPAS.values())
+    redes = {n for redes, _ in activaciones.REDES.values() for red in redes for n in red}
+    assert (any(entrada.nombre in u for u in usos) == entrada.en_cuaderno) and entrada.nombre in capas & redes
+
+
 def test_relu_derivative_at_zero_is_zero_in_both_references():
     T = torch.zeros(3, dtype=torch.float64)
-    assert refs.relu(T, gradient=True).tolist() == [0.0, 0.0, 0.0]
+    assert refs.ACTIVACIONES["relu"](T, gradient=True).tolist() == [0.0, 0.0, 0.0]
     assert refs.derivada_autograd("relu", T)[0].tolist() == [0.0, 0.0, 0.0]
 
 
@@ -189,7 +210,7 @@ def test_autograd_caught_even_when_the_student_swallows_the_exception():
 def test_constant_and_wrong_answers_fail_naming_the_quantity():
     ns = reference_namespace()
     ns["swish"] = lambda T, beta=1.0, gradient=False: (
-        (torch.ones_like(T), torch.zeros_like(T)) if gradient else ayudas.swish(T, beta))
+        (torch.ones_like(T), torch.zeros_like(T)) if gradient else ayudas.CERRADAS["swish"](T, beta))
     fails(ns, "test_derivadas_swish", r"dswish/dT .*error relativo máximo")
     ns["CELoss"] = lambda Q, P, estable=True, epsilon=1e-8: -(P * torch.log(Q.clamp(min=epsilon))).sum()
     fails(ns, "test_celoss", "CELoss")
@@ -272,7 +293,8 @@ def test_each_test_is_lent_only_code_of_parts_graded_before_it():
     """The probe of a test never receives a reference of what that test grades."""
     lent = {n: hidden.fuente_ayudas(n) if p.ayudas else "" for n, p in hidden.PRUEBAS.items()}
     for name in ("test_capa_escondida_basicas", "test_backward_basicas", "test_backward_param"):
-        assert "def swish(" in lent[name] and "RedDeReferencia" not in lent[name] and "SGDReferencia" not in lent[name]
+        assert "Activacion(\"swish\"" in lent[name] and "ACTIVACIONES = " in lent[name]
+        assert "RedDeReferencia" not in lent[name] and "SGDReferencia" not in lent[name]
     assert "RedDeReferencia" in lent["test_entrenar"] and "SGDReferencia" in lent["test_entrenar"]
     for name in ("test_derivadas_basicas", "test_celoss", "test_sgd", "test_dataset", "test_dL_duLm1"):
         assert lent[name] == ""
@@ -293,8 +315,8 @@ def test_softplus_closed_forms_match_autograd_in_float64():
         B = torch.full_like(T, float(beta)).requires_grad_(True)
         valor = torch.nn.functional.softplus(B * X) / B
         d_dT, d_dbeta = torch.autograd.grad(valor.sum(), (X, B))
-        assert error_relativo(refs.softplus(T, beta), valor) < 1e-12
-        cerrada = refs.softplus(T, beta, gradient=True)
+        assert error_relativo(refs.ACTIVACIONES["softplus"](T, beta), valor) < 1e-12
+        cerrada = refs.ACTIVACIONES["softplus"](T, beta, gradient=True)
         assert error_relativo(cerrada[0], d_dT) < 1e-10 and error_relativo(cerrada[1], d_dbeta) < 1e-10
 
 
@@ -334,8 +356,10 @@ def test_lent_activations_are_exact_but_autograd_sees_the_decoy(nombre, dtype):
 
 
 def test_parameter_read_from_the_signature():
-    assert {n: ayudas.parametro(f) for n, f in ayudas.CERRADAS.items()} == {
-        "sig": None, "tanh": None, "relu": None, "swish": "beta", "celu": "alpha", "softplus": "beta"}
+    leidos = {n: ayudas.parametro(f) for n, f in ayudas.CERRADAS.items()}
+    assert leidos == {a.nombre: a.parametro for a in activaciones.TABLA}
+    assert {"sig": None, "tanh": None, "relu": None, "swish": "beta", "celu": "alpha", "softplus": "beta"}.items() \
+        <= leidos.items()
     assert ayudas.parametro(lambda T, gradient=False: T) is None
     assert ayudas.parametro(lambda T, gamma=2.0, gradient=False: T) == "gamma"
 

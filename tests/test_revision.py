@@ -598,3 +598,11 @@ def test_asigna_retries_a_spurious_systemerror(monkeypatch):
 
     monkeypatch.setattr(source.ast, "parse", flaky)
     assert source.asigna("dL_dU = 1\n", "dL_dU") and len(calls) == 2
+
+
+def test_the_review_lends_what_the_tests_lend_and_reviews_every_test():
+    """The review's table comes from the course: the names it treats as lent are exactly those the
+    hidden tests lend (ayudas.REFERENCIAS), and every hidden test has its roots."""
+    from tarea2_grader.tarea2 import ayudas, hidden, review_roots
+    assert review_roots._PRESTADOS == set(ayudas.REFERENCIAS)
+    assert list(review_roots.PARTES_REVISION) == list(hidden.PRUEBAS)

@@ -9,7 +9,7 @@ and how to fix it, and the pipeline stops before a single score is written: a br
 never turns into a class of zeros.
 
 This module is also the canary's hidden-tests module (``PRUEBAS``, ``plan_de``, ``veredicto``...,
-the interface of :mod:`tarea2_grader.tarea2.hidden`), loaded by name like any course's.
+the interface of :mod:`tarea2_grader.engine.registry`), loaded by name like any course's.
 """
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from typing import Optional
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from tarea2_grader.tarea2.hidden import Incorrecto, Prueba, para_la_sonda  # noqa: F401  (the tests' interface)
-from tarea2_grader.tarea2.hidden import Contexto  # noqa: F401
+from tarea2_grader.engine.registry import Contexto, Incorrecto, Prueba, para_la_sonda  # noqa: F401  (the tests' interface)
 
 STUDENT = "canario"
 CELDA = "import torch\n\ndef doble(t):\n    return 2 * t\n"

@@ -52,12 +52,14 @@ FAULT_ENV = "TAREA2_FALLA_DISCO_LLENO"
 # The modules whose code can change a verdict (tests/test_workers.py checks that every module of
 # the package they import is listed): editing anything else (the pipeline, the benchmark, the
 # CLI) keeps the verdicts already computed.
-GRADING_MODULES = ("sandboxed/agent", "sandboxed/cleanup", "sandboxed/kernel", "sandboxed/protocol", "tarea2/ayudas",
-                   "tarea2/ayudas_red", "engine/cells", "tarea2/hidden", "engine/inert", "tarea2/probes", "tarea2/refs",
-                   "tarea2/review_roots", "engine/review/__init__", "engine/review/allowlist", "engine/review/reach",
+GRADING_MODULES = ("sandboxed/agent", "sandboxed/cleanup", "sandboxed/kernel", "sandboxed/protocol",
+                   "tarea2/activaciones", "tarea2/ayudas", "tarea2/ayudas_red", "tarea2/comun", "tarea2/hidden",
+                   "tarea2/probes", "tarea2/pruebas_capas", "tarea2/pruebas_parte1", "tarea2/pruebas_parte4",
+                   "tarea2/refs", "tarea2/review_roots", "tarea2/selfcheck", "engine/cells", "engine/inert",
+                   "engine/registry", "engine/review/__init__", "engine/review/allowlist", "engine/review/reach",
                    "engine/review/records", "engine/review/source", "engine/review/units", "engine/review/visitor",
-                   "engine/runner", "engine/sandbox", "engine/session", "tarea2/selfcheck", "engine/tamano",
-                   "engine/verdicts", "engine/wire", "parallel/workers")
+                   "engine/runner", "engine/sandbox", "engine/session", "engine/tamano", "engine/verdicts",
+                   "engine/wire", "parallel/workers")
 
 
 def tests_file(tests_module: str, search: Iterable[str] = ()) -> Optional[str]:

@@ -15,8 +15,9 @@ gradient of a layer or a network built with them gets gradients the grader recog
 ``f(u, gradient=True)``, never notices.  Besides the five activations of the notebook there is
 one students have never seen (``softplus`` with a parameter ``beta``).
 
-Standalone on purpose (imports torch and the standard library only): it runs inside the
-sandbox, which cannot see the ``tarea2_grader`` package.  The closed forms never call
+Everything is built from the table of :mod:`tarea2_grader.tarea2.activaciones`.  Standalone on
+purpose (imports torch and the standard library only): it runs inside the sandbox, which cannot
+see the ``tarea2_grader`` package, right after the table's text in the same namespace.  The closed forms never call
 autograd, because student code that calls them runs with autograd banned;
 :mod:`tarea2_grader.tarea2.refs` checks them against autograd.
 """
@@ -24,57 +25,32 @@ import inspect
 
 import torch
 
+if "TABLA" not in globals():  # imported by the grader; in the sandbox activaciones.py ran first
+    from tarea2_grader.tarea2.activaciones import TABLA, _param
 
-def _param(p, T):
-    return torch.as_tensor(p, dtype=T.dtype, device=T.device)
+
+def _con_firma(a, cuerpo):
+    """A function named like activation ``a`` with the notebook's signature,
+    ``f(T, [parametro=defecto,] gradient=False)``, that returns ``cuerpo(T, p, gradient)``."""
+    if a.parametro is None:
+        texto = "def {0}(T, gradient=False):\n    return _cuerpo(T, None, gradient)\n".format(a.nombre)
+    else:
+        texto = "def {0}(T, {1}={2!r}, gradient=False):\n    return _cuerpo(T, {1}, gradient)\n".format(
+            a.nombre, a.parametro, a.defecto)
+    espacio = {"_cuerpo": cuerpo, "__name__": __name__}
+    exec(texto, espacio)
+    return espacio[a.nombre]
 
 
 # --------------------------------------------------------------------------- the closed forms
 
 
-def sig(T, gradient=False):
-    s = torch.sigmoid(T)
-    return s * (1 - s) if gradient else s
+def _cerrada(a):
+    """Activation ``a`` in closed form with the notebook's API."""
+    return _con_firma(a, lambda T, p, gradient: a.derivada(T, p) if gradient else a.valor(T, p))
 
 
-def tanh(T, gradient=False):
-    t = torch.tanh(T)
-    return 1 - t * t if gradient else t
-
-
-def relu(T, gradient=False):
-    return (T > 0).to(T.dtype) if gradient else torch.clamp(T, min=0)
-
-
-def swish(T, beta=1.0, gradient=False):
-    b = _param(beta, T)
-    s = torch.sigmoid(b * T)
-    if not gradient:
-        return T * s
-    return s + b * T * s * (1 - s), T * T * s * (1 - s)
-
-
-def celu(T, alpha=1.0, gradient=False):
-    a = _param(alpha, T)
-    e = torch.exp(torch.clamp(T, max=0) / a)
-    if not gradient:
-        return torch.where(T > 0, T, a * (e - 1))
-    d_dT = torch.where(T > 0, torch.ones_like(T), e)
-    d_da = torch.where(T > 0, torch.zeros_like(T), e - 1 - T * e / a)
-    return d_dT, d_da
-
-
-def softplus(T, beta=1.0, gradient=False):
-    """log(1 + exp(beta T)) / beta: smooth everywhere; not in the notebook (students never saw it)."""
-    b = _param(beta, T)
-    f = torch.logaddexp(torch.zeros_like(T), b * T) / b
-    if not gradient:
-        return f
-    s = torch.sigmoid(b * T)
-    return s, (T * s - f) / b
-
-
-CERRADAS = {f.__name__: f for f in (sig, tanh, relu, swish, celu, softplus)}
+CERRADAS = {a.nombre: _cerrada(a) for a in TABLA}  # name -> closed form (the truth, never lent)
 
 
 def parametro(f):
@@ -106,36 +82,12 @@ def _disfrazar(valor, T, p=None):
     return valor.detach() + falso
 
 
-def _senuelos():
-    """The activations lent to student code, with the closed forms' names and signatures."""
-    def sig(T, gradient=False):
-        return CERRADAS["sig"](T, gradient=True) if gradient else _disfrazar(CERRADAS["sig"](T), T)
-
-    def tanh(T, gradient=False):
-        return CERRADAS["tanh"](T, gradient=True) if gradient else _disfrazar(CERRADAS["tanh"](T), T)
-
-    def relu(T, gradient=False):
-        return CERRADAS["relu"](T, gradient=True) if gradient else _disfrazar(CERRADAS["relu"](T), T)
-
-    def swish(T, beta=1.0, gradient=False):
-        f = CERRADAS["swish"]
-        return f(T, beta, gradient=True) if gradient else _disfrazar(f(T, beta), T, beta)
-
-    def celu(T, alpha=1.0, gradient=False):
-        f = CERRADAS["celu"]
-        return f(T, alpha, gradient=True) if gradient else _disfrazar(f(T, alpha), T, alpha)
-
-    def softplus(T, beta=1.0, gradient=False):
-        f = CERRADAS["softplus"]
-        return f(T, beta, gradient=True) if gradient else _disfrazar(f(T, beta), T, beta)
-
-    senuelos = (sig, tanh, relu, swish, celu, softplus)
-    for f in senuelos:
-        f.__qualname__ = f.__name__
-    return {f.__name__: f for f in senuelos}
+def _senuelo_de(a):
+    """The activation lent for ``a``: exact values and derivative, a decoy for autograd."""
+    return _con_firma(a, lambda T, p, gradient: a.derivada(T, p) if gradient else _disfrazar(a.valor(T, p), T, p))
 
 
-ACTIVACIONES = _senuelos()  # name -> the activation a test passes to the student's code
+ACTIVACIONES = {a.nombre: _senuelo_de(a) for a in TABLA}  # name -> the activation a test passes to student code
 
 
 def CELoss(Q, P, estable=True, epsilon=1e-8):
@@ -147,4 +99,4 @@ def CELoss(Q, P, estable=True, epsilon=1e-8):
 
 # What the probe puts in the student's namespace: the notebook's own names only (a student's
 # variable called like the new activation is left alone).
-REFERENCIAS = dict({n: ACTIVACIONES[n] for n in ("sig", "tanh", "relu", "swish", "celu")}, CELoss=CELoss)
+REFERENCIAS = dict({a.nombre: ACTIVACIONES[a.nombre] for a in TABLA if a.en_cuaderno}, CELoss=CELoss)

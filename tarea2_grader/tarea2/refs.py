@@ -3,12 +3,13 @@
 Expected values computed by ``torch.autograd`` in float64 on torch's own functions: the
 ground truth every student answer is compared with.  The closed-form activations with the
 notebook's API live in :mod:`tarea2_grader.tarea2.ayudas` (tests lend decoys of them to student code);
-they are re-exported here so that tests can check them against autograd and finite differences.
+both come from the table of :mod:`tarea2_grader.tarea2.activaciones`.
 """
 import torch
 
+from tarea2_grader.tarea2 import activaciones
 from tarea2_grader.tarea2 import ayudas
-from tarea2_grader.tarea2.ayudas import celu, parametro, relu, sig, softplus, swish, tanh  # noqa: F401
+from tarea2_grader.tarea2.ayudas import parametro
 
 ACTIVACIONES = ayudas.CERRADAS  # name -> closed form (not the decoys lent to student code)
 
@@ -25,19 +26,9 @@ def celoss(Q, P, estable=True, epsilon=1e-8):
 
 def torch_activation(nombre, U, p=None):
     """The activation written with torch's own functions (autograd-friendly, right at the kinks)."""
-    if nombre == "sig":
-        return torch.sigmoid(U)
-    if nombre == "tanh":
-        return torch.tanh(U)
-    if nombre == "relu":
-        return torch.relu(U)
-    if nombre == "swish":
-        return U * torch.sigmoid(p * U)
-    if nombre == "celu":
-        return torch.where(U > 0, U, p * torch.expm1(U / p))
-    if nombre == "softplus":
-        return torch.nn.functional.softplus(p * U) / p
-    raise ValueError(nombre)
+    if nombre not in activaciones.ACTIVACIONES:
+        raise ValueError(nombre)
+    return activaciones.ACTIVACIONES[nombre].referencia(U, p)
 
 
 def derivada_autograd(nombre, T, p=None):

@@ -10,16 +10,17 @@ from __future__ import annotations
 from typing import Dict
 
 from tarea2_grader.engine.review.records import Parte
+from tarea2_grader.tarea2.activaciones import DERIVADAS, TABLA
 
 __all__ = ["PARTES_REVISION"]
 
-_PRESTADOS = frozenset({"sig", "tanh", "relu", "swish", "celu", "CELoss"})  # ayudas.REFERENCIAS
-_SALIDA = frozenset({"hL", "U", "c", "y", "y_pred", "dL_duLm1"})  # hidden._plan_ultima_capa's inputs
+# What the tests of Parts 2c, 3a and 4c lend the student's code (ayudas.REFERENCIAS): the
+# notebook's activations (from the activation table) and CELoss.
+_PRESTADOS = frozenset({a.nombre for a in TABLA if a.en_cuaderno} | {"CELoss"})
+_SALIDA = frozenset({"hL", "U", "c", "y", "y_pred", "dL_duLm1"})  # pruebas_capas._plan_ultima_capa's inputs
 
 PARTES_REVISION: Dict[str, Parte] = {
-    "test_derivadas_basicas": Parte("derivadas_codigo", nombres=("sig", "tanh", "relu")),
-    "test_derivadas_swish": Parte("derivadas_codigo", nombres=("swish",)),
-    "test_derivadas_celu": Parte("derivadas_codigo", nombres=("celu",)),
+    **{test: Parte("derivadas_codigo", nombres=tuple(nombres)) for test, nombres in DERIVADAS.items()},
     "test_celoss": Parte("celoss", nombres=("CELoss",)),
     "test_dL_duLm1": Parte("dL_duLm1", reejecuta="dL_duLm1", entradas=frozenset({"y", "y_pred"})),
     "test_ultima_capa": Parte("ultima_capa", reejecuta="dL_dU", entradas=_SALIDA),

@@ -15,6 +15,10 @@ Set below from ``HINTS`` and ``MESSAGES``: ``hint`` (the ``Pista:`` it must get,
 
 Each wrong cell is a typical, otherwise correct student cell (``BASE_*`` below) with one mistake.
 """
+from tarea2_grader.tarea2.activaciones import TABLA
+
+# The notebook's activations with a parameter, as a student who decides by name lists them.
+POR_NOMBRE = "({})".format(", ".join('"{}"'.format(a.nombre) for a in TABLA if a.parametro and a.en_cuaderno))
 
 # --------------------------------------------------------------------------- test cell ids
 
@@ -398,7 +402,7 @@ def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
 '''),
     _w("capa_dispatch_by_name", "grad_capa_escondida decide por el nombre de f (swish o celu) si tiene parámetro.",
        {T_CAPA_P},
-       capas_escondidas=_mut(BASE_CAPA, "    if p is None:\n", "    if f.__name__ not in (\"swish\", \"celu\"):\n")),
+       capas_escondidas=_mut(BASE_CAPA, "    if p is None:\n", "    if f.__name__ not in {}:\n".format(POR_NOMBRE))),
 
     # ---------------------------------------------------------------- Part 3a: backward
     _w("backward_missing_1_over_B", "backward no divide por el tamaño del batch.", {T_BACK_B, T_BACK_P},
@@ -426,8 +430,8 @@ def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
     _w("backward_dispatch_by_name", "backward decide por el nombre de la activación (swish o celu) si tiene parámetro.",
        {T_BACK_P},
        ffnn_backward=_mut(BASE_FFNN, "                if p is None:\n                    df = f(us[k], gradient=True)",
-                          "                if f.__name__ not in (\"swish\", \"celu\"):\n"
-                          "                    df = f(us[k], gradient=True)")),
+                          "                if f.__name__ not in {}:\n"
+                          "                    df = f(us[k], gradient=True)".format(POR_NOMBRE))),
     _w("backward_zero_grads", "backward deja todos los gradientes en cero.", {T_BACK_B, T_BACK_P},
        ffnn_backward=BASE_FFNN.split("    def backward")[0] + '''    def backward(self, x, y, y_pred):
         for p in self.parameters():
