@@ -329,3 +329,11 @@ def test_matplotlib_inline_as_in_colab_runs_and_shows_the_plot():
     assert not [o for o in outs[0] if o["output_type"] == "error"], outs[0]
     assert any("image/png" in o.get("data", {}) for o in outs[0]), [o.get("data", {}).keys() for o in outs[0]]
     assert any("definida" in o.get("text", "") for o in outs[0])
+
+
+def test_a_student_module_named_like_an_agent_file_is_the_students():
+    """The agent's own files (protocol, kernel, cleanup) sit beside it in the sandbox: a student who
+    writes a module of one of those names and imports it gets their own."""
+    sources = ["%%writefile {0}.py\nVALOR = '{0} del estudiante'\n".format(name) for name in ("kernel", "protocol", "cleanup")]
+    outs, _ = run(*sources, "import kernel, protocol, cleanup\nprint(kernel.VALOR, protocol.VALOR, cleanup.VALOR)")
+    assert "kernel del estudiante protocol del estudiante cleanup del estudiante" in text_of(outs[3]), outs[3]

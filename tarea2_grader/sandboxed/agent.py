@@ -45,6 +45,8 @@ else:  # inside the sandbox: the agent's files are bound side by side at /run/ta
     import cleanup
     import kernel
     import protocol
+    for _name in ("cleanup", "kernel", "protocol"):  # a student's own module of one of these names
+        del sys.modules[_name]                        # is theirs to import (this one keeps its refs)
 
 PROTO_FD = 3  # replaced by the "fd" of the agent's configuration
 
