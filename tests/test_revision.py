@@ -119,7 +119,8 @@ def test_parts_table_names_every_autograded_test():
 
 
 def test_module_does_not_import_torch():
-    codigo = ("import sys, tarea2_grader.engine.review.reach, tarea2_grader.tarea2.review_roots; "
+    """The review itself is torch-free (the course's table reads the activation table, which is not)."""
+    codigo = ("import sys, tarea2_grader.engine.review.reach; "
               "assert 'torch' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", codigo], cwd=str(ROOT), capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
