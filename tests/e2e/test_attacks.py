@@ -8,7 +8,7 @@ student).  Before grading, the course and the repository's grader, source/, rele
 are hashed; after grading, the tests check that
 
 * every attack earns 0 autograded points (its honest answers are the release stubs);
-* the honest student still earns all 72 autograded points, the untouched release 0, and
+* the honest student still earns all the autograded points, the untouched release 0, and
   grades.csv lists everyone;
 * no file of the repository or the course changed outside what grading writes, no file named
   ``PWNED_*`` exists under /tmp, /work or /root, and no process an attack started is alive;
@@ -36,11 +36,12 @@ from tarea2_grader.commands import pipeline
 from tarea2_grader.engine import sandbox
 from tarea2_grader.parallel import workers
 
+from tests.support import course_facts
 from tests.support.repo import ATTACKS_PY, REPO, SUBMISSIONS
 
 HONEST, EMPTY = "z_correcto", "z_vacio"
-AUTOGRADED_MAX = 72.0
-MANUAL_PENDING = 28.0
+AUTOGRADED_MAX = course_facts.autograded_points()
+MANUAL_PENDING = course_facts.manual_points()
 MARKER = "PWNED"
 WATCHED = ("/tmp", "/work", "/root")
 REPO_WATCHED = ("tarea2_grader", "source", "release", "nbgrader_config.py")

@@ -16,6 +16,7 @@ from tools import examples
 from tarea2_grader.commands import pipeline
 from tarea2_grader.commands.publicar import stale_cells
 
+from tests.support import course_facts
 from tests.support.repo import REPO, SUBMISSIONS
 
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
@@ -78,8 +79,8 @@ def test_release_is_fresh(course):
         "release/ está desactualizado (celdas {}): ejecute `make release` y haga commit".format(stale)
 
 
-def test_points_total_100():
-    assert sum(p for p, _ in grade_cells(SOURCE).values()) == 100
+def test_the_grader_reads_the_points_the_notebook_declares():
+    assert {gid: p for gid, (p, _) in grade_cells(SOURCE).items()} == course_facts.points()
 
 
 def test_reference_gets_every_autograded_point(graded):
@@ -90,7 +91,7 @@ def test_reference_gets_every_autograded_point(graded):
             assert auto is None, gid  # written answer: pending in formgrader, not 0
         else:
             assert auto == points_max, gid
-    assert rows["referencia"].total + rows["referencia"].pending_total == 100
+    assert rows["referencia"].total + rows["referencia"].pending_total == course_facts.total_points()
 
 
 def test_untouched_release_gets_zero(graded):

@@ -20,6 +20,7 @@ import pytest
 from tarea2_grader.sandboxed import agent
 from tarea2_grader.tarea2 import hidden
 from tarea2_grader.engine import runner
+from tests.support import course_facts
 from tests.support.grading import errors_of, run, text_of
 from tests.support.repo import ATTACKS_PY, SOURCE_NB as SOURCE
 
@@ -178,13 +179,13 @@ def test_autograd_past_the_traps_is_flagged_with_cell_and_line_and_keeps_what_th
     assert any(n.startswith("revisión: 3 parte(s) marcada(s)") for n in result.notas)
     # switched off, the same values earn the points: the review is what zeroes them
     points_off, _, _ = _graded(attack["cells"], static_review=False)
-    assert points_off["test_derivadas_basicas"] == 4
+    assert points_off["test_derivadas_basicas"] == course_facts.points()["test_derivadas_basicas"]
 
 
 def test_the_reference_is_never_flagged():
     nb = nbformat.read(SOURCE, as_version=4)
     result = runner.calificar(nb, 9, hasta_ultimo_test=True)
-    assert sum(result.puntos(nb).values()) == 72
+    assert sum(result.puntos(nb).values()) == course_facts.autograded_points()
     assert not any("revis" in n for n in result.notas), result.notas
 
 

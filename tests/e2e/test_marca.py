@@ -33,8 +33,10 @@ from tarea2_grader.commands import devolver
 from tools import examples
 from tarea2_grader.commands import pipeline
 
+from tests.support import course_facts
+
 FLAGGED, HONEST, FORMULA = "2001", "2002", "=2+3"
-AUTOGRADED_MAX = 72.0
+AUTOGRADED_MAX = course_facts.autograded_points()
 
 
 def _csv(course):

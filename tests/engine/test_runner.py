@@ -21,8 +21,11 @@ from tarea2_grader.engine import sandbox
 from tarea2_grader.engine.cells import reference_sources
 from tools.examples import edit_cells
 
+from tests.support import course_facts
 from tests.support.grading import errors_of, notebook, run, text_of
 from tests.support.repo import REPO, SOURCE_NB as SOURCE
+
+AUTOGRADED = course_facts.autograded_points()
 
 
 def test_bubblewrap_is_used_here():
@@ -138,7 +141,7 @@ def test_without_bubblewrap_grading_still_works_and_warns_in_spanish():
     nb = nbformat.read(SOURCE, as_version=4)
     result = runner.calificar(nb, 4, aislar=False, hasta_ultimo_test=True)
     assert not result.aislado
-    assert sum(result.puntos(nb).values()) == 72
+    assert sum(result.puntos(nb).values()) == AUTOGRADED
     sandbox._warned.clear()
     aviso = sandbox.aviso_sin_aislamiento()
     assert "bubblewrap" in aviso and "apt-get install bubblewrap" in aviso and "no está disponible" in aviso
@@ -259,13 +262,13 @@ def _reference_with(prefix_by_cell):
 def test_a_correct_notebook_ten_times_slower_than_the_reference_keeps_every_point():
     nb = nbformat.read(SOURCE, as_version=4)
     fast = runner.calificar(nb, 6, hasta_ultimo_test=True)
-    assert sum(fast.puntos(nb).values()) == 72 and 0 < fast.sandbox_s < 6, fast.sandbox_s
+    assert sum(fast.puntos(nb).values()) == AUTOGRADED and 0 < fast.sandbox_s < 6, fast.sandbox_s
     slow_cells = ("derivadas_codigo", "celoss", "capas_escondidas", "ffnn_backward", "sgd", "entrenar")
     pause = 10 * fast.sandbox_s / len(slow_cells)
     nb = _reference_with({gid: "import time\ntime.sleep({:.2f})".format(pause) for gid in slow_cells})
     slow = runner.calificar(nb, 6, hasta_ultimo_test=True)
     assert slow.sandbox_s >= 9 * fast.sandbox_s
-    assert sum(slow.puntos(nb).values()) == 72, slow.mensajes(nb)
+    assert sum(slow.puntos(nb).values()) == AUTOGRADED, slow.mensajes(nb)
 
 
 def test_a_student_under_every_limit_costs_at_most_the_budget_and_later_tests_say_why():
@@ -277,7 +280,7 @@ def test_a_student_under_every_limit_costs_at_most_the_budget_and_later_tests_sa
     result = runner.calificar(nb, 7, limits, hasta_ultimo_test=True)
     points, messages = result.puntos(nb), result.mensajes(nb)
     assert result.sandbox_s <= limits.budget + 2, result.sandbox_s
-    assert points["test_derivadas_basicas"] == 4  # graded while the budget lasted
+    assert points["test_derivadas_basicas"] == course_facts.points()["test_derivadas_basicas"]  # graded while the budget lasted
     assert points["test_entrenar"] == 0 and "presupuesto de 8 s" in messages["test_entrenar"]
     assert any("presupuesto de 8 s" in n for n in result.notas)
 

@@ -26,13 +26,14 @@ from tools import examples
 from tarea2_grader.commands import pipeline
 from tarea2_grader.engine import tamano
 
+from tests.support import course_facts
 from tests.support.repo import REPO
 
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
 MB = 1000 * 1000
 FILE_MB = 5
 EXTRA_CONFIG = "\nc.SizeLimits.file_mb = {}\nc.SizeLimits.archive_mb = 60\n".format(FILE_MB)
-FULL_MARKS = 72
+FULL_MARKS = course_facts.autograded_points()
 IMAGE = 3 * MB  # over the 2 MB per output
 
 

@@ -23,6 +23,7 @@ from tarea2_grader.tarea2 import refs
 from tools import examples
 from tarea2_grader.commands import pipeline
 
+from tests.support import course_facts
 from tests.support.repo import REPO
 
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
@@ -221,7 +222,7 @@ def test_rubrics_cover_the_whole_hand_graded_share():
     cells = source_cells()
     manual = [g for g, c in cells.items() if c.metadata["nbgrader"].get("grade") and c.metadata["nbgrader"].get("solution")]
     assert sorted(manual) == sorted(HAND_GRADED)
-    assert sum(sum(rubric_points(cells[g].source)) for g in HAND_GRADED) == 28
+    assert sum(sum(rubric_points(cells[g].source)) for g in HAND_GRADED) == course_facts.manual_points()
 
 
 def test_key_for_hidden_layers_accepts_the_derivative_written_through_h():

@@ -20,6 +20,7 @@ from tools import bench_ab
 from tools import bench_ab_lado
 from tools import bench_clase
 
+from tests.support import course_facts
 from tests.support.repo import REPO
 
 ROOT = Path(REPO)
@@ -282,6 +283,7 @@ def test_end_to_end_one_round_one_student(tmp_path):
     assert data["resumen"]["problemas"] == []
     for lado in bench_ab.LADOS:
         datos = data["rondas"][0]["lados"][lado]
-        assert datos["maximo"] == 72.0 and [f["puntos"] for f in datos["filas"]] == [72.0, 72.0]
+        full = course_facts.autograded_points()
+        assert datos["maximo"] == full and [f["puntos"] for f in datos["filas"]] == [full, full]
         assert all(f["sandbox_cpu"] > 0 and f["aislado"] for f in datos["filas"])
     assert "bench:ab:start" in doc.read_text()
