@@ -50,6 +50,7 @@ def devolver_output(graded_class):
     return run_devolver(graded_class)
 
 
+@pytest.mark.slow
 def test_feedback_zip_has_one_moodle_folder_per_student(graded_class, devolver_output):
     out = devolver_output
     path = os.path.join(graded_class.root, "devolucion", "retroalimentacion_moodle.zip")
@@ -75,6 +76,7 @@ def test_feedback_zip_has_one_moodle_folder_per_student(graded_class, devolver_o
     assert "sin corregir" in out and "1006" in out
 
 
+@pytest.mark.slow
 def test_grading_worksheet_in_moodle_import_format(graded_class, devolver_output):
     path = os.path.join(graded_class.root, "devolucion", "calificaciones_moodle.csv")
     with open(path, newline="", encoding="utf-8") as fh:

@@ -22,6 +22,8 @@ from tarea2_grader.commands import pipeline
 from tests.support.disguises import DISGUISES
 from tests.support.repo import load_submissions
 
+pytestmark = pytest.mark.slow
+
 WRONG, ALT = load_submissions("wrong", "informe"), load_submissions("alt_correct", "informe")
 
 HOSTILE = 'nota = "<script>window.PWNED=1</script><img src=x onerror=\\"window.PWNED=2\\">"\n'

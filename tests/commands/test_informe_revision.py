@@ -28,6 +28,8 @@ from tests.support.marca import FLAGGED_TESTS, POINTS, REPO, flagged_answers, ne
 from tarea2_grader import __main__ as cli
 from tarea2_grader.commands import pipeline
 
+pytestmark = pytest.mark.slow
+
 RESTORED, CONFIRMED, CLEAN = "2001", "=2+3", "2002"
 
 

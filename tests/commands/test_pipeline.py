@@ -68,11 +68,13 @@ def points_of_tests(course, student):
     return sum(v for k, v in auto_points(course, student).items() if k.startswith("test_") and v)
 
 
+@pytest.mark.slow
 def test_every_student_has_a_row(graded):
     course, expected, rows = graded
     assert sorted(rows) == sorted(expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", ["1001", "1002", "1003", "1004", "1005", "2001", "2002"])
 def test_autograded_points(graded, student):
     course, expected, rows = graded
@@ -80,6 +82,7 @@ def test_autograded_points(graded, student):
     assert rows[student].total == expected[student]
 
 
+@pytest.mark.slow
 def test_moodle_and_plain_layouts_and_renamed_files(graded):
     course, _, rows = graded
     for student in ("1001", "1002", "1003", "2001", "2002"):
@@ -88,6 +91,7 @@ def test_moodle_and_plain_layouts_and_renamed_files(graded):
     assert "borrador.ipynb" in rows["2001"].observations
 
 
+@pytest.mark.slow
 def test_lost_metadata_is_restored(graded):
     course, _, rows = graded
     assert "metadatos de nbgrader recuperados" in rows["1002"].observations
@@ -98,6 +102,7 @@ def test_lost_metadata_is_restored(graded):
     assert nb.nbformat_minor == 5 and "colab" not in nb.metadata
 
 
+@pytest.mark.slow
 def test_written_answer_is_pending_not_zero(graded):
     course, _, rows = graded
     assert auto_points(course, "1002")["explica_md"] is None
@@ -105,24 +110,28 @@ def test_written_answer_is_pending_not_zero(graded):
     assert rows["2002"].pending_total == 0  # untouched stub: no answer, 0 points
 
 
+@pytest.mark.slow
 def test_duplicated_test_cell_counts_once(graded):
     course, _, rows = graded
     assert "duplicadas" in rows["1003"].observations
     assert "test_cuadrado" in rows["1003"].observations
 
 
+@pytest.mark.slow
 def test_deleted_test_cell_is_put_back(graded):
     course, _, rows = graded
     assert "test_cuadrado" in rows["2001"].observations
     assert auto_points(course, "2001")["test_cuadrado"] == 2
 
 
+@pytest.mark.slow
 def test_infinite_loop_costs_one_cell(graded):
     course, _, rows = graded
     assert "tiempo" in rows["1004"].observations
     assert auto_points(course, "1004")["test_cuadrado"] == 2
 
 
+@pytest.mark.slow
 def test_a_cell_that_kills_its_process_costs_only_that_cell(graded):
     course, _, rows = graded
     assert "la celda suma hizo terminar el proceso" in rows["1005"].observations
@@ -130,12 +139,14 @@ def test_a_cell_that_kills_its_process_costs_only_that_cell(graded):
     assert auto_points(course, "1005")["test_suma"] == 0
 
 
+@pytest.mark.slow
 def test_non_json_file_gets_a_reason(graded):
     _, _, rows = graded
     assert "no es un notebook válido" in rows["1006"].observations
     assert rows["1006"].total == 0
 
 
+@pytest.mark.slow
 def test_grades_csv(graded):
     course, expected, _ = graded
     with open(os.path.join(course.root, "grades.csv"), encoding="utf-8") as fh:
@@ -153,6 +164,7 @@ def test_grades_csv(graded):
     assert len(set(seeds.values())) == len(seeds)  # drawn per student
 
 
+@pytest.mark.slow
 def test_notas_rebuilds_the_same_csv(graded):
     """``python -m tarea2_grader notas`` rewrites grades.csv from the gradebook and saved notes."""
     course, _, _ = graded
@@ -164,11 +176,13 @@ def test_notas_rebuilds_the_same_csv(graded):
         assert fh.read() == before
 
 
+@pytest.mark.slow
 def test_feedback_was_generated(graded):
     course, _, _ = graded
     assert os.path.exists(os.path.join(course.root, "feedback", "1001", "tarea2", "tarea2.html"))
 
 
+@pytest.mark.slow
 def test_student_wall_clock_limit_kills_the_sandbox(graded):
     """Past the per-student budget the rest of the notebook is not run: what finished counts, the
     rest scores 0 with a reason, and nothing of the student's is left running."""
@@ -182,6 +196,7 @@ def test_student_wall_clock_limit_kills_the_sandbox(graded):
     assert not leftover
 
 
+@pytest.mark.slow
 def test_a_pass_out_of_time_is_killed_and_the_next_pass_starts_a_new_process(graded):
     """nbgrader's pass is one process that serves pass after pass.  A pass past its limit is
     killed with everything it started, and the next pass gets a new process that grades."""
@@ -205,6 +220,7 @@ def test_a_pass_out_of_time_is_killed_and_the_next_pass_starts_a_new_process(gra
     assert not leftover
 
 
+@pytest.mark.slow
 def test_one_pass_process_grades_pass_after_pass(graded):
     course, expected, _ = graded
     args = pipeline.trusted_args(pipeline.trusted_settings(course, student_timeout=120))
@@ -244,6 +260,7 @@ def test_collector_patterns(tmp_path):
     assert plan.bad_ids == ["zip/José/tarea2.ipynb"]
 
 
+@pytest.mark.slow
 def test_repair_is_idempotent(fake_course_factory, tmp_path):
     course = fake_course_factory("repair")
     rel = os.path.join(course.root, "release", "tarea2", "tarea2.ipynb")
@@ -259,6 +276,7 @@ def test_repair_is_idempotent(fake_course_factory, tmp_path):
         assert json.load(fh)["nbformat_minor"] == 5
 
 
+@pytest.mark.slow
 def test_a_class_is_repaired_against_one_reading_of_the_release(fake_course_factory, tmp_path):
     """The release and source are read once for the whole class; no student's repair changes
     that reading, and a new release is read again."""
@@ -302,6 +320,7 @@ def test_tampering_is_reported_for_manual_review():
                      "revisar a mano: la celda sgd manipula módulos, builtins o el motor de autograd"]
 
 
+@pytest.mark.slow
 def test_grading_with_no_submissions_says_where_to_put_them(fake_course_factory, capsys):
     course = fake_course_factory("vacio")
     assert pipeline.grade(course) == []
@@ -310,6 +329,7 @@ def test_grading_with_no_submissions_says_where_to_put_them(fake_course_factory,
     assert not os.path.exists(course.path("grades.csv"))
 
 
+@pytest.mark.slow
 def test_a_corrupt_zip_is_set_aside_and_the_rest_graded(fake_course_factory, capsys):
     course = fake_course_factory("zip_roto")
     rel = course.path("release", "tarea2", "tarea2.ipynb")
@@ -331,6 +351,7 @@ def course_with_one_zip(fake_course_factory, name):
     return course
 
 
+@pytest.mark.slow
 def test_submissions_are_collected_while_the_gradebook_syncs(fake_course_factory, monkeypatch):
     course = course_with_one_zip(fake_course_factory, "recoger_a_la_vez")
     seen = []
@@ -347,6 +368,7 @@ def test_submissions_are_collected_while_the_gradebook_syncs(fake_course_factory
     assert seen == [True]
 
 
+@pytest.mark.slow
 def test_a_failed_sync_waits_for_the_collection_under_way(fake_course_factory, monkeypatch):
     course = course_with_one_zip(fake_course_factory, "recoger_y_fallar")
 

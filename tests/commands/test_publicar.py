@@ -94,6 +94,7 @@ def honest(tmp_path_factory):
     return root, publicar(root, "--repo", "profe/tarea2-publica")
 
 
+@pytest.mark.slow
 def test_honest_export_holds_the_release_notebook_and_a_readme_with_the_colab_link(honest):
     root, (status, out, err) = honest
     assert status == 0, err
@@ -109,6 +110,7 @@ def test_honest_export_holds_the_release_notebook_and_a_readme_with_the_colab_li
     assert sorted(os.listdir(root)) == ["nbgrader_config.py", "publicado", "release", "source"]
 
 
+@pytest.mark.slow
 def test_republishing_into_a_clone_keeps_its_git_and_without_repo_shows_the_link_pattern(honest):
     root, (status, _, err) = honest
     assert status == 0, err
@@ -199,6 +201,7 @@ def test_a_planted_leak_is_refused_and_nothing_is_exported(tmp_path, leak):
 
 # ---------------------------------------------------------------- stale release, unsafe destination
 
+@pytest.mark.slow
 def test_a_release_older_than_source_is_refused_not_regenerated(tmp_path):
     root = course_copy(str(tmp_path / "curso"))
     src = os.path.join(root, "source", "tarea2", "tarea2.ipynb")

@@ -15,6 +15,7 @@ import itertools
 import json
 
 import nbformat
+import pytest
 
 from tools import examples
 from tarea2_grader.commands import similitud
@@ -170,6 +171,7 @@ def test_disguises_change_the_text_but_keep_python_valid():
     assert sum(1 for p in reordered if p[3] != p[2]) >= len(reordered) // 3
 
 
+@pytest.mark.slow
 def test_every_planted_copy_ranks_above_every_pair_of_distinct_implementations():
     distinct = distinct_pairs()
     planted = [(gid, name, sim(gid, original, copy)) for gid, name, original, copy in PLANTS]
@@ -225,6 +227,7 @@ def test_an_untouched_release_shared_by_many_students_looks_like_nothing():
     assert all(sorted(res.cortas[gid]) == sorted(students) for gid in res.celdas)
 
 
+@pytest.mark.slow
 def test_partners_dismissals_and_earlier_years(tmp_path):
     copied = dict(WRONG.BASE_CELLS)
     copied["random_dataset"] = DISGUISES["todo"](ALT.CELLS["random_dataset"])
@@ -249,6 +252,7 @@ def test_partners_dismissals_and_earlier_years(tmp_path):
         ("antecedentes/Ana Perez_9001_assignsubmission_file_/tarea2.ipynb", "d", "sgd")]
 
 
+@pytest.mark.slow
 def test_only_pairs_sharing_a_fingerprint_are_compared(monkeypatch):
     """40 students with unrelated answers: the index avoids the 780 comparisons per cell."""
     names = sorted(n for n in dir(__import__("torch")) if n.islower() and n.isalpha())[:400]

@@ -39,6 +39,8 @@ from tarea2_grader.parallel import workers
 from tests.support import course_facts
 from tests.support.repo import ATTACKS_PY, REPO, SUBMISSIONS
 
+pytestmark = pytest.mark.slow
+
 HONEST, EMPTY = "z_correcto", "z_vacio"
 AUTOGRADED_MAX = course_facts.autograded_points()
 MANUAL_PENDING = course_facts.manual_points()

@@ -19,6 +19,8 @@ from tarea2_grader.commands.publicar import stale_cells
 from tests.support import course_facts
 from tests.support.repo import REPO, SUBMISSIONS
 
+pytestmark = pytest.mark.slow
+
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
 RELEASE = os.path.join(REPO, "release", "tarea2", "tarea2.ipynb")
 ALT = os.path.join(SUBMISSIONS, "alt_correct.py")

@@ -24,6 +24,8 @@ from tests.support import course_facts
 from tests.support.grading import errors_of, run, text_of
 from tests.support.repo import ATTACKS_PY, SOURCE_NB as SOURCE
 
+pytestmark = pytest.mark.slow
+
 
 def _attacks_module():
     spec = importlib.util.spec_from_file_location("tarea2_attacks_b", ATTACKS_PY)

@@ -36,6 +36,8 @@ from tarea2_grader.engine import runner
 from tarea2_grader.engine import sandbox
 from tarea2_grader.parallel import workers as parallel
 
+pytestmark = pytest.mark.slow
+
 HONEST = "1001"
 
 

@@ -35,6 +35,8 @@ from tarea2_grader.commands import pipeline
 
 from tests.support import course_facts
 
+pytestmark = pytest.mark.slow
+
 FLAGGED, HONEST, FORMULA = "2001", "2002", "=2+3"
 AUTOGRADED_MAX = course_facts.autograded_points()
 

@@ -33,6 +33,8 @@ from tools import examples
 from tarea2_grader.commands import pipeline
 from tarea2_grader.commands import servidor
 
+pytestmark = pytest.mark.slow
+
 TOKEN = "token-de-prueba-navegador"
 STUDENT = "atacante"
 ANSWER_TEXT = "Mi respuesta escrita: la derivada de relu es un escalón"

@@ -26,6 +26,8 @@ from tests.support.grading import grade_many
 from tests.support.repo import REPO, SUBMISSIONS as SUBMISSIONS_DIR
 from tarea2_grader.engine import cells as nbcells
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(REPO)
 SOURCE_NB = ROOT / "source" / "tarea2" / "tarea2.ipynb"
 RELEASE_NB = ROOT / "release" / "tarea2" / "tarea2.ipynb"

@@ -91,6 +91,7 @@ def test_a_crashing_cell_costs_only_itself():
     assert any("hizo terminar el proceso" in n for n in result.notas)
 
 
+@pytest.mark.slow
 def test_a_looping_cell_is_stopped_and_the_state_before_it_kept():
     t0 = time.monotonic()
     outs, result = run("a = 1", "a = 2\nwhile True:\n    pass", "print('a =', a)", cell_timeout=2)
@@ -99,6 +100,7 @@ def test_a_looping_cell_is_stopped_and_the_state_before_it_kept():
     assert "a = 1" in text_of(outs[2])
 
 
+@pytest.mark.slow
 def test_memory_is_capped_per_process():
     outs, _ = run("import torch\nx = torch.empty(2_000_000_000, dtype=torch.uint8)\nx.fill_(1)",
                   "print('sigo vivo')", memory_mb=512)
@@ -126,6 +128,7 @@ def test_a_warm_sandbox_forgets_the_previous_student():
     assert "False False False False []" in text_of(outputs)
 
 
+@pytest.mark.slow
 def test_a_looping_call_fails_its_test_within_seconds_and_nothing_else():
     sgd = reference_sources(SOURCE)["sgd"].replace("def step(self):", "def step(self):\n        while True:\n            pass")
     nb = edit_cells(nbformat.read(SOURCE, as_version=4), {"sgd": sgd})
@@ -137,6 +140,7 @@ def test_a_looping_call_fails_its_test_within_seconds_and_nothing_else():
     assert {k for k, v in points.items() if v == 0} == {"test_sgd"}
 
 
+@pytest.mark.slow
 def test_without_bubblewrap_grading_still_works_and_warns_in_spanish():
     nb = nbformat.read(SOURCE, as_version=4)
     result = runner.calificar(nb, 4, aislar=False, hasta_ultimo_test=True)
@@ -181,6 +185,7 @@ def test_untrusted_outputs_become_valid_nbformat(reply):
     nbformat.validate(nb)
 
 
+@pytest.mark.slow
 def test_an_sgd_step_that_ends_the_process_loses_only_the_sgd_test():
     """os._exit in SGD.step is reached from the visible check, the hidden test and the training
     cells: those cells and test_sgd lose, every other test (test_entrenar uses a lent optimizer) keeps."""
@@ -196,6 +201,7 @@ def test_an_sgd_step_that_ends_the_process_loses_only_the_sgd_test():
     assert {"chequeo_sgd", "chequeo_entrenar", "graficos"} <= crashed
 
 
+@pytest.mark.slow
 def test_one_loop_costs_one_full_limit_and_then_every_cell_gets_the_short_one():
     outputs, result = run("def atascada():\n    while True:\n        pass",
                           "atascada()", "atascada()", "print('sigo')", "atascada()",
@@ -227,6 +233,7 @@ def test_cells_share_one_process_until_one_fails_and_the_state_is_rebuilt():
     assert new_pid != text_of(outs[0]).strip() and value == "4"
 
 
+@pytest.mark.slow
 def test_a_cell_that_behaves_differently_when_run_again_is_left_out_with_a_note():
     first = ("import os\nif os.path.exists('ya_corri'):\n    while True:\n        pass\n"
              "open('ya_corri', 'w').write('x')\nb = 5")
@@ -237,6 +244,7 @@ def test_a_cell_that_behaves_differently_when_run_again_is_left_out_with_a_note(
     assert any("no terminó al ejecutarse de nuevo" in n for n in result.notas)
 
 
+@pytest.mark.slow
 def test_a_notebook_that_keeps_ending_its_process_is_bounded_and_the_next_student_is_fine():
     t0 = time.monotonic()
     outs, result = run(*(["x = 1"] + ["import os\nos._exit(1)"] * 20 + ["print(x)"]))
@@ -259,6 +267,7 @@ def _reference_with(prefix_by_cell):
                       {gid: code + "\n" + ref[gid] for gid, code in prefix_by_cell.items()})
 
 
+@pytest.mark.slow
 def test_a_correct_notebook_ten_times_slower_than_the_reference_keeps_every_point():
     nb = nbformat.read(SOURCE, as_version=4)
     fast = runner.calificar(nb, 6, hasta_ultimo_test=True)
@@ -271,6 +280,7 @@ def test_a_correct_notebook_ten_times_slower_than_the_reference_keeps_every_poin
     assert sum(slow.puntos(nb).values()) == AUTOGRADED, slow.mensajes(nb)
 
 
+@pytest.mark.slow
 def test_a_student_under_every_limit_costs_at_most_the_budget_and_later_tests_say_why():
     """Every answer cell just under the cell limit: the budget ends it, not 256 s of limits."""
     limits = sandbox.Limites(cell_timeout=3, test_timeout=3, budget=8)
@@ -285,6 +295,7 @@ def test_a_student_under_every_limit_costs_at_most_the_budget_and_later_tests_sa
     assert any("presupuesto de 8 s" in n for n in result.notas)
 
 
+@pytest.mark.slow
 def test_a_notebook_that_keeps_ending_its_process_is_bounded_by_the_budget():
     """Each crash rebuilds the state by running the finished cells again: that is charged too."""
     slow = "import time\ntime.sleep(1.5)\nx = 1"

@@ -269,12 +269,14 @@ def auto_points(course, student):
         return sum(g.auto_score or 0 for g in sub.grades)
 
 
+@pytest.mark.slow
 def test_the_honest_classmate_keeps_full_marks(graded):
     course, rows, csv_rows = graded
     assert auto_points(course, "9001") == FULL_MARKS
     assert float(csv_rows["9001"]["total"]) == FULL_MARKS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", ["9002", "9003"])
 def test_huge_outputs_and_attachments_cost_no_point_and_stay_under_the_caps(graded, student):
     course, rows, csv_rows = graded
@@ -284,6 +286,7 @@ def test_huge_outputs_and_attachments_cost_no_point_and_stay_under_the_caps(grad
     assert "por tamaño" in csv_rows[student]["observaciones"]
 
 
+@pytest.mark.slow
 def test_huge_images_become_notes_in_the_autograded_notebook_and_feedback(graded):
     course, _, _ = graded
     nb = nbformat.read(course.autograded_nb("9002"), as_version=4)
@@ -295,6 +298,7 @@ def test_huge_images_become_notes_in_the_autograded_notebook_and_feedback(graded
         assert note in fh.read()
 
 
+@pytest.mark.slow
 def test_a_huge_attachment_becomes_a_note_in_its_cell(graded):
     course, _, _ = graded
     nb = nbformat.read(course.autograded_nb("9003"), as_version=4)
@@ -303,6 +307,7 @@ def test_a_huge_attachment_becomes_a_note_in_its_cell(graded):
     assert "(adjunto 'g.png' de 3 MB omitido: supera el límite de 2 MB por adjunto)" in cell.source
 
 
+@pytest.mark.slow
 def test_a_zip_bomb_is_refused_in_that_students_row(graded):
     course, rows, csv_rows = graded
     row = csv_rows["9004"]
@@ -313,6 +318,7 @@ def test_a_zip_bomb_is_refused_in_that_students_row(graded):
     assert extracted < 10 * MB
 
 
+@pytest.mark.slow
 def test_an_oversized_file_is_refused_in_that_students_row(graded):
     course, rows, csv_rows = graded
     row = csv_rows["9005"]

@@ -13,6 +13,7 @@ def run(code: str) -> str:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
 
+@pytest.mark.slow
 def test_nbgrader_imports_without_building_the_grammars():
     out = run("import sys, tarea2_grader\n"
               "from nbgrader.apps.nbgraderapp import main\n"
@@ -21,12 +22,14 @@ def test_nbgrader_imports_without_building_the_grammars():
     assert out.strip() == "False"
 
 
+@pytest.mark.slow
 def test_without_the_stand_in_the_grammars_are_built():
     # the same imports without tarea2_grader: what the first test guards against does happen
     out = run("import sys\nimport nbformat, jsonschema\nprint('syntax_helpers' in ' '.join(sys.modules))")
     assert out.strip() == "True"
 
 
+@pytest.mark.slow
 def test_iri_format_still_validated():
     out = run("import tarea2_grader, jsonschema\n"
               "fc = jsonschema.FormatChecker()\n"
@@ -35,6 +38,7 @@ def test_iri_format_still_validated():
     assert out.split() == ["True", "True", "False"]
 
 
+@pytest.mark.slow
 def test_nbgrader_command_line_through_the_launcher(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tarea2_grader.integration.nbgrader_cli", "--version"], cwd=tmp_path,
                           capture_output=True, text=True)
@@ -42,6 +46,7 @@ def test_nbgrader_command_line_through_the_launcher(tmp_path):
     assert "nbgrader version" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_a_new_gradebook_gets_the_revision_alembic_reports(tmp_path):
     """The in-process revision is the one nbgrader's `alembic heads` process prints, and a
     gradebook created through the launcher records it, as plain nbgrader's does."""

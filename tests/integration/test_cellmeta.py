@@ -162,6 +162,7 @@ def test_course_config_keeps_nbgraders_lists_with_the_cached_check():
     assert issubclass(import_item(cfg.Autograde.sanitize_preprocessors[-1]), CheckCellMetadata)
 
 
+@pytest.mark.slow
 def test_sanitized_notebook_uses_the_course_list(graded_class, monkeypatch):
     """pipeline.sanitized_notebook (the coordinator's pass) runs the configured check."""
     seen = []

@@ -75,6 +75,7 @@ def plot_cell_outputs(course):
     return [c for c in nb.cells if (c.metadata.get("nbgrader") or {}).get("grade_id") == "grafico"][0].outputs
 
 
+@pytest.mark.slow
 def test_a_loop_after_the_last_test_costs_nothing_and_the_plot_is_shown(course_with_a_plot_cell):
     course = course_with_a_plot_cell
     rows = {r.student: r for r in pipeline.grade(course, student_timeout=120, quiet=True)}
@@ -90,6 +91,7 @@ def test_a_loop_after_the_last_test_costs_nothing_and_the_plot_is_shown(course_w
     assert "pérdida final 0.12" in page and "onerror" not in page
 
 
+@pytest.mark.slow
 def test_rerun_after_last_test_runs_those_cells_again(course_with_a_plot_cell):
     course = course_with_a_plot_cell
     rows = {r.student: r for r in pipeline.grade(

@@ -17,6 +17,8 @@ from tarea2_grader.integration import resumen
 
 from tests.support.graded_class import EVIL_NAME
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def course(graded_class):

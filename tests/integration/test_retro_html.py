@@ -74,6 +74,7 @@ def test_the_fast_path_matches_this_nbconvert():
     assert retro_html.stock_method_known()
 
 
+@pytest.mark.slow
 def test_the_course_config_uses_it_with_the_html_exporter_settings(graded_class):
     cfg = pipeline.load_config(pipeline.Course(REPO))
     assert cfg.GenerateFeedback.exporter_class == MINE
@@ -82,6 +83,7 @@ def test_the_course_config_uses_it_with_the_html_exporter_settings(graded_class)
     assert exporter.sanitize_html is True and exporter.template_name == "feedback"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", GRADED)
 def test_graded_class_pages_are_the_stock_pages(graded_class, student):
     stock, _ = render_feedback(graded_class, student, STOCK)
@@ -91,6 +93,7 @@ def test_graded_class_pages_are_the_stock_pages(graded_class, student):
     assert_same_tree(stock, mine)
 
 
+@pytest.mark.slow
 def test_pages_nbgrader_wrote_are_the_stock_pages(graded_class):
     """The feedback the class got (nbgrader generate_feedback, the course config) is the stock page."""
     with open(graded_class.path("feedback", "1003", "tarea2", "tarea2.html"), encoding="utf-8") as fh:
@@ -100,6 +103,7 @@ def test_pages_nbgrader_wrote_are_the_stock_pages(graded_class):
     assert_same_tree(stock, written)
 
 
+@pytest.mark.slow
 def test_image_outputs_without_alt_get_nbconverts_text_from_the_template(graded_class):
     nb = with_image_outputs(autograded(graded_class, "1003"))
     stock, _ = render_feedback(graded_class, "1003", STOCK, nb)
@@ -111,6 +115,7 @@ def test_image_outputs_without_alt_get_nbconverts_text_from_the_template(graded_
     assert_same_tree(stock, mine)
 
 
+@pytest.mark.slow
 def test_raw_markdown_image_without_alt_gets_the_stock_pass(graded_class):
     nb = autograded(graded_class, "1004")
     nb.cells.append(new_markdown_cell('Así quedó: <img src="grafico.png" width="200">'))
@@ -121,6 +126,7 @@ def test_raw_markdown_image_without_alt_gets_the_stock_pass(graded_class):
     assert_same_tree(stock, mine)
 
 
+@pytest.mark.slow
 def test_jp_notebook_markup_gets_the_stock_pass(graded_class):
     """nbconvert makes jp-Notebook inputs and outputs focusable; a class spelled with a character
     reference counts too."""
@@ -134,6 +140,7 @@ def test_jp_notebook_markup_gets_the_stock_pass(graded_class):
     assert_same_tree(stock, mine)
 
 
+@pytest.mark.slow
 def test_svg_output_gets_the_stock_pass(graded_class):
     """The template writes an SVG output as an <img> it gives no alt (no metadata for it)."""
     nb = autograded(graded_class, "1001")
@@ -182,6 +189,7 @@ def test_the_check_finds_whatever_the_stock_pass_changes(snippet, changed, needs
     assert retro_html.page_needs_stock_pass(page) == needs
 
 
+@pytest.mark.slow
 def test_another_nbconvert_gets_the_stock_method(graded_class, monkeypatch):
     monkeypatch.setattr(retro_html, "_stock_known", [False])
     nb = with_image_outputs(autograded(graded_class, "1003"))

@@ -100,6 +100,7 @@ def new_pages(course, notebooks):
     return [render(course, coursedir, exporter, student, nb) for student, nb in notebooks], exporter
 
 
+@pytest.mark.slow
 def test_the_course_config_uses_the_batched_reads_and_the_memo(graded_class):
     from tests.support.repo import REPO
     cfg = pipeline.load_config(pipeline.Course(REPO))
@@ -109,6 +110,7 @@ def test_the_course_config_uses_the_batched_reads_and_the_memo(graded_class):
     assert isinstance(exporter, FeedbackHTMLExporter) and exporter.memoize is True
 
 
+@pytest.mark.slow
 def test_hostile_class_pages_are_the_same_bytes(graded_class, monkeypatch):
     notebooks = class_notebooks(graded_class)
     sanitized = count_sanitizing(monkeypatch)
@@ -125,6 +127,7 @@ def test_hostile_class_pages_are_the_same_bytes(graded_class, monkeypatch):
     assert before[0] != before[1] and PNG_B in before[0] and PNG_A in before[1]  # attachments differ
 
 
+@pytest.mark.slow
 def test_pages_nbgrader_wrote_are_the_old_pages(graded_class):
     """The class's feedback files (one nbgrader generate_feedback process, the course config)."""
     notebooks = [(s, nbformat.read(graded_class.autograded_nb(s), as_version=4)) for s in GRADED]
@@ -133,6 +136,7 @@ def test_pages_nbgrader_wrote_are_the_old_pages(graded_class):
             assert fh.read() == old, student
 
 
+@pytest.mark.slow
 def test_a_memo_keyed_on_the_source_alone_is_caught(graded_class, monkeypatch):
     """The comparison above fails if the highlight memo ignores the lexer and magics."""
     notebooks = class_notebooks(graded_class)
@@ -143,6 +147,7 @@ def test_a_memo_keyed_on_the_source_alone_is_caught(graded_class, monkeypatch):
     assert any(old != new for old, new in zip(before, now))
 
 
+@pytest.mark.slow
 def test_a_memo_that_ignores_attachments_is_caught(graded_class, monkeypatch):
     notebooks = class_notebooks(graded_class)
     before = old_pages(graded_class, notebooks)
@@ -235,6 +240,7 @@ def counting_queries():
     return statements, lambda: event.remove(Engine, "before_cursor_execute", before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", GRADED)
 def test_batched_grades_write_what_get_grades_writes(graded_class, student):
     from nbgrader.preprocessors import GetGrades
@@ -253,6 +259,7 @@ def test_batched_grades_write_what_get_grades_writes(graded_class, student):
     assert batched_queries < stock_queries
 
 
+@pytest.mark.slow
 def test_batched_grades_raise_what_get_grades_raises(graded_class):
     from nbgrader.api import MissingEntry
     from nbgrader.preprocessors import GetGrades
@@ -272,6 +279,7 @@ def test_batched_grades_raise_what_get_grades_raises(graded_class):
     assert errors[:2] == errors[2:]
 
 
+@pytest.mark.slow
 def test_batched_grades_follow_nbgraders_own_where_its_code_is_unknown(graded_class, monkeypatch):
     from nbgrader.preprocessors import GetGrades
     stock = run_get_grades(graded_class, "1003", GetGrades)
@@ -279,6 +287,7 @@ def test_batched_grades_follow_nbgraders_own_where_its_code_is_unknown(graded_cl
     assert run_get_grades(graded_class, "1003", resumen.BatchedGetGrades) == stock
 
 
+@pytest.mark.slow
 def test_the_process_gradebook_reads_each_student_afresh(graded_class):
     """A score changed in the gradebook (formgrader) between two pages shows on the second one:
     the process keeps one gradebook, not what it read for the earlier students."""
@@ -311,6 +320,7 @@ def test_the_process_gradebook_reads_each_student_afresh(graded_class):
     assert with_summary.cells[0].source == summary
 
 
+@pytest.mark.slow
 def test_source_cells_are_parsed_again_when_the_file_changes(graded_class, tmp_path):
     import shutil
     path = str(tmp_path / "fuente.ipynb")
@@ -339,6 +349,7 @@ class BreakNotebook:
         return nb, resources
 
 
+@pytest.mark.slow
 def test_validation_is_skipped_only_after_preprocessors_that_keep_a_notebook_valid(graded_class):
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
@@ -358,6 +369,7 @@ def test_validation_is_skipped_only_after_preprocessors_that_keep_a_notebook_val
     assert not exporter.keeps_valid(CSSSubclass()) and not exporter.keeps_valid(resumen.ResumenCorreccion())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["first", "last"])
 def test_a_preprocessor_that_breaks_the_notebook_still_fails_the_page(graded_class, where):
     """nbconvert's validation still runs after any other preprocessor, first or last."""
@@ -371,6 +383,7 @@ def test_a_preprocessor_that_breaks_the_notebook_still_fails_the_page(graded_cla
         render(graded_class, coursedir, exporter, "1001", nb)
 
 
+@pytest.mark.slow
 def test_skipping_needs_a_validation_that_passed_in_the_same_run(graded_class):
     """Where the validation before failed (here: never ran), the next one is not skipped."""
     from tarea2_grader.integration.pauta import RemoveRubricCells
@@ -383,6 +396,7 @@ def test_skipping_needs_a_validation_that_passed_in_the_same_run(graded_class):
     assert exporter.validations_skipped == 0
 
 
+@pytest.mark.slow
 def test_the_process_gradebook_reads_a_replaced_file(graded_class, tmp_path):
     """A gradebook file replaced between two students (a restored backup) is the one read next."""
     import shutil

@@ -148,6 +148,7 @@ def twin_courses(fake_course_factory, tmp_path_factory):
     return stock, ours
 
 
+@pytest.mark.slow
 def test_a_pass_writes_what_nbgraders_preprocessors_write(twin_courses):
     stock, ours = twin_courses
     before = dump(stock)
@@ -205,6 +206,7 @@ def add_task_cell(course, name="tarea_md"):
         gb.add_submission("tarea2", TASK_STUDENT)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", ["s01", TASK_STUDENT, "nadie"])
 def test_lookups_answer_what_nbgraders_queries_answer(twin_courses, tmp_path, student):
     course = copy_of(twin_courses[0], tmp_path, "lookups")
@@ -227,6 +229,7 @@ def test_lookups_answer_what_nbgraders_queries_answer(twin_courses, tmp_path, st
         assert {"Grade", "Comment"} <= seen
 
 
+@pytest.mark.slow
 def test_lookups_return_the_sessions_own_objects(twin_courses):
     url = "sqlite:///" + twin_courses[1].path("gradebook.db")
     with NotebookLookupGradebook(url) as gb:
@@ -254,6 +257,7 @@ def sql_statements(target=None):
         event.remove(target, "before_cursor_execute", seen)
 
 
+@pytest.mark.slow
 def test_lookups_make_one_query_per_notebook(twin_courses):
     url = "sqlite:///" + twin_courses[1].path("gradebook.db")
     counts = {}
@@ -268,6 +272,7 @@ def test_lookups_make_one_query_per_notebook(twin_courses):
     assert counts[NotebookLookupGradebook] == 2
 
 
+@pytest.mark.slow
 def test_shared_engine_is_built_by_nbgrader_once_per_database(tmp_path):
     sharedgb.forget_engines()
     url = "sqlite:///" + str(tmp_path / "nueva.db")
@@ -300,6 +305,7 @@ def test_shared_engine_is_built_by_nbgrader_once_per_database(tmp_path):
     sharedgb.forget_engines()
 
 
+@pytest.mark.slow
 def test_a_new_database_file_is_set_up_by_nbgrader_again(tmp_path):
     sharedgb.forget_engines()
     path = tmp_path / "libro.db"
@@ -317,6 +323,7 @@ def test_a_new_database_file_is_set_up_by_nbgrader_again(tmp_path):
     sharedgb.forget_engines()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
 def test_in_memory_databases_are_never_shared(url):
     with SharedEngineGradebook(url) as first:
@@ -345,6 +352,7 @@ def run_preprocessor(cls, course, student, nb, caplog):
     return error, out, [line.replace("preprocessor: Shared", "preprocessor: ") for line in lines]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stock, shared", PAIRS, ids=[p[0].__name__ for p in PAIRS])
 @pytest.mark.parametrize("student", sorted(STUDENTS))
 def test_each_preprocessor_does_what_nbgraders_does(twin_courses, tmp_path, caplog, stock, shared, student):
@@ -380,6 +388,7 @@ def test_course_config_uses_the_shared_preprocessors_in_nbgraders_places():
         assert positions == sorted(positions)
 
 
+@pytest.mark.slow
 def test_missing_entry_is_nbgraders(twin_courses):
     url = "sqlite:///" + twin_courses[1].path("gradebook.db")
     with NotebookLookupGradebook(url) as gb:
@@ -395,6 +404,7 @@ def statements_of(cls, course, student, nb, caplog):
     return statements
 
 
+@pytest.mark.slow
 def test_save_auto_grades_loads_no_row_again_after_each_commit(twin_courses, tmp_path, caplog):
     """nbgrader commits after every grade and comment; after a commit the shared gradebook's rows
     stay loaded, so the only row queries are the two lookups (grades, comments) of the notebook."""
@@ -437,6 +447,7 @@ def init_assignments(course, students):
     return built.call_count
 
 
+@pytest.mark.slow
 def test_converter_gradebooks_share_one_engine_and_write_what_nbgraders_write(fake_course_factory, tmp_path,
                                                                                monkeypatch):
     from nbgrader.converters import autograde

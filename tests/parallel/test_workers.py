@@ -82,12 +82,14 @@ def sequential(fake_course_factory):
     return course
 
 
+@pytest.mark.slow
 def test_sequential_grades_are_right(sequential):
     for student, points in EXPECTED.items():
         assert sum(v or 0 for v in auto_points(sequential, student).values()) == points, student
     assert "no es un notebook" in grades_csv(sequential) or "no es JSON" in grades_csv(sequential)
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_same_grades_and_fill_the_cache(sequential, fake_course_factory):
     course = new_class(fake_course_factory, "paralelo", seeds_from=sequential)
     pipeline.grade(course, student_timeout=120, quiet=True, workers=2)
@@ -99,6 +101,7 @@ def test_two_workers_give_the_same_grades_and_fill_the_cache(sequential, fake_co
     assert set(cache_entries(course)) == set(EXPECTED)
 
 
+@pytest.mark.slow
 def test_gradebook_passes_during_grading_give_the_same_grades(sequential, fake_course_factory):
     """nbgrader's pass runs on the students already graded while the workers grade the rest (in
     batches of 2 here): the gradebook and grades.csv are those of the single pass at the end."""
@@ -136,6 +139,7 @@ def test_gradebook_passes_during_grading_give_the_same_grades(sequential, fake_c
     assert pipeline.passed_from_cache(course) == set(EXPECTED)
 
 
+@pytest.mark.slow
 def test_a_dask_cluster_gives_the_same_grades(sequential, fake_course_factory):
     from distributed import LocalCluster
     course = new_class(fake_course_factory, "dask", seeds_from=sequential)
@@ -149,6 +153,7 @@ def test_a_dask_cluster_gives_the_same_grades(sequential, fake_course_factory):
     assert graded_by and me not in graded_by, "the jobs ran in this process, not on the cluster's workers"
 
 
+@pytest.mark.slow
 def test_interrupted_grading_resumes_without_regrading(sequential, fake_course_factory, monkeypatch):
     course = new_class(fake_course_factory, "reanudar", seeds_from=sequential)
     cmd = [sys.executable, "-m", "tarea2_grader", "grade", "--course", course.root, "--workers", "1",
@@ -182,6 +187,7 @@ def test_interrupted_grading_resumes_without_regrading(sequential, fake_course_f
     assert grades_csv(course) == grades_csv(sequential)
 
 
+@pytest.mark.slow
 def test_a_worker_failure_costs_time_not_points(sequential, fake_course_factory, monkeypatch):
     course = new_class(fake_course_factory, "fallo", seeds_from=sequential)
     real = parallel.grade_job
@@ -197,6 +203,7 @@ def test_a_worker_failure_costs_time_not_points(sequential, fake_course_factory,
     assert pipeline.passed_from_cache(course) == set(EXPECTED) - {"1001", "1003"}
 
 
+@pytest.mark.slow
 def test_the_key_changes_with_everything_that_can_change_a_verdict(sequential):
     nb = pipeline.sanitized_notebook(sequential, "1001")
     limits = sandbox.Limites(cell_timeout=4, test_timeout=4)
@@ -217,6 +224,7 @@ def test_the_key_changes_with_everything_that_can_change_a_verdict(sequential):
     assert key not in changed.values() and len(set(changed.values())) == len(changed)
 
 
+@pytest.mark.slow
 def test_nbgrader_finds_the_key_the_coordinator_computed(sequential):
     """The coordinator's copy of nbgrader's sanitizing gives the very key TrustedExecute computes."""
     assert set(cache_entries(sequential)) == set(EXPECTED)
@@ -254,6 +262,7 @@ def test_two_courses_in_one_process_keep_their_own_hidden_tests(tmp_path):
     assert parallel.code_fingerprint("pruebas_x", [str(a)]) != parallel.code_fingerprint("pruebas_x", [str(b)])
 
 
+@pytest.mark.slow
 def test_a_worker_process_grades_with_one_torch_thread():
     """A worker process (a Dask worker, or the coordinator's threads) grades with torch on one
     intra-op thread, as the sandbox does: a thread pool per process on shared cores costs more

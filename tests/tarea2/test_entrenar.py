@@ -13,6 +13,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from tools.solution_run import code_cells
 
+pytestmark = pytest.mark.slow
+
 # The master notebook's cells that entrenar_FFNN needs, in notebook order.
 REFERENCE = ("preparacion", "tarea1_softmax", "derivadas_codigo", "celoss", "ffnn_backward", "sgd",
              "random_dataset", "entrenar")

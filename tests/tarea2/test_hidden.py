@@ -416,6 +416,7 @@ def grad_capa_escondida(dL_dh, h_prev, W, b, f, p=None):
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("como", sorted(_CAPA_AUTOGRAD))
 def test_autograd_through_a_layer_past_the_traps_scores_zero_with_the_decoy_message(
         trampas_evadidas, celdas_de_referencia, como):
@@ -442,6 +443,7 @@ _FFNN_AUTOGRAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("como", sorted(_FFNN_AUTOGRAD))
 def test_autograd_through_the_network_past_the_traps_scores_zero_with_the_decoy_message(
         trampas_evadidas, celdas_de_referencia, como):
@@ -462,6 +464,7 @@ def _correctas():
             yield v["name"], dict(alt.CELLS, **v["cells"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 9, 2**33 + 1])
 def test_honest_styles_pass_the_tests_with_decoys_even_without_traps(trampas_evadidas, celdas_de_referencia, seed):
     """The reference, the alternative solution (einsum, float32 inside the activations, a cached or
@@ -473,6 +476,7 @@ def test_honest_styles_pass_the_tests_with_decoys_even_without_traps(trampas_eva
             assert hidden.evaluar_en_proceso(ns, test, seed) is None, (nombre, test)
 
 
+@pytest.mark.slow
 def test_no_typical_mistake_gets_the_decoy_message(celdas_de_referencia):
     """Every wrong 2c or 3a cell of the library fails with its own message (or hint), never the decoy's,
     except those that do get their gradients from autograd past the traps."""

@@ -256,6 +256,7 @@ def test_release_and_examples_hold_no_rubric_and_no_key():
     assert all(teacher_only_text(a) == [] for a in examples.reference_answers().values())
 
 
+@pytest.mark.slow
 def test_feedback_never_shows_the_rubric(tmp_path):
     """A student who answered the derivations (as the reference, minus the rubric) and deleted the
     other hand-graded cells: nbgrader puts those back from the gradebook, and neither they, nor the

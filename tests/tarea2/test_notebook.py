@@ -32,12 +32,14 @@ def stream_text(cell):
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
 
 
+@pytest.mark.slow
 def test_source_runs_top_to_bottom_without_errors(executed):
     errors = [c.metadata.get("nbgrader", {}).get("grade_id", i) for i, c in enumerate(executed.cells)
               if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
     assert errors == []
 
 
+@pytest.mark.slow
 def test_every_visible_check_passes_and_hidden_tests_are_not_graded_in_the_kernel(executed):
     cells = nbgrader_cells(executed)
     tests = [gid for gid, c in cells.items() if c.metadata["nbgrader"].get("grade") and c.cell_type == "code"
@@ -49,6 +51,7 @@ def test_every_visible_check_passes_and_hidden_tests_are_not_graded_in_the_kerne
     assert revisar == []
 
 
+@pytest.mark.slow
 def test_whole_solution_notebook_in_the_sandbox_passes_every_hidden_test():
     """The grader's own run of the master notebook, every cell included (training, digits)."""
     from tarea2_grader.engine import runner
@@ -64,12 +67,14 @@ def test_whole_solution_notebook_in_the_sandbox_passes_every_hidden_test():
     assert nbgrader_cells(nb)["graficos"] is nb.cells[plots[0]]
 
 
+@pytest.mark.slow
 def test_reference_reaches_97_percent_on_the_offline_digits(executed):
     out = stream_text(nbgrader_cells(executed)["mnist"])
     match = re.search(r"acierto en prueba ([\d.]+)%", out)
     assert match and float(match.group(1)) >= 97.0, out[-300:]
 
 
+@pytest.mark.slow
 def test_reference_training_shows_per_epoch_summary(executed):
     out = stream_text(nbgrader_cells(executed)["mnist"])
     assert re.search(r"época 30/30: pérdida media [\d.]+, acierto [\d.]+%", out)
@@ -120,6 +125,7 @@ def test_release_never_needs_the_grader():
     assert "tarea2_grader" not in text and "import nbgrader" not in text
 
 
+@pytest.mark.slow
 def test_release_with_answers_runs_like_in_colab(tmp_path, monkeypatch):
     """A student's completed release runs top to bottom with no grader package and no nbgrader,
     from a folder that holds nothing but the notebook, and every self-check says ok."""
@@ -221,6 +227,7 @@ def optional_runs(tmp_path_factory):
     return {name: nb for name, (nb, _) in runs.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("combination", list(COMBINATIONS))
 def test_release_runs_without_errors_whatever_optional_parts_are_done(optional_runs, combination):
     """No error output and no REVISAR after Restart & Run All, whichever optional parts a student

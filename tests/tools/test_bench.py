@@ -31,6 +31,7 @@ def quick_run(tmp_path_factory):
     return proc, doc.read_text(), json.loads(raw.read_text())
 
 
+@pytest.mark.slow
 def test_quick_run_succeeds_and_prints_the_tables(quick_run):
     proc, _doc, _raw = quick_run
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -38,6 +39,7 @@ def test_quick_run_succeeds_and_prints_the_tables(quick_run):
     assert "### 3." not in proc.stdout  # --quick skips the end-to-end timings
 
 
+@pytest.mark.slow
 def test_gradients_and_losses_checked_equal(quick_run):
     _proc, _doc, raw = quick_run
     assert raw["backward"] and raw["epoch"]
@@ -49,6 +51,7 @@ def test_gradients_and_losses_checked_equal(quick_run):
         assert r["losses_equal"], r
 
 
+@pytest.mark.slow
 def test_every_figure_is_a_positive_finite_ratio(quick_run):
     _proc, _doc, raw = quick_run
     for r in raw["backward"] + raw["epoch"]:
@@ -58,6 +61,7 @@ def test_every_figure_is_a_positive_finite_ratio(quick_run):
         assert r["reps"] >= 3
 
 
+@pytest.mark.slow
 def test_markdown_table_is_well_formed_and_keeps_the_other_device(quick_run):
     _proc, doc, raw = quick_run
     assert "fila vieja" in doc  # a CPU run leaves the CUDA section alone
@@ -114,6 +118,7 @@ def table_rows(doc, first_header):
     return [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
 
 
+@pytest.mark.slow
 def test_class_report_has_every_run_with_its_phases(class_run):
     _proc, doc, raw, _work = class_run
     assert "fila vieja" in doc  # the other benchmark's section is kept
@@ -155,6 +160,7 @@ os.wait()
 """
 
 
+@pytest.mark.slow
 def test_cpu_of_a_process_orphaned_by_the_command_is_counted(tmp_path):
     # A sandbox whose worker exits first is such a process.  Run in its own interpreter: the
     # measure makes that process the reaper of its descendants' orphans.
@@ -169,6 +175,7 @@ def test_cpu_of_a_process_orphaned_by_the_command_is_counted(tmp_path):
     assert 0.75 <= cpu < 5, cpu
 
 
+@pytest.mark.slow
 def test_grades_are_real_and_compared(class_run):
     _proc, _doc, raw, work = class_run
     assert raw["compared"] == {"clase": 2} and raw["diffs"] == {"clase": []}
@@ -185,6 +192,7 @@ def test_grades_are_real_and_compared(class_run):
             assert run["from_cache"] == ["200001", "200002"]  # nbgrader's pass used the workers' verdicts
 
 
+@pytest.mark.slow
 def test_goals_follow_the_numbers(class_run):
     _proc, doc, raw, _work = class_run
     goals = {r[0]: r for r in table_rows(doc, "meta")}
@@ -217,6 +225,7 @@ def test_goals_follow_the_numbers(class_run):
     assert row[2] == verdict[ratio <= 0.10]
 
 
+@pytest.mark.slow
 def test_the_report_run_wrote_the_full_class_report(class_run):
     _proc, _doc, raw, work = class_run
     log = Path(raw["informe"]["log"]).read_text(encoding="utf-8")
@@ -226,6 +235,7 @@ def test_the_report_run_wrote_the_full_class_report(class_run):
     assert "200001" in text and "200002" in text
 
 
+@pytest.mark.slow
 def test_the_report_goal_follows_its_numbers(class_run):
     _proc, _doc, raw, _work = class_run
     raw = copy.deepcopy(raw)
@@ -258,6 +268,7 @@ def test_adversaries_close_a_large_class_and_each_adds_what_it_says():
     assert len(huge["img"].data) >= 40_000_000
 
 
+@pytest.mark.slow
 def test_a_planted_grade_difference_is_reported(class_run, tmp_path):
     _proc, _doc, raw, work = class_run
     raw = copy.deepcopy(raw)

@@ -273,6 +273,7 @@ def test_the_grading_process_own_cpu_is_trusted_cpu():
 
 # --------------------------------------------------------------------------- end to end (slow)
 
+@pytest.mark.slow
 def test_end_to_end_one_round_one_student(tmp_path):
     doc, raw = tmp_path / "benchmark.md", tmp_path / "ab.json"
     proc = subprocess.run([sys.executable, "-m", "tools.bench_clase", "--ab", "HEAD", "--rondas", "1",
