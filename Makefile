@@ -43,6 +43,11 @@ demo: $(STAMP) sandbox
 test: $(STAMP) sandbox navegador
 	$(PY) -m pytest -q tests
 
+# The fast lane: every test not marked slow (no nbgrader run, no whole notebook graded), under 2 minutes.
+.PHONY: test-rapido
+test-rapido: $(STAMP) sandbox
+	$(PY) -m pytest -q -m "not slow" tests
+
 release: $(STAMP)
 	$(PY) -m tarea2_grader release
 

@@ -1,146 +1,18 @@
-"""Shared fixtures: tiny throw-away nbgrader courses built in temporary folders.
+"""Shared fixtures only; what they build lives in ``tests/support/``.
 
-``fake_course`` is a 3-answer course for pipeline tests, graded by the same trusted runner as
-the real one, with its own hidden tests (``pruebas_curso.py`` at its root, named in its
-config); helpers build student notebooks from its release and LMS-style zips from them.
+``fake_course_factory`` gives each test a fake course of its own (see support/fake_course.py);
+``graded_class`` is the fake class graded once (support/graded_class.py); ``chromium`` and
+``page`` are a real headless browser (support/browser.py).  Tests marked ``slow`` (nbgrader runs,
+sandboxed grading of whole notebooks) are left out by ``make test-rapido``.
 """
-import os
 import shutil
-import zipfile
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tarea2_grader.commands import pipeline
-from tarea2_grader.integration.course import Course
-from tarea2_grader.engine import runner
-from tools.examples import edit_cells
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-FAKE_CONFIG = '''c = get_config()  # noqa: F821
-c.CourseDirectory.course_id = "curso-de-prueba"
-c.CourseDirectory.root = "."
-c.CourseDirectory.assignment_id = "tarea2"
-c.ClearSolutions.code_stub = {"python": "# TU CÓDIGO AQUÍ\\nraise NotImplementedError()"}
-c.ClearSolutions.text_stub = "TU RESPUESTA AQUÍ"
-c.OverwriteCells.add_missing_cells = True
-c.ZipCollectApp.collector_plugin = "tarea2_grader.integration.collect.LmsCollectorPlugin"
-c.Autograde.autograde_preprocessors = [
-    "tarea2_grader.integration.nbplugin.TrustedExecute", "nbgrader.preprocessors.IgnorePattern",
-    "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades", "nbgrader.preprocessors.AssignLatePenalties",
-    "tarea2_grader.integration.cellmeta.CachedCheckCellMetadata"]
-c.Autograde.sanitize_preprocessors = [
-    "nbgrader.preprocessors.ClearOutput", "nbgrader.preprocessors.DeduplicateIds",
-    "nbgrader.preprocessors.OverwriteKernelspec", "nbgrader.preprocessors.OverwriteCells",
-    "tarea2_grader.integration.cellmeta.CachedCheckCellMetadata"]
-c.TrustedExecute.tests_module = "pruebas_curso"
-c.TrustedExecute.cell_timeout = 4
-c.TrustedExecute.test_timeout = 4
-'''
-
-# The fake course's hidden tests: call a student function on drawn arguments, compare here.  They
-# use the engine's registry as Tarea 2 does, with nothing of Tarea 2 (the engine is course-agnostic).
-FAKE_TESTS = '''"""Hidden tests of the fake course (trusted side)."""
-import random
-
-from tarea2_grader.engine.registry import Contexto, Incorrecto, Registro, para_la_sonda  # noqa: F401
-
-SONDA = """
-def llamar(ns, datos, ayudas):
-    if datos["funcion"] not in ns:
-        return {"falta": datos["funcion"]}
-    try:
-        return {"ok": ns[datos["funcion"]](*datos["args"])}
-    except Exception as e:
-        return {"error": type(e).__name__}
-"""
-
-
-NONZERO = [v for v in range(-9, 10) if v]  # with b = 0, a - b would pass as a + b
-
-
-def _plan(funcion, esperado):
-    def plan(g, ctx):
-        args = [g.choice(NONZERO) for _ in range(esperado.__code__.co_argcount)]
-        return {"funcion": funcion, "args": args, "__esperado": esperado(*args)}
-    return plan
-
-
-def _juzgar(datos, obs):
-    if "ok" not in obs or obs["ok"] != datos["__esperado"]:
-        raise Incorrecto("{} no da lo esperado".format(datos["funcion"]))
-
-
-REGISTRO = Registro(lambda: SONDA, generador=lambda semilla, nombre: random.Random("{}:{}".format(semilla, nombre)))
-REGISTRO.agregar("test_cuadrado", "llamar", _plan("cuadrado", lambda x: x * x), _juzgar)
-REGISTRO.agregar("test_suma", "llamar", _plan("suma", lambda a, b: a + b), _juzgar)
-PRUEBAS = REGISTRO.pruebas
-plan_de = REGISTRO.plan_de
-veredicto = REGISTRO.veredicto
-fuente_sonda = REGISTRO.fuente_sonda
-fuente_ayudas = REGISTRO.fuente_ayudas
-'''
-
-
-def nbg(grade_id, grade=False, solution=False, locked=False, points=0):
-    """nbgrader cell metadata (schema 3)."""
-    meta = {"grade": grade, "grade_id": grade_id, "locked": locked,
-            "schema_version": 3, "solution": solution}
-    if grade:
-        meta["points"] = points
-    return {"nbgrader": meta}
-
-
-def fake_source_notebook():
-    """The master notebook of the fake course: two parts, three answers."""
-    cells = [
-        new_markdown_cell("# Tarea de prueba\n\n## Parte 1: cuadrados"),
-        new_code_cell("import math\nBASE = 3", metadata=nbg("dado", locked=True)),
-        new_code_cell("def cuadrado(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
-                      metadata=nbg("cuadrado", solution=True)),
-        new_code_cell("assert cuadrado(BASE) == 9\n### BEGIN HIDDEN TESTS\nevaluar(\"test_cuadrado\")\n"
-                      "### END HIDDEN TESTS", metadata=nbg("test_cuadrado", grade=True, locked=True, points=2)),
-        new_markdown_cell("Explica por qué.", metadata={}),
-        new_markdown_cell("### BEGIN SOLUTION\nPorque x·x es el cuadrado.\n### END SOLUTION",
-                          metadata=nbg("explica_md", grade=True, solution=True, points=1)),
-        new_markdown_cell("## Parte 2: sumas"),
-        new_code_cell("def suma(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
-                      metadata=nbg("suma", solution=True)),
-        new_code_cell("assert suma(1, 2) == 3\n### BEGIN HIDDEN TESTS\nevaluar(\"test_suma\")\n"
-                      "### END HIDDEN TESTS", metadata=nbg("test_suma", grade=True, locked=True, points=3)),
-    ]
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    return nb
-
-
-def build_fake_course(root):
-    """Write a fake course at ``root`` and generate its release; return a Course."""
-    os.makedirs(os.path.join(root, "source", "tarea2"), exist_ok=True)
-    with open(os.path.join(root, "nbgrader_config.py"), "w") as fh:
-        fh.write(FAKE_CONFIG)
-    with open(os.path.join(root, "pruebas_curso.py"), "w") as fh:
-        fh.write(FAKE_TESTS)
-    nbformat.write(fake_source_notebook(), os.path.join(root, "source", "tarea2", "tarea2.ipynb"))
-    course = Course(str(root))
-    pipeline.release(course)
-    return course
-
-
-def student_notebook(release_path, answers=None, drop_meta=(), delete=(), duplicate=()):
-    """A student's notebook: the release with answers filled in by grade_id (see examples.edit_cells)."""
-    return edit_cells(nbformat.read(release_path, as_version=4), answers, drop_meta, delete, duplicate)
-
-
-def write_zip(path, files):
-    """A zip with {name inside the zip: text or bytes}."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, content in files.items():
-            zf.writestr(name, content)
+from tests.support.browser import chromium, page  # noqa: F401
+from tests.support.fake_course import build_fake_course
+from tests.support.graded_class import grade_class
 
 
 @pytest.fixture(scope="session")
@@ -157,41 +29,11 @@ def fake_course_factory(tmp_path_factory):
             template.append(build_fake_course(str(tmp_path_factory.mktemp("curso_plantilla"))).root)
         root = str(tmp_path_factory.mktemp(name))
         shutil.copytree(template[0], root, dirs_exist_ok=True)
-        return Course(root)
+        return pipeline.Course(root)
     return make
 
 
 @pytest.fixture(scope="session")
 def graded_class(fake_course_factory):
     """The fake class of test_resumen.py graded once by pipeline.grade; test_devolver.py reads it too."""
-    from test_resumen import grade_class
     return grade_class(fake_course_factory("resumen"))
-
-
-GRADING_WORKERS = 2
-
-
-def grade_many(cases, workers=GRADING_WORKERS, **kwargs):
-    """Grade notebooks with the production runner, ``workers`` at a time.
-
-    ``cases`` maps a name to (notebook path, {grade_id: new source}); returns
-    {name: (points by grade_id, runner.Resultado, the graded notebook)}.  Each notebook gets a
-    fresh random seed, as each student does.  Cells after the last test are skipped unless
-    ``hasta_ultimo_test=False`` is passed.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    kwargs.setdefault("hasta_ultimo_test", True)
-
-    def one(item):
-        name, (path, replacements) = item
-        nb = edit_cells(nbformat.read(str(path), as_version=4), replacements)
-        result = runner.calificar(nb, runner.nueva_semilla(), **kwargs)
-        return name, (result.puntos(nb), result, nb)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(pool.map(one, cases.items()))
-
-
-# A real browser (headless system Chromium) for the formgrader and feedback page tests.
-from browser import chromium, page  # noqa: E402,F401

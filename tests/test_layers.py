@@ -6,6 +6,7 @@ the engine knows no course: the course is plugged in by name (``TrustedExecute.t
 """
 import ast
 import pathlib
+import sys
 
 import pytest
 
@@ -95,5 +96,5 @@ def test_the_checker_sees_a_wrong_import(tmp_path, monkeypatch):
     bad = fake / "engine" / "malo.py"
     bad.write_text("from tarea2_grader.tarea2 import hidden\nfrom ..commands import pipeline\nimport os\n"
                    "from tarea2_grader.sandboxed import protocol\nimport tarea2_grader.sandboxed.agent\n")
-    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     assert imported_zones(bad) == [(1, "tarea2"), (2, "commands"), (4, "protocol"), (5, "sandboxed")]

@@ -33,7 +33,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "source", "tarea2", "tarea2.ipynb")
 RELEASE = os.path.join(REPO, "release", "tarea2", "tarea2.ipynb")
 EXAMPLES = os.path.join(REPO, "examples")
-SUBMISSIONS = os.path.join(REPO, "tests", "submissions")
+SUBMISSIONS = os.path.join(REPO, "tests", "support", "submissions")
 
 MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 WRONG_PICKS = ("relu_grad_from_output", "celoss_sum", "capa_fprime_at_output", "sgd_rebinds_parameter")
