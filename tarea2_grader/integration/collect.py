@@ -15,7 +15,11 @@ which student a file belongs to.  This plugin:
 * when a student sent several notebooks, keeps one (valid JSON first, then the
   name closest to ``tarea2.ipynb``, then the largest file) and skips the others
   instead of letting zip_collect abort on a "duplicate submission file";
-* only accepts ASCII student ids.
+* only accepts ASCII student ids;
+* saves the plan it collected by (which file went to which student, what it skipped) as
+  ``plan_de_recoleccion.json`` beside the extracted folder, paths relative to it: ``make grade``'s
+  notes and ``make devolver`` read that file instead of scanning the folder again (a malformed
+  file is treated as absent; without one they recompute the plan, as before this file existed).
 
 Default patterns (tried in this order)::
 
@@ -108,6 +112,7 @@ class CollectionPlan:
     students: Dict[str, StudentFiles] = field(default_factory=dict)
     unmatched: List[str] = field(default_factory=list)
     bad_ids: List[str] = field(default_factory=list)
+    target: str = ""  # the name every collected notebook gets ('' : its own name)
 
 
 def normalize_name(name: str) -> str:
@@ -157,7 +162,7 @@ def match_path(relpath: str, patterns: List[str]) -> Optional[dict]:
 def plan_collection(extracted_root: str, patterns: List[str], target: str,
                     valid_ext=(".ipynb",)) -> CollectionPlan:
     """Decide, for every file under ``extracted_root``, which student gets it."""
-    plan = CollectionPlan()
+    plan = CollectionPlan(target=target)
     files = sorted(glob.glob(os.path.join(glob.escape(extracted_root), "**", "*"), recursive=True))
     for path in files:
         if not os.path.isfile(path):
@@ -179,6 +184,103 @@ def plan_collection(extracted_root: str, patterns: List[str], target: str,
     for entry in plan.students.values():
         entry.chosen = sorted(entry.candidates, key=lambda p: candidate_rank(p, target, entry.names[p]))[0]
     return plan
+
+
+# ---------------------------------------------------------------- the saved plan
+
+PLAN_FILE = "plan_de_recoleccion.json"
+PLAN_VERSION = 1
+
+
+class PlanUnreadable(ValueError):
+    """A saved plan that is not one this module wrote; the message is the Spanish reason."""
+
+
+def plan_path(extracted_root: str) -> str:
+    """Where the collector saves its plan: beside the extracted folder."""
+    return os.path.join(os.path.dirname(os.path.abspath(extracted_root)), PLAN_FILE)
+
+
+def plan_to_json(plan: CollectionPlan, extracted_root: str) -> dict:
+    """The plan as plain JSON data, every path relative to ``extracted_root`` ('/'-separated)."""
+    def rel(path: str) -> str:
+        return os.path.relpath(path, extracted_root).replace(os.sep, "/")
+    students = {sid: {"candidates": [rel(p) for p in e.candidates], "chosen": rel(e.chosen),
+                      "names": {rel(p): e.name_of(p) for p in e.candidates}}
+                for sid, e in sorted(plan.students.items())}
+    return {"version": PLAN_VERSION, "target": plan.target, "students": students,
+            "unmatched": list(plan.unmatched), "bad_ids": list(plan.bad_ids)}
+
+
+def _strings(value, what: str) -> List[str]:
+    """``value`` when it is a list of strings, else PlanUnreadable."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PlanUnreadable("'{}' no es una lista de textos".format(what))
+    return value
+
+
+def _relative(value: str) -> str:
+    """A stored path when it is relative and plain ('/'-separated, no '..'), else PlanUnreadable."""
+    if safe_member_name(value) != value:
+        raise PlanUnreadable("la ruta {!r} no es relativa a la carpeta extraída".format(value[:200]))
+    return value
+
+
+def _student_from_json(sid, data, extracted_root: str) -> StudentFiles:
+    """One student's entry of a saved plan, its paths under ``extracted_root``."""
+    if not isinstance(sid, str) or not ASCII_ID.match(sid) or not isinstance(data, dict) \
+            or set(data) != {"candidates", "chosen", "names"}:
+        raise PlanUnreadable("la entrada del alumno {!r} está mal formada".format(str(sid)[:50]))
+    candidates = [_relative(c) for c in _strings(data["candidates"], sid + ".candidates")]
+    names = data["names"]
+    if data["chosen"] not in candidates or not isinstance(names, dict) or set(names) != set(candidates) \
+            or not all(isinstance(n, str) and n for n in names.values()):
+        raise PlanUnreadable("la entrada del alumno {} está mal formada".format(sid))
+    full = {c: os.path.join(extracted_root, *c.split("/")) for c in candidates}
+    return StudentFiles(sid, [full[c] for c in candidates], full[data["chosen"]],
+                        {full[c]: names[c] for c in candidates})
+
+
+def plan_from_json(data, extracted_root: str) -> CollectionPlan:
+    """The plan saved by :func:`plan_to_json`, its paths under ``extracted_root``; PlanUnreadable
+    when ``data`` is anything else."""
+    keys = {"version", "target", "students", "unmatched", "bad_ids"}
+    if not isinstance(data, dict) or set(data) != keys:
+        raise PlanUnreadable("no tiene las claves {}".format(", ".join(sorted(keys))))
+    if data["version"] != PLAN_VERSION or not isinstance(data["target"], str) \
+            or not isinstance(data["students"], dict):
+        raise PlanUnreadable("versión, nombre del notebook o alumnos mal formados")
+    students = {sid: _student_from_json(sid, entry, extracted_root) for sid, entry in data["students"].items()}
+    return CollectionPlan(students, [_relative(p) for p in _strings(data["unmatched"], "unmatched")],
+                          [_relative(p) for p in _strings(data["bad_ids"], "bad_ids")], data["target"])
+
+
+def save_plan(plan: CollectionPlan, extracted_root: str) -> str:
+    """Write the plan beside ``extracted_root`` atomically (temporary file, then os.replace); its path."""
+    path = plan_path(extracted_root)
+    tmp = "{}.{}.tmp".format(path, os.getpid())
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(plan_to_json(plan, extracted_root), fh, ensure_ascii=False, indent=1)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def read_plan(extracted_root: str) -> Optional[CollectionPlan]:
+    """The plan the collector saved for ``extracted_root``; None when there is no saved plan,
+    PlanUnreadable (Spanish reason) when the file is not one :func:`save_plan` wrote."""
+    path = plan_path(extracted_root)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise PlanUnreadable("no se pudo leer como JSON ({})".format(type(exc).__name__)) from None
+    return plan_from_json(data, extracted_root)
 
 
 def assignment_notebook(source_dir: str) -> str:
@@ -225,11 +327,16 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         return self.notebook_name or assignment_notebook(source_dir) or ""
 
     def plan(self) -> CollectionPlan:
-        """The collection plan for the app's extracted folder (computed once)."""
+        """The collection plan for the app's extracted folder (computed once, then saved beside
+        it as ``plan_de_recoleccion.json`` for ``make grade``'s notes and ``make devolver``)."""
         if self._plan is None:
             extracted, source = self._course_paths()
             self._plan = plan_collection(extracted, self.active_patterns(),
                                          self.target_name(source), tuple(self.valid_ext))
+            try:
+                save_plan(self._plan, extracted)
+            except OSError as exc:  # collecting matters more; the readers then recompute the plan
+                self.log.warning("No se pudo guardar %s: %s", PLAN_FILE, exc)
         return self._plan
 
     def collect(self, submitted_file: str) -> Optional[dict]:
