@@ -30,15 +30,36 @@ def collector_args(course: Course) -> List[str]:
 
 def collection_plan(course: Course):
     """(plan, collected notebook name): which file of the extracted LMS download went to which
-    student; (None, name) when the course uses another collector."""
+    student, as the collector saved it when it collected (``plan_de_recoleccion.json`` beside the
+    extracted folder, :func:`collect.save_plan`); (None, name) when the course uses another collector.
+
+    Without a saved plan (a class collected before the collector saved one) or with a malformed
+    one, the plan is recomputed from the extracted folder as the collector would have made it, and
+    a notice says so when that folder holds any notebook."""
     cfg = load_config(course)
     plugin_cls = cfg.ZipCollectApp.get("collector_plugin", "tarea2_grader.integration.collect.LmsCollectorPlugin")
     if plugin_cls not in ("tarea2_grader.integration.collect.LmsCollectorPlugin", collect.LmsCollectorPlugin):
         return None, course.notebook + ".ipynb"
     plugin = collect.LmsCollectorPlugin(config=cfg)
     target = plugin.notebook_name or course.notebook + ".ipynb"
-    return collect.plan_collection(course.extracted_dir, plugin.active_patterns(), target,
-                                   tuple(plugin.valid_ext)), target
+    plan = saved_plan(course)
+    if plan is None:
+        plan = collect.plan_collection(course.extracted_dir, plugin.active_patterns(), target,
+                                       tuple(plugin.valid_ext))
+        if plan.students or plan.unmatched or plan.bad_ids:
+            print("  aviso: no hay plan de recolección guardado ({}): se recalcula desde {}".format(
+                collect.PLAN_FILE, course.extracted_dir))
+    return plan, plan.target or target
+
+
+def saved_plan(course: Course) -> Optional[collect.CollectionPlan]:
+    """The plan the collector saved for the course's extracted folder; None when there is none or
+    it is malformed (with a notice)."""
+    try:
+        return collect.read_plan(course.extracted_dir)
+    except collect.PlanUnreadable as exc:
+        print("  aviso: {} está mal formado ({}); se ignora".format(collect.plan_path(course.extracted_dir), exc))
+        return None
 
 
 def collection_notes(course: Course) -> Dict[str, List[str]]:
@@ -107,6 +128,8 @@ def collect_archives(course: Course) -> Dict[str, List[str]]:
               .format(name, course.assignment))
     if not os.listdir(course.archive_dir):
         return {}
+    if os.path.exists(collect.plan_path(course.extracted_dir)):  # the collector saves this collection's plan;
+        os.remove(collect.plan_path(course.extracted_dir))      # a former one must not stand in for it
     check(run_nbgrader(course, ["zip_collect", course.assignment_arg, "--force",
                                 *collector_args(course)]), "zip_collect")
     return collection_notes(course)

@@ -64,10 +64,11 @@ def moodle_folder(relpath: str, student: str) -> Optional[str]:
 
 
 def moodle_folders(course: Course) -> Dict[str, str]:
-    """{student: folder name of the bulk download} for the students the collector found."""
+    """{student: folder name of the bulk download} for the students the collector found (from the
+    plan it saved, so the extracted folder may have changed or gone since)."""
     plan, _ = collection.collection_plan(course)
     folders: Dict[str, str] = {}
-    if plan is None or not os.path.isdir(course.extracted_dir):
+    if plan is None:
         return folders
     for sid, entry in plan.students.items():
         rel = os.path.relpath(entry.chosen, course.extracted_dir).replace(os.sep, "/")
