@@ -190,21 +190,28 @@ def autograde_all(course: Course, students: Sequence[str], student_timeout: Opti
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "a" if append_log else "w", encoding="utf-8") as fh:
         fh.write(run.output)
+    expected = writes_records(course)
     for student, result in results.items():
-        pass_outcome(course, result, records.read_record(folder, student), run, limit)
+        pass_outcome(course, result, records.read_record(folder, student), run, limit, expected)
     return results
 
 
 def pass_outcome(course: Course, result: StudentResult, record: Optional[records.PassRecord], run: Run,
-                 limit: float) -> None:
+                 limit: float, expected: bool = True) -> None:
     """Fill ``result`` from what nbgrader's pass did for the student: their ``record`` and whether the
     autograded notebook was written.
 
     No record, or one that names a failure of the machinery: the student stays ungraded (never a
     0).  A record but no autograded notebook: nbgrader failed on the notebook after the verdicts
     (the reason, with nbgrader's last error line as detail).  Otherwise the grader's notes.
+    ``expected``: the course runs the trusted runner (:func:`writes_records`); without it (stock
+    nbgrader), only the autograded notebook tells.
     """
     done = os.path.exists(course.autograded_nb(result.student))
+    if record is None and not expected:  # stock nbgrader grading: no records to read
+        if not done:
+            result.failure = failure_reason(Run(run.returncode or 1, run.output, run.timed_out), limit)
+        return
     refused = None if record is not None or done or run.timed_out else notebook_refusal(course, result.student)
     if refused:
         result.failure = refused
@@ -216,6 +223,15 @@ def pass_outcome(course: Course, result: StudentResult, record: Optional[records
         result.notes.extend(record.notes)
         return
     shutil.rmtree(os.path.dirname(course.autograded_nb(result.student)), ignore_errors=True)
+
+
+def writes_records(course: Course) -> bool:
+    """Whether the course's autograde runs the trusted runner (``TrustedExecute``), which leaves one
+    record per student; a course configured with nbgrader's stock preprocessors leaves none."""
+    names = load_config(course).Autograde.get("autograde_preprocessors")
+    if names is None:
+        return False
+    return any((n if isinstance(n, str) else getattr(n, "__name__", "")).endswith("TrustedExecute") for n in names)
 
 
 def notebook_refusal(course: Course, student: str) -> Optional[str]:

@@ -17,6 +17,7 @@ import sys
 import nbformat
 import pytest
 
+from tarea2_grader.tarea2.activaciones import DERIVADAS
 from tarea2_grader.sandboxed import agent
 from tarea2_grader.tarea2 import hidden
 from tarea2_grader.engine import runner
@@ -174,11 +175,11 @@ def _graded(cells, seed=9, **limits):
 def test_autograd_past_the_traps_is_flagged_with_cell_and_line_and_keeps_what_the_values_earned():
     attack = next(a for a in ATTACKS.ATTACKS if a["name"] == "autograd_motor_guardado")
     points, messages, result = _graded(attack["cells"])
-    for test in ("test_derivadas_basicas", "test_derivadas_swish", "test_derivadas_celu"):
+    for test in DERIVADAS:
         assert points[test] == 0
         assert "revisión: celda 9, línea 3: torch.autograd.variable" in messages[test], messages[test]
-        assert "sin la marca: correcto, 4 puntos" in messages[test], messages[test]
-    assert any(n.startswith("revisión: 3 parte(s) marcada(s)") for n in result.notas)
+        assert "sin la marca: correcto, {:g} puntos".format(course_facts.points()[test]) in messages[test], messages[test]
+    assert any(n.startswith("revisión: {} parte(s) marcada(s)".format(len(DERIVADAS))) for n in result.notas)
     # switched off, the same values earn the points: the review is what zeroes them
     points_off, _, _ = _graded(attack["cells"], static_review=False)
     assert points_off["test_derivadas_basicas"] == course_facts.points()["test_derivadas_basicas"]

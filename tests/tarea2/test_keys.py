@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from tarea2_grader.tarea2 import refs
+from tarea2_grader.tarea2.activaciones import TABLA
 
 from tools import examples
 from tarea2_grader.commands import pipeline
@@ -36,25 +37,25 @@ TEACHER_ONLY = ("<!-- pauta", "<!-- /pauta", "<!-- py:", "Pauta de corrección",
 F64 = torch.float64
 SEEDS = (0, 1, 2)
 
+# The notebook's activations, from the course's activation table (name, parameter).
+ACTIVATIONS = tuple(a.nombre for a in TABLA if a.en_cuaderno)
+PARAMETERS = {a.nombre: a.parametro for a in TABLA if a.en_cuaderno and a.parametro}
+
 # name -> (group of inputs, activation or None, what it must equal)
 TARGETS = {
-    # 1a: elementwise derivatives of the activations at x
-    "relu_dx": ("act", "relu", "dx"), "sig_dx": ("act", "sig", "dx"), "tanh_dx": ("act", "tanh", "dx"),
-    "swish_dx": ("act", "swish", "dx"), "swish_dbeta": ("act", "swish", "dp"),
-    "celu_dx": ("act", "celu", "dx"), "celu_dalpha": ("act", "celu", "dp"),
+    # 1a: elementwise derivatives of the activations at x (and at their parameter)
+    **{a + "_dx": ("act", a, "dx") for a in ACTIVATIONS},
+    **{a + "_d" + p: ("act", a, "dp") for a, p in PARAMETERS.items()},
     # 2a: softmax + cross entropy (without the clamp)
     "softmax_jac": ("out", None, "jac"), "dL_du": ("out", None, "dL_du"),
     # 2b: last layer, G = dL/du^(L+1)
     "dL_dU": ("last", None, "dL_dU"), "dL_dc": ("last", None, "dL_dc"), "dL_dh": ("last", None, "dL_dh"),
     # 2c: a hidden layer h = f(h_prev W + b), D = dL/dh, G = dL/du
-    "relu_dL_du": ("hidden", "relu", "dL_du"), "celu_dL_du": ("hidden", "celu", "dL_du"),
-    "swish_dL_du": ("hidden", "swish", "dL_du"), "sig_dL_du": ("hidden", "sig", "dL_du"),
-    "tanh_dL_du": ("hidden", "tanh", "dL_du"),
-    "swish_dL_dbeta": ("hidden", "swish", "dL_dp"), "celu_dL_dalpha": ("hidden", "celu", "dL_dp"),
+    **{a + "_dL_du": ("hidden", a, "dL_du") for a in ACTIVATIONS},
+    **{a + "_dL_d" + p: ("hidden", a, "dL_dp") for a, p in PARAMETERS.items()},
     "dL_dW": ("hidden", None, "dL_dW"), "dL_db": ("hidden", None, "dL_db"),
     "dL_dh_prev": ("hidden", None, "dL_dh_prev"),
 }
-ACTIVATIONS = ("relu", "sig", "tanh", "swish", "celu")
 
 
 def activation(name, t, p):
@@ -64,9 +65,12 @@ def activation(name, t, p):
 
 def helpers():
     """Names a key's Python expression may use besides its inputs."""
-    return {"torch": torch, "exp": torch.exp, "log": torch.log, "sig": torch.sigmoid, "tanh": torch.tanh,
-            "relu": torch.relu, "softmax": lambda t: torch.softmax(t, dim=1),
-            "swish": lambda t, b: activation("swish", t, b), "celu": lambda t, a: activation("celu", t, a)}
+    names = {"torch": torch, "exp": torch.exp, "log": torch.log, "sig": torch.sigmoid, "tanh": torch.tanh,
+             "relu": torch.relu, "softmax": lambda t: torch.softmax(t, dim=1),
+             "swish": lambda t, b: activation("swish", t, b), "celu": lambda t, a: activation("celu", t, a)}
+    for a in ACTIVATIONS:  # any other activation of the table, by its name
+        names.setdefault(a, lambda t, p=None, a=a: activation(a, t, p))
+    return names
 
 
 def off_kinks(t):

@@ -25,6 +25,9 @@ import base64
 
 from tools.examples import SOURCE
 from tarea2_grader.engine.cells import stub_sources
+from tarea2_grader.tarea2.activaciones import DERIVADAS
+
+PARTE_1A = tuple(DERIVADAS)  # the tests of part 1a (the activations' derivatives), as the table lists them
 
 STUBS = stub_sources(SOURCE)
 MARKER = "PWNED_"
@@ -1368,7 +1371,7 @@ FFNN.backward = _backward_en_otro_interprete
 ''')})
 
 PROCESS_ROUTES = {
-    "autograd_en_ayudante": ("test_derivadas_basicas", "test_derivadas_swish", "test_derivadas_celu"),
+    "autograd_en_ayudante": PARTE_1A,
     "autograd_en_interprete_nuevo": ("test_capa_escondida_basicas", "test_capa_escondida_param"),
     "autograd_en_fork_exec": ("test_backward_basicas",),
 }
@@ -1626,12 +1629,12 @@ def _derivadas(fn, T, p=None):
 
 # What each route would earn with the review of the source switched off (the traps miss it).
 REVIEW_ROUTES = {
-    "motor_torch_C": ("test_derivadas_basicas", "test_derivadas_swish", "test_derivadas_celu"),
-    "modo_directo_guardado": ("test_derivadas_basicas", "test_derivadas_swish", "test_derivadas_celu"),
+    "motor_torch_C": PARTE_1A,
+    "modo_directo_guardado": PARTE_1A,
     "kernels_backward_aten": ("test_derivadas_basicas",),
     "decomposiciones_torch": ("test_derivadas_basicas",),
     "derivacion_simbolica": ("test_derivadas_basicas",),
-    "celda_agregada_oculta": ("test_derivadas_basicas", "test_derivadas_swish", "test_derivadas_celu"),
+    "celda_agregada_oculta": PARTE_1A,
 }
 # The others of this group (the harness changed from a cell, names built at run time, the %%writefile
 # module) are also stopped by the traps: the probe's harness is not the student's to change.
