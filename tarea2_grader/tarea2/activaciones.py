@@ -11,7 +11,7 @@ lent to student code (:mod:`tarea2_grader.tarea2.ayudas`), the ground truth
 To add an activation: one entry in ``TABLA`` (in the notebook's order) and its name in the
 lists at the end (``DERIVADAS``, ``CAPAS``, ``REDES``); see ``docs/guia-nueva-activacion.md``.
 
-Standalone on purpose (imports torch only): its text is sent into the sandbox before
+Standalone on purpose (torch and the standard library only): its text is sent into the sandbox before
 :mod:`~tarea2_grader.tarea2.ayudas`, which builds the lent activations from it.  Nothing here
 calls autograd: the mistakes' derivatives ``d`` are passed in by the trusted side.
 """
