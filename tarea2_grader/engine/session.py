@@ -131,7 +131,8 @@ class Taller:
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             pass_fds=(theirs.fileno(),), start_new_session=True, env=env, cwd=self.scratch))
         theirs.close()
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
         self.vivo = True
         self.alumnos = 0
         try:
@@ -140,6 +141,7 @@ class Taller:
             ready = str(exc)
         if not (isinstance(ready, dict) and ready.get("id") == "ready"):
             self.cerrar()
+            self._drainer.join(timeout=5)  # what the failed start wrote, read to its end (it explains why)
             raise Perdido("el entorno de corrección no arrancó: " + self.registro()[-800:])
 
     def _drain(self):
