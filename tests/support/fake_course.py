@@ -60,8 +60,10 @@ NONZERO = [v for v in range(-9, 10) if v]  # with b = 0, a - b would pass as a +
 
 def _plan(funcion, esperado):
     def plan(g, ctx):
-        args = [g.choice(NONZERO) for _ in range(esperado.__code__.co_argcount)]
-        return {"funcion": funcion, "args": args, "__esperado": esperado(*args)}
+        while True:  # a nonzero answer: a function that returns 0 never passes by chance (3 + -3)
+            args = [g.choice(NONZERO) for _ in range(esperado.__code__.co_argcount)]
+            if esperado(*args) != 0:
+                return {"funcion": funcion, "args": args, "__esperado": esperado(*args)}
     return plan
 
 
