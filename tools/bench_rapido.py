@@ -15,6 +15,15 @@ saving of path X is ``median(sin_X) - median(todas)``, also as a share of ``medi
 Every run's grades.csv is compared with the first ``todas`` run's (the seed column aside): a
 difference is reported, and the exit status is 1.
 
+``--veredictos-previos`` (warm verdicts): each round starts with one cold ``todas`` run (the
+whole ``make grade``: the reference for the shares), whose verdict cache (``veredictos/``) is then
+copied into the scratch course of every configuration of that round.  The workers find every
+student in the cache, so those runs time what the fast paths touch (start-up, the nbgrader pass,
+feedback, grades.csv) without the ~290 s of student code in the sandbox, which no path changes.
+A path's saving is then measured on the warm runs and given as a share of the cold run.  On two
+saturated cores the pass overlaps the workers in a cold run, so a warm wall saving is an upper
+(about) an upper bound of the cold one; CPU seconds add up either way.
+
 The table (Spanish) is printed and written to ``docs/rapido.md``.  Nothing here changes grading.
 """
 from __future__ import annotations
@@ -32,17 +41,23 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from tarea2_grader.integration import fastpaths
+from tarea2_grader.parallel.workers import CACHE_DIRNAME
 from tools import bench, bench_clase
 
 DOC_PATH = bench_clase.ROOT / "docs" / "rapido.md"
-ALL_ON, ALL_OFF = "todas", "ninguna"
+ALL_ON, ALL_OFF, COLD = "todas", "ninguna", "todas_en_frio"
 
 
-def configurations(paths: List[str]) -> Dict[str, Dict[str, str]]:
-    """{configuration: environment it sets}: all on, all off, and all on but each path."""
-    configs = {ALL_ON: {}, ALL_OFF: {fastpaths.ENV_MASTER: "0"}}
+def configurations(paths: List[str], together: List[str] = (), all_off: bool = True) -> Dict[str, Dict[str, str]]:
+    """{configuration: environment it sets}: all on, all off, all on but each path, and all on but
+    the paths ``together`` at once (``sin_A+B``)."""
+    configs = {ALL_ON: {}}
+    if all_off:
+        configs[ALL_OFF] = {fastpaths.ENV_MASTER: "0"}
     for name in paths:
         configs["sin_" + name] = {fastpaths.ENV_WITHOUT: name}
+    if together:
+        configs["sin_" + "+".join(together)] = {fastpaths.ENV_WITHOUT: ",".join(together)}
     return configs
 
 
@@ -70,17 +85,26 @@ def with_environment(env: Dict[str, str], run):
 
 
 def grade_once(name: str, env: Dict[str, str], work: Path, round_number: int, seeds, workers: int,
-               timeout_celda: Optional[float], students: int) -> dict:
-    """One timed ``make grade`` of the class under configuration ``name``; its grades.csv is kept."""
+               timeout_celda: Optional[float], students: int, warm_from: Optional[Path] = None,
+               keep_cache: Optional[Path] = None) -> dict:
+    """One timed ``make grade`` of the class under configuration ``name``; its grades.csv is kept.
+
+    ``warm_from``: a verdict cache copied into the scratch course first; ``keep_cache``: where the
+    run's own verdict cache is copied to afterwards."""
     course = bench_clase.new_course(work / "curso", work / "clase", seeds)
+    if warm_from is not None:
+        shutil.copytree(warm_from, course.path(CACHE_DIRNAME))
     tag = "{}_{}".format(name, round_number)
     run = with_environment(env, lambda: bench_clase.run_trusted(tag, course, workers, work, timeout_celda, students))
     kept = work / ("grades_" + tag + ".csv")
     if os.path.exists(run["grades"]):
         shutil.copy(run["grades"], kept)
+    if keep_cache is not None and os.path.isdir(course.path(CACHE_DIRNAME)):
+        shutil.rmtree(keep_cache, ignore_errors=True)
+        shutil.copytree(course.path(CACHE_DIRNAME), keep_cache)
     shutil.rmtree(course.root, ignore_errors=True)
     return dict(config=name, round=round_number, wall_s=run["wall_s"], cpu_s=run["cpu_s"],
-                returncode=run["returncode"], grades=str(kept))
+                returncode=run["returncode"], grades=str(kept), warm=warm_from is not None)
 
 
 def median(values) -> Optional[float]:
@@ -88,19 +112,24 @@ def median(values) -> Optional[float]:
     return statistics.median(values) if values else None
 
 
+def mine_of(runs: List[dict], name: str) -> List[dict]:
+    return [r for r in runs if r["config"] == name]
+
+
 def summarize(runs: List[dict], configs: List[str], sids: List[str]) -> dict:
     """Medians per configuration, each path's saving, and the grade differences against all-on."""
     table = {}
     for name in configs:
-        mine = [r for r in runs if r["config"] == name]
+        mine = mine_of(runs, name)
         table[name] = dict(wall=median(r["wall_s"] for r in mine), cpu=median(r["cpu_s"] for r in mine),
                            runs=len(mine), failed=sum(1 for r in mine if r["returncode"] != 0))
     base = table[ALL_ON]
+    whole = table.get(COLD, base)  # the shares are of a whole make grade: the cold run when there is one
     for name, row in table.items():
         for key in ("wall", "cpu"):
-            delta = None if row[key] is None or base[key] is None else row[key] - base[key]
+            delta = None if row[key] is None or base[key] is None or name == COLD else row[key] - base[key]
             row[key + "_saving"] = delta
-            row[key + "_share"] = delta / base[key] if delta is not None and base[key] else None
+            row[key + "_share"] = delta / whole[key] if delta is not None and whole[key] else None
     reference = next(r["grades"] for r in runs if r["config"] == ALL_ON)
     diffs = []
     for r in runs:
@@ -127,13 +156,22 @@ def render(results: dict) -> str:
              "`{}` ({}; {} núcleos; {}).".format(results["command"], results["machine"]["cpu"],
                                                 results["machine"]["cores"], results["machine"]["date"]),
              "Clase sintética de {} alumnos, `make grade --workers {}`, {} ronda(s) alternadas; medianas. "
-             "Ahorro de una ruta = tiempo sin ella − tiempo con todas (en % del tiempo con todas).".format(
-                 args["alumnos"], args["workers"], args["rondas"]), "",
-             "| configuración | pared (s) | CPU (s) | ahorro pared | ahorro CPU | corridas | fallidas |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "Ahorro de una ruta = tiempo sin ella − tiempo con todas (en % del tiempo con todas{}).".format(
+                 args["alumnos"], args["workers"], args["rondas"],
+                 " en frío" if args.get("calientes") else ""), ""]
+    if args.get("calientes"):
+        lines += ["Con `--veredictos-previos`: cada ronda empieza con una corrida completa en frío (`{}`), y las "
+                  "demás configuraciones parten de sus veredictos ya calculados (`veredictos/`): los trabajadores "
+                  "no vuelven a correr el código de los alumnos, que ninguna ruta cambia, y el tiempo medido es "
+                  "el de arrancar, la pasada de nbgrader, la retroalimentación y grades.csv. Con 2 núcleos "
+                  "ocupados, en frío la pasada se superpone a los trabajadores, así que el ahorro de pared en "
+                  "frío puede ser menor que el medido así; los segundos de CPU se suman igual.".format(COLD), ""]
+    lines += ["| configuración | pared (s) | CPU (s) | ahorro pared | ahorro CPU | corridas | fallidas |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, row in summary["table"].items():
-        saving = "" if name == ALL_ON else "{} s ({})".format(_s(row["wall_saving"]), _pct(row["wall_share"]))
-        cpu = "" if name == ALL_ON else "{} s ({})".format(_s(row["cpu_saving"]), _pct(row["cpu_share"]))
+        plain = name in (ALL_ON, COLD)
+        saving = "" if plain else "{} s ({})".format(_s(row["wall_saving"]), _pct(row["wall_share"]))
+        cpu = "" if plain else "{} s ({})".format(_s(row["cpu_saving"]), _pct(row["cpu_share"]))
         lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
             name, _s(row["wall"]), _s(row["cpu"]), saving, cpu, row["runs"], row["failed"]))
     lines += ["", "Rutas (tarea2_grader/integration/fastpaths.py):", "", "```",
@@ -160,6 +198,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-celda", type=float, default=None, help="segundos por celda (por defecto la config)")
     p.add_argument("--semilla", type=int, default=2026, help="semilla de las semillas de los alumnos")
     p.add_argument("--trabajo", type=Path, default=None, help="carpeta de trabajo (por defecto una temporal)")
+    p.add_argument("--juntas", default="",
+                   help="además, todas las rutas menos estas a la vez (separadas por comas)")
+    p.add_argument("--sin-ninguna", action="store_true", help="no medir la configuración sin ninguna ruta")
+    p.add_argument("--veredictos-previos", action="store_true",
+                   help="cada ronda: una corrida completa en frío y las configuraciones con sus veredictos ya calculados")
     p.add_argument("--salida", type=Path, default=DOC_PATH, help="markdown de salida (por defecto docs/rapido.md)")
     return p
 
@@ -167,14 +210,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     paths = [n.strip() for n in args.rutas.split(",") if n.strip()]
-    unknown = [n for n in paths if n not in fastpaths.PATHS]
+    together = [n.strip() for n in args.juntas.split(",") if n.strip()]
+    unknown = [n for n in paths + together if n not in fastpaths.PATHS]
     if unknown or args.alumnos < 1 or args.rondas < 1:
         print("rutas desconocidas: {}; --alumnos y --rondas deben ser al menos 1".format(unknown), file=sys.stderr)
         return 2
     started = time.perf_counter()
     work = args.trabajo.resolve() if args.trabajo else Path(tempfile.mkdtemp(prefix="tarea2_bench_rapido_"))
     work.mkdir(parents=True, exist_ok=True)
-    configs = configurations(paths)
+    configs = configurations(paths, together, all_off=not args.sin_ninguna)
     students = bench_clase.roster(args.alumnos)
     bench_clase.write_class(work / "clase", students, bench_clase.mix_texts(bench_clase.cell_limit(args.timeout_celda)))
     rng = random.Random(args.semilla)
@@ -182,18 +226,30 @@ def main(argv=None) -> int:
     runs = []
     try:
         for r in range(args.rondas):
+            warm = None
+            if args.veredictos_previos:
+                warm = work / "veredictos_ronda"
+                run = grade_once(COLD, {}, work, r, seeds, args.workers, args.timeout_celda, args.alumnos,
+                                 keep_cache=warm)
+                print("[bench {:5.0f} s] ronda {} {}: {:.1f} s pared, código {}".format(
+                    time.perf_counter() - started, r + 1, COLD, run["wall_s"], run["returncode"]),
+                    file=sys.stderr, flush=True)
+                runs.append(run)
             for name in rotated(list(configs), r):
-                run = grade_once(name, configs[name], work, r, seeds, args.workers, args.timeout_celda, args.alumnos)
+                run = grade_once(name, configs[name], work, r, seeds, args.workers, args.timeout_celda, args.alumnos,
+                                 warm_from=warm)
                 print("[bench {:5.0f} s] ronda {} {}: {:.1f} s pared, código {}".format(
                     time.perf_counter() - started, r + 1, name, run["wall_s"], run["returncode"]),
                     file=sys.stderr, flush=True)
                 runs.append(run)
-        summary = summarize(runs, list(configs), [st.sid for st in students])
+        names = ([COLD] if args.veredictos_previos else []) + list(configs)
+        summary = summarize(runs, names, [st.sid for st in students])
     finally:
         if not args.trabajo:
             shutil.rmtree(work, ignore_errors=True)
     results = dict(command="python -m tools.bench_rapido " + " ".join(argv if argv is not None else sys.argv[1:]),
-                   args=dict(alumnos=args.alumnos, rondas=args.rondas, workers=args.workers), paths=paths,
+                   args=dict(alumnos=args.alumnos, rondas=args.rondas, workers=args.workers,
+                             calientes=args.veredictos_previos), paths=paths,
                    machine=dict(cpu=bench.cpu_model(), cores=os.cpu_count(),
                                 date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
                    summary=summary, elapsed_s=time.perf_counter() - started)
