@@ -15,14 +15,21 @@ saving of path X is ``median(sin_X) - median(todas)``, also as a share of ``medi
 Every run's grades.csv is compared with the first ``todas`` run's (the seed column aside): a
 difference is reported, and the exit status is 1.
 
-``--veredictos-previos`` (warm verdicts): each round starts with one cold ``todas`` run (the
+``--veredictos-previos`` (warm verdicts): the first round starts with one cold ``todas`` run (the
 whole ``make grade``: the reference for the shares), whose verdict cache (``veredictos/``) is then
-copied into the scratch course of every configuration of that round.  The workers find every
-student in the cache, so those runs time what the fast paths touch (start-up, the nbgrader pass,
-feedback, grades.csv) without the ~290 s of student code in the sandbox, which no path changes.
-A path's saving is then measured on the warm runs and given as a share of the cold run.  On two
-saturated cores the pass overlaps the workers in a cold run, so a warm wall saving is an upper
-(about) an upper bound of the cold one; CPU seconds add up either way.
+copied into the scratch course of every configuration of every round (same seeds, so every key is
+found).  The workers find every student in the cache, so those runs time what the fast paths
+touch (start-up, the nbgrader pass, feedback, grades.csv) without the student code in the sandbox,
+which no path changes.  A path's saving is measured on the warm runs and given as a share of the
+cold run: one cold run is enough for a denominator (its noise moves a 3 % share by about a tenth
+of a point); the savings, differences of warm runs, get the rounds.  On two saturated cores the
+pass overlaps the workers in a cold run, so a warm wall saving is about an upper bound of the
+cold one; CPU seconds add up either way.
+
+``--una-vez A,B``: those configurations run in the first round only (a path whose saving is far
+from the 5 % line needs no median to be placed).  Every run is appended to ``corridas.json`` in
+the work folder as it ends; ``--resumir FILE`` writes the report from such a file (a benchmark
+stopped early reports the rounds it finished).
 
 The table (Spanish) is printed and written to ``docs/rapido.md``.  Nothing here changes grading.
 """
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import random
 import shutil
@@ -183,7 +191,10 @@ def render(results: dict) -> str:
     else:
         lines.append("Las notas (grades.csv, sin la columna semilla) son idénticas en todas las corridas.")
     lines.append("")
-    lines.append("Duración del benchmark: {:.0f} s.".format(results["elapsed_s"]))
+    if results["args"].get("una_vez"):
+        lines.append("Medidas solo en la primera ronda: {}.".format(", ".join(results["args"]["una_vez"])))
+    if results.get("elapsed_s") is not None:
+        lines.append("Duración del benchmark: {:.0f} s.".format(results["elapsed_s"]))
     return "\n".join(lines)
 
 
@@ -202,57 +213,106 @@ def parser() -> argparse.ArgumentParser:
                    help="además, todas las rutas menos estas a la vez (separadas por comas)")
     p.add_argument("--sin-ninguna", action="store_true", help="no medir la configuración sin ninguna ruta")
     p.add_argument("--veredictos-previos", action="store_true",
-                   help="cada ronda: una corrida completa en frío y las configuraciones con sus veredictos ya calculados")
+                   help="una corrida completa en frío y las configuraciones con sus veredictos ya calculados")
+    p.add_argument("--una-vez", default="", help="configuraciones que corren solo en la primera ronda (separadas por comas)")
+    p.add_argument("--lejos", type=float, default=None,
+                   help="tras la primera ronda, no repetir las configuraciones cuyo ahorro pasa esta fracción del total (p. ej. 0.2)")
+    p.add_argument("--resumir", type=Path, default=None, help="escribir el informe desde un corridas.json guardado")
     p.add_argument("--salida", type=Path, default=DOC_PATH, help="markdown de salida (por defecto docs/rapido.md)")
     return p
 
 
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    paths = [n.strip() for n in args.rutas.split(",") if n.strip()]
-    together = [n.strip() for n in args.juntas.split(",") if n.strip()]
-    unknown = [n for n in paths + together if n not in fastpaths.PATHS]
-    if unknown or args.alumnos < 1 or args.rondas < 1:
-        print("rutas desconocidas: {}; --alumnos y --rondas deben ser al menos 1".format(unknown), file=sys.stderr)
-        return 2
-    started = time.perf_counter()
-    work = args.trabajo.resolve() if args.trabajo else Path(tempfile.mkdtemp(prefix="tarea2_bench_rapido_"))
-    work.mkdir(parents=True, exist_ok=True)
-    configs = configurations(paths, together, all_off=not args.sin_ninguna)
+RUNS_FILE = "corridas.json"
+
+
+def save_run(work: Path, run: dict, runs: List[dict], context: dict) -> None:
+    """Append ``run`` to ``runs`` and rewrite ``corridas.json`` (runs and context) in ``work``."""
+    runs.append(run)
+    tmp = work / (RUNS_FILE + ".tmp")
+    tmp.write_text(json.dumps(dict(context, runs=runs), indent=1), encoding="utf-8")
+    os.replace(tmp, work / RUNS_FILE)
+
+
+def announce(started: float, r: int, run: dict) -> None:
+    print("[bench {:5.0f} s] ronda {} {}: {:.1f} s pared, {} s CPU, código {}".format(
+        time.perf_counter() - started, r + 1, run["config"], run["wall_s"],
+        "?" if run["cpu_s"] is None else "{:.1f}".format(run["cpu_s"]), run["returncode"]), file=sys.stderr, flush=True)
+
+
+def measure(args, work: Path, configs: Dict[str, Dict[str, str]], once: List[str], context: dict) -> List[dict]:
+    """Every round's runs (the cold one first when ``--veredictos-previos``), saved as they end."""
     students = bench_clase.roster(args.alumnos)
     bench_clase.write_class(work / "clase", students, bench_clase.mix_texts(bench_clase.cell_limit(args.timeout_celda)))
     rng = random.Random(args.semilla)
     seeds = {st.sid: rng.getrandbits(62) for st in students}
-    runs = []
-    try:
-        for r in range(args.rondas):
-            warm = None
-            if args.veredictos_previos:
-                warm = work / "veredictos_ronda"
-                run = grade_once(COLD, {}, work, r, seeds, args.workers, args.timeout_celda, args.alumnos,
-                                 keep_cache=warm)
-                print("[bench {:5.0f} s] ronda {} {}: {:.1f} s pared, código {}".format(
-                    time.perf_counter() - started, r + 1, COLD, run["wall_s"], run["returncode"]),
-                    file=sys.stderr, flush=True)
-                runs.append(run)
-            for name in rotated(list(configs), r):
-                run = grade_once(name, configs[name], work, r, seeds, args.workers, args.timeout_celda, args.alumnos,
-                                 warm_from=warm)
-                print("[bench {:5.0f} s] ronda {} {}: {:.1f} s pared, código {}".format(
-                    time.perf_counter() - started, r + 1, name, run["wall_s"], run["returncode"]),
-                    file=sys.stderr, flush=True)
-                runs.append(run)
-        names = ([COLD] if args.veredictos_previos else []) + list(configs)
-        summary = summarize(runs, names, [st.sid for st in students])
-    finally:
-        if not args.trabajo:
-            shutil.rmtree(work, ignore_errors=True)
-    results = dict(command="python -m tools.bench_rapido " + " ".join(argv if argv is not None else sys.argv[1:]),
-                   args=dict(alumnos=args.alumnos, rondas=args.rondas, workers=args.workers,
-                             calientes=args.veredictos_previos), paths=paths,
-                   machine=dict(cpu=bench.cpu_model(), cores=os.cpu_count(),
-                                date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
-                   summary=summary, elapsed_s=time.perf_counter() - started)
+    started, runs, warm = time.perf_counter(), [], None
+    grade = lambda name, env, r, **kw: grade_once(name, env, work, r, seeds, args.workers, args.timeout_celda,
+                                                  args.alumnos, **kw)
+    if args.veredictos_previos:
+        warm = work / "veredictos_previos"
+        run = grade(COLD, {}, 0, keep_cache=warm)
+        save_run(work, run, runs, context)
+        announce(started, 0, run)
+    for r in range(args.rondas):
+        for name in rotated(list(configs), r):
+            if r > 0 and name in once:
+                continue
+            run = grade(name, configs[name], r, warm_from=warm)
+            save_run(work, run, runs, context)
+            announce(started, r, run)
+        if r == 0 and args.lejos:
+            far = far_from_the_line(runs, args.lejos)
+            once = list(once) + [n for n in far if n not in once]
+            context["args"]["una_vez"] = once
+            print("[bench] solo en la primera ronda (ahorro > {:.0%} del total): {}".format(
+                args.lejos, ", ".join(far) or "ninguna"), file=sys.stderr, flush=True)
+    return runs
+
+
+def far_from_the_line(runs: List[dict], share: float) -> List[str]:
+    """The configurations whose first-round wall saving exceeds ``share`` of the whole make grade
+    (the cold run, else all-on): they are far from the 5 % line, one run places them."""
+    first = {r["config"]: r["wall_s"] for r in runs if r["round"] == 0 and r["returncode"] == 0}
+    base, whole = first.get(ALL_ON), first.get(COLD, first.get(ALL_ON))
+    if not base or not whole:
+        return []
+    return [n for n, w in first.items() if n not in (ALL_ON, COLD) and w - base > share * whole]
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.resumir:
+        saved = json.loads(args.resumir.read_text(encoding="utf-8"))
+        runs, context = saved.pop("runs"), saved
+        elapsed = None
+    else:
+        paths = [n.strip() for n in args.rutas.split(",") if n.strip()]
+        together = [n.strip() for n in args.juntas.split(",") if n.strip()]
+        once = [n.strip() for n in args.una_vez.split(",") if n.strip()]
+        unknown = [n for n in paths + together if n not in fastpaths.PATHS]
+        if unknown or args.alumnos < 1 or args.rondas < 1:
+            print("rutas desconocidas: {}; --alumnos y --rondas deben ser al menos 1".format(unknown), file=sys.stderr)
+            return 2
+        started = time.perf_counter()
+        work = args.trabajo.resolve() if args.trabajo else Path(tempfile.mkdtemp(prefix="tarea2_bench_rapido_"))
+        work.mkdir(parents=True, exist_ok=True)
+        configs = configurations(paths, together, all_off=not args.sin_ninguna)
+        context = dict(command="python -m tools.bench_rapido " + " ".join(argv if argv is not None else sys.argv[1:]),
+                       args=dict(alumnos=args.alumnos, rondas=args.rondas, workers=args.workers,
+                                 calientes=args.veredictos_previos, una_vez=once),
+                       paths=paths, names=([COLD] if args.veredictos_previos else []) + list(configs),
+                       sids=[st.sid for st in bench_clase.roster(args.alumnos)],
+                       machine=dict(cpu=bench.cpu_model(), cores=os.cpu_count(),
+                                    date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
+        try:
+            runs = measure(args, work, configs, once, context)
+        finally:
+            if not args.trabajo:
+                shutil.rmtree(work, ignore_errors=True)
+        elapsed = time.perf_counter() - started
+    names = [n for n in context["names"] if any(r["config"] == n for r in runs)]
+    summary = summarize(runs, names, context["sids"])
+    results = dict(context, summary=summary, elapsed_s=elapsed)
     text = render(results)
     print(text)
     args.salida.parent.mkdir(parents=True, exist_ok=True)

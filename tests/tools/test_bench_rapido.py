@@ -78,3 +78,12 @@ def test_report_names_the_warm_mode_and_every_configuration(tmp_path):
     assert "--veredictos-previos" in text
     assert "| sin_lotes | 75.0 | 80.0 | 15.0 s (+5.0 %) | 20.0 s (+3.3 %) | 1 | 0 |" in text
     assert "idénticas" in text
+
+
+def test_only_savings_far_above_the_line_skip_the_later_rounds():
+    runs = [run("todas_en_frio", 0, 400.0, 800.0, ""), run("todas", 0, 130.0, 100.0, ""),
+            run("sin_lotes", 0, 300.0, 100.0, ""), run("sin_cellmeta", 0, 140.0, 100.0, ""),
+            run("sin_roto", 0, 900.0, 100.0, "", code=1), run("todas", 1, 500.0, 100.0, "")]
+    assert bench_rapido.far_from_the_line(runs, 0.2) == ["sin_lotes"]  # 170 > 80; 10 < 80; a failed run is not placed
+    assert bench_rapido.far_from_the_line(runs[1:3], 0.2) == ["sin_lotes"]  # no cold run: the share is of all-on
+    assert bench_rapido.far_from_the_line(runs[2:3], 0.2) == []
