@@ -253,6 +253,9 @@ def measure(args, work: Path, configs: Dict[str, Dict[str, str]], once: List[str
         run = grade(COLD, {}, 0, keep_cache=warm)
         save_run(work, run, runs, context)
         announce(started, 0, run)
+        if run["returncode"] != 0 or not warm.is_dir():
+            raise SystemExit("la corrida en frío falló (código {}): ver {}".format(
+                run["returncode"], work / (COLD + "_0.log")))
     for r in range(args.rondas):
         for name in rotated(list(configs), r):
             if r > 0 and name in once:
