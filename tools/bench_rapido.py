@@ -168,8 +168,8 @@ def render(results: dict) -> str:
                  args["alumnos"], args["workers"], args["rondas"],
                  " en frío" if args.get("calientes") else ""), ""]
     if args.get("calientes"):
-        lines += ["Con `--veredictos-previos`: cada ronda empieza con una corrida completa en frío (`{}`), y las "
-                  "demás configuraciones parten de sus veredictos ya calculados (`veredictos/`): los trabajadores "
+        lines += ["Con `--veredictos-previos`: la primera ronda empieza con una corrida completa en frío (`{}`), y "
+                  "todas las demás parten de sus veredictos ya calculados (`veredictos/`): los trabajadores "
                   "no vuelven a correr el código de los alumnos, que ninguna ruta cambia, y el tiempo medido es "
                   "el de arrancar, la pasada de nbgrader, la retroalimentación y grades.csv. Con 2 núcleos "
                   "ocupados, en frío la pasada se superpone a los trabajadores, así que el ahorro de pared en "
@@ -182,8 +182,9 @@ def render(results: dict) -> str:
         cpu = "" if plain else "{} s ({})".format(_s(row["cpu_saving"]), _pct(row["cpu_share"]))
         lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
             name, _s(row["wall"]), _s(row["cpu"]), saving, cpu, row["runs"], row["failed"]))
+    known = [n for n in results["paths"] if n in fastpaths.PATHS]
     lines += ["", "Rutas (tarea2_grader/integration/fastpaths.py):", "", "```",
-              fastpaths.describe(results["paths"]), "```", ""]
+              fastpaths.describe(known), "```", ""] if known else [""]
     if summary["diffs"]:
         lines.append("**Notas distintas de las de `todas`** ({}):".format(len(summary["diffs"])))
         lines += ["- {config} (ronda {round}), alumno {student}, {column}: {reference} → {other}".format(**d)
