@@ -239,9 +239,9 @@ def warm_coordinator(tests_module: str, root: str) -> None:
 
 def write_grades(course: Course, results: Dict[str, StudentResult], say=print) -> List[Row]:
     """grades.csv and the printed table from the gradebook and the pipeline's results."""
-    from tarea2_grader.integration.nbplugin import read_seeds
+    from tarea2_grader.integration import seeds as seeds_file
     cells = grade_table.grade_cells(course.source_nb)
-    seeds = read_seeds(course.root).get(course.assignment, {})
+    seeds = seeds_file.read(course.root).get(course.assignment, {})
     rows = grade_table.build_rows(cells, grade_table.read_scores(course, results), results, seeds,
                                   grade_table.read_reviews(course, results))
     grade_table.write_csv(course.path("grades.csv"), cells, rows)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import secrets
 import signal
 import time
 from typing import Dict, List, Optional
@@ -487,11 +486,6 @@ def aislamiento_disponible() -> bool:
                 import sys
                 print(aviso, file=sys.stderr)
     return _DISPONIBLE[0]
-
-
-def nueva_semilla() -> int:
-    """A fresh seed for a student's hidden inputs."""
-    return secrets.randbits(62)
 
 
 def warm_up_torch() -> None:

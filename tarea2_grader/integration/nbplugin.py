@@ -8,17 +8,13 @@ cell gets the trusted verdict as its output (the message on stdout when it passe
 into points in the gradebook, which only this (trusted) process writes.  Formgrader,
 ``generate_feedback`` and the export keep working as with any nbgrader course.
 
-The seed of each student's hidden inputs is drawn the first time the student is graded and kept
-in ``semillas.json`` at the course root (never inside the sandbox), so a regrade reproduces the
-same inputs; it is also written into the autograded notebook's metadata.
+The seed of each student's hidden inputs comes from :mod:`tarea2_grader.integration.seeds` (its
+one owner); it is also written into the autograded notebook's metadata.
 
 What the pass did for each student (verdicts from the cache or graded now, a failure of the grading
 machinery, seed, notes) goes to the coordinator as one structured record per student
 (:mod:`tarea2_grader.integration.records`, in ``TrustedExecute.record_dir``), never through the log.
 """
-import contextlib
-import fcntl
-import json
 import os
 
 import nbformat
@@ -27,11 +23,11 @@ from traitlets import Bool, Float, Integer, Unicode
 
 from tarea2_grader.integration import pauta
 from tarea2_grader.integration import records
+from tarea2_grader.integration import seeds
 from tarea2_grader.engine import runner
 from tarea2_grader.engine import sandbox
 from tarea2_grader.engine import tamano
 
-SEEDS_FILE = "semillas.json"
 META_KEY = "tarea2_calificacion"
 
 
@@ -41,40 +37,6 @@ def course_root(resources) -> str:
     if url.startswith("sqlite:///"):
         return os.path.dirname(os.path.abspath(url[len("sqlite:///"):]))
     return os.getcwd()
-
-
-@contextlib.contextmanager
-def _locked(path):
-    with open(path + ".lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def read_seeds(root: str) -> dict:
-    """{assignment: {student: seed}} from the course's seeds file."""
-    path = os.path.join(root, SEEDS_FILE)
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-def seed_for(root: str, assignment: str, student: str, fresh: bool = False) -> int:
-    """The recorded seed of a student (drawn and recorded on first use, or when ``fresh``)."""
-    path = os.path.join(root, SEEDS_FILE)
-    with _locked(path):
-        seeds = read_seeds(root)
-        mine = seeds.setdefault(assignment, {})
-        if fresh or student not in mine:
-            mine[student] = runner.nueva_semilla()
-            tmp = path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(seeds, fh, indent=1, sort_keys=True)
-            os.replace(tmp, path)
-        return int(mine[student])
 
 
 NOT_RERUN = ("[Salidas que entregó el estudiante. Las celdas posteriores al último test no se vuelven a "
@@ -240,7 +202,7 @@ class TrustedExecute(NbGraderPreprocessor):
         aislar = runner.aislamiento_disponible()
         if self.require_sandbox and not aislar:
             self.machinery_failure(student, sandbox.diagnostico_bwrap() or "bubblewrap no está disponible")
-        seed = seed_for(course_root(resources), assignment, student, self.fresh_seeds)
+        seed = seeds.of_student(course_root(resources), assignment, student, self.fresh_seeds)
         result, from_cache = self.graded(nb, seed, aislar, student, course_root(resources))
         from tarea2_grader.engine import inert
         for i, cell in enumerate(nb.cells):

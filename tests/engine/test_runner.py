@@ -15,7 +15,6 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from tarea2_grader.integration import nbplugin
 from tarea2_grader.engine import runner
 from tarea2_grader.engine import sandbox
 from tarea2_grader.engine import session
@@ -161,16 +160,6 @@ def test_without_bubblewrap_grading_still_works_and_warns_in_spanish():
     aviso = sandbox.aviso_sin_aislamiento()
     assert "bubblewrap" in aviso and "apt-get install bubblewrap" in aviso and "no está disponible" in aviso
     assert sandbox.aviso_sin_aislamiento() is None  # said once
-
-
-def test_seeds_are_drawn_per_student_recorded_and_reused(tmp_path):
-    root = str(tmp_path)
-    a = nbplugin.seed_for(root, "tarea2", "1001")
-    b = nbplugin.seed_for(root, "tarea2", "1002")
-    assert a != b
-    assert nbplugin.seed_for(root, "tarea2", "1001") == a
-    assert nbplugin.read_seeds(root) == {"tarea2": {"1001": a, "1002": b}}
-    assert nbplugin.seed_for(root, "tarea2", "1001", fresh=True) != a
 
 
 def test_undeclared_test_cell_scores_zero_with_a_reason():

@@ -22,7 +22,7 @@ import pytest
 from tests.support.fake_course import GOOD, auto_points, nb_text, student_notebook, write_zip
 
 from tarea2_grader.parallel import canario
-from tarea2_grader.integration import nbplugin
+from tarea2_grader.integration import seeds
 from tarea2_grader.commands import autograde_pass
 from tarea2_grader.commands import pipeline
 from tarea2_grader.integration import nbgrader_run
@@ -55,7 +55,7 @@ def new_class(fake_course_factory, name, seeds_from=None):
     course = fake_course_factory(name)
     build_class(course)
     if seeds_from is not None:
-        shutil.copy(os.path.join(seeds_from.root, nbplugin.SEEDS_FILE), course.root)
+        shutil.copy(os.path.join(seeds_from.root, seeds.FILE), course.root)
     return course
 
 

@@ -9,6 +9,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
 from tarea2_grader.engine import runner
+from tarea2_grader.integration import seeds
 from tarea2_grader.engine import sandbox
 from tools.examples import edit_cells
 
@@ -52,7 +53,7 @@ def grade_many(cases, workers=GRADING_WORKERS, **kwargs):
     def one(item):
         name, (path, replacements) = item
         nb = edit_cells(nbformat.read(str(path), as_version=4), replacements)
-        result = runner.calificar(nb, runner.nueva_semilla(), **kwargs)
+        result = runner.calificar(nb, seeds.draw(), **kwargs)
         return name, (result.puntos(nb), result, nb)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -55,8 +55,9 @@ def test_every_visible_check_passes_and_hidden_tests_are_not_graded_in_the_kerne
 def test_whole_solution_notebook_in_the_sandbox_passes_every_hidden_test():
     """The grader's own run of the master notebook, every cell included (training, digits)."""
     from tarea2_grader.engine import runner
+    from tarea2_grader.integration import seeds
     nb = nbformat.read(SOURCE, as_version=4)
-    result = runner.calificar(nb, runner.nueva_semilla())
+    result = runner.calificar(nb, seeds.draw())
     assert len(result.veredictos) == len(course_facts.autograded_cells())
     assert all(v.ok for v in result.veredictos.values()), result.mensajes(nb)
     assert result.notas == []
