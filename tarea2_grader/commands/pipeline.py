@@ -124,8 +124,8 @@ def grade(course: Course, student_timeout: Optional[float] = None,
     no_isolation = isolation(te, say)  # raises canario.CorrectorRoto when bubblewrap is required
     settings = parallel_settings(course, workers, scheduler)
     if not settings.scheduler:  # the local workers' sandboxes import torch while the class is collected
-        runner.TALLERES.precalentar(te.limits(), runner.aislamiento_disponible(),
-                                    settings.workers or parallel.default_workers())
+        runner.WARM_SANDBOXES.prewarm(te.limits(), runner.isolation_available(),
+                                      settings.workers or parallel.default_workers())
         threading.Thread(target=warm_coordinator, args=(te.tests_module, course.root), daemon=True,
                          name="tarea2-calentar").start()
     say("== sincronizando el gradebook con source/ ==")
@@ -210,7 +210,7 @@ def isolation(te, say=print) -> Optional[str]:
 def sandbox_problem() -> Optional[str]:
     """Why bubblewrap cannot isolate student code here (None: it can)."""
     from tarea2_grader.engine import sandbox
-    return sandbox.diagnostico_bwrap()
+    return sandbox.bwrap_diagnosis()
 
 
 def report_ungraded(results: Dict[str, StudentResult], say=print) -> List[str]:

@@ -1,7 +1,7 @@
 """The canary: proof that the grading machinery works here, before anyone is graded.
 
 ``make grade`` grades one tiny, known-correct notebook through the very path a student's takes
-(:func:`tarea2_grader.parallel.workers.grade_job` -> :func:`tarea2_grader.engine.runner.calificar` -> the agent in
+(:func:`tarea2_grader.parallel.workers.grade_job` -> :func:`tarea2_grader.engine.runner.grade` -> the agent in
 the sandbox -> a probe -> the verdict computed here): the sandbox must start the interpreter,
 import torch in it, run a cell and answer a probe with the right tensor.  When anything of that
 fails, :func:`comprobar` raises :class:`CorrectorRoto` with a Spanish message that says what broke
@@ -146,7 +146,7 @@ def comprobar(limites, scheduler: str = "") -> None:
     """
     from tarea2_grader.engine import sandbox
     from tarea2_grader.parallel import workers
-    python = sandbox.interprete(limites.python)
+    python = sandbox.interpreter(limites.python)
     job = trabajo(limites)
     replies = [workers.grade_job(job)]
     if scheduler:
