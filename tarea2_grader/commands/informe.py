@@ -45,19 +45,19 @@ SLOWEST_SHOWN = 10
 class Informe(Configurable):
     """Copy-detection settings (``c.Informe.*`` in nbgrader_config.py)."""
 
-    umbral = Float(similitud.Ajustes.umbral, help="Similarity (0 to 1) of one answer cell from which a pair "
-                                                  "is flagged.").tag(config=True)
-    minimo_propio = Integer(similitud.Ajustes.minimo_propio,
+    umbral = Float(similitud.ComparisonSettings.threshold,
+                   help="Similarity (0 to 1) of one answer cell from which a pair is flagged.").tag(config=True)
+    minimo_propio = Integer(similitud.ComparisonSettings.min_own_tokens,
                             help="Own tokens (after removing the release's code) below which a cell is "
                                  "'demasiado corta' and never flagged.").tag(config=True)
 
 
-def settings(course: Course, umbral: Optional[float] = None) -> similitud.Ajustes:
+def settings(course: Course, umbral: Optional[float] = None) -> similitud.ComparisonSettings:
     """The comparison's settings: defaults, the course config, then the command line."""
     conf = Informe(config=nbgrader_run.load_config(course))
-    ajustes = similitud.Ajustes(umbral=conf.umbral, minimo_propio=conf.minimo_propio)
+    ajustes = similitud.ComparisonSettings(threshold=conf.umbral, min_own_tokens=conf.minimo_propio)
     if umbral is not None:
-        ajustes.umbral = float(umbral)
+        ajustes.threshold = float(umbral)
     return ajustes
 
 
@@ -311,31 +311,31 @@ def highlighted(source: str, ranges: List[Tuple[int, int, str]]) -> str:
     return "<pre>{}</pre>".format("".join(out))
 
 
-def pair_page(course: Course, res: similitud.Resultado, m: similitud.Coincidencia) -> str:
+def pair_page(course: Course, res: similitud.ComparisonResult, m: similitud.Match) -> str:
     """Side-by-side view of one flagged cell pair."""
-    a, b = res.fuentes[m.a][m.celda], res.fuentes[m.b][m.celda]
+    a, b = res.fingerprinted[m.a][m.grade_id], res.fingerprinted[m.b][m.grade_id]
     body = ["<p><a href=\"../index.html\">&larr; volver al informe</a></p>",
-            "<h1>Celda {} &mdash; similitud {:.0%}</h1>".format(esc(m.celda), m.similitud),
+            "<h1>Celda {} &mdash; similitud {:.0%}</h1>".format(esc(m.grade_id), m.score),
             "<p>Resaltado: fragmentos en común. <mark>amarillo</mark>: propios de ambos; "
             "<mark class=\"referencia\">verde</mark>: también en la solución de referencia (cuentan menos); "
             "<mark class=\"comun\">azul</mark>: comunes a gran parte del curso (cuentan menos).</p>",
             "<p>Para descartar este par después de revisarlo, agregue a <code>{}</code> la línea "
-            "<code>{}</code></p>".format(DISMISSALS_FILE, esc(",".join((m.a, m.b, m.celda, "revisado")))),
+            "<code>{}</code></p>".format(DISMISSALS_FILE, esc(",".join((m.a, m.b, m.grade_id, "revisado")))),
             '<div class="lado"><div><h2>{}</h2>{}</div><div><h2>{}</h2>{}</div></div>'.format(
-                feedback_link(course, m.a, "../../"), highlighted(a.fuente, m.tramos_a),
-                feedback_link(course, m.b, "../../"), highlighted(b.fuente, m.tramos_b))]
-    return page("Informe: {} y {}, {}".format(m.a, m.b, m.celda), "\n".join(body))
+                feedback_link(course, m.a, "../../"), highlighted(a.source, m.spans_a),
+                feedback_link(course, m.b, "../../"), highlighted(b.source, m.spans_b))]
+    return page("Informe: {} y {}, {}".format(m.a, m.b, m.grade_id), "\n".join(body))
 
 
-def similarity_section(course: Course, res: similitud.Resultado, links: Dict[int, str]) -> str:
+def similarity_section(course: Course, res: similitud.ComparisonResult, links: Dict[int, str]) -> str:
     """Flagged pairs, clusters, declared partners, dismissals and short cells."""
     out = ["<h2 id=\"similitud\">A quién mirar: entregas que parecen copiadas</h2>",
            "<p>Por celda de respuesta, sin el código que da el enunciado; umbral de similitud {:.0%} "
            "(<code>c.Informe.umbral</code> o <code>make informe UMBRAL=0.6</code>). {} alumnos{}.</p>".format(
-               res.ajustes.umbral, len(res.alumnos),
-               ", {} entregas anteriores de {}/".format(len(res.antecedentes), ANTECEDENTS_DIR) if res.antecedentes
+               res.settings.threshold, len(res.student_ids),
+               ", {} entregas anteriores de {}/".format(len(res.earlier_ids), ANTECEDENTS_DIR) if res.earlier_ids
                else "")]
-    grupos = res.grupos()
+    grupos = res.groups()
     if grupos:
         out.append("<h3>Grupos (componentes conexas de los pares marcados)</h3><ul>")
         for g in grupos:
@@ -344,24 +344,24 @@ def similarity_section(course: Course, res: similitud.Resultado, links: Dict[int
     else:
         out.append("<p>Ningún par supera el umbral.</p>")
     rows = []
-    for m in res.marcadas():
-        rows.append([feedback_link(course, m.a), feedback_link(course, m.b), esc(m.celda),
-                     "{:.0%}".format(m.similitud), '<a href="{}">ver lado a lado</a>'.format(esc(links[id(m)])),
-                     esc(m.fragmento[:120])])
+    for m in res.flagged():
+        rows.append([feedback_link(course, m.a), feedback_link(course, m.b), esc(m.grade_id),
+                     "{:.0%}".format(m.score), '<a href="{}">ver lado a lado</a>'.format(esc(links[id(m)])),
+                     esc(m.fragment[:120])])
     if rows:
         out.append(table(["alumno A", "alumno B", "celda", "similitud", "", "fragmento en común"], rows, (3,)))
-    other = [m for m in res.coincidencias if m.estado in ("companeros", "descartada")]
+    other = [m for m in res.matches if m.status in ("companeros", "descartada")]
     if other:
         out.append("<h3>Sobre el umbral pero permitidos</h3>")
         out.append(table(["alumno A", "alumno B", "celda", "similitud", "motivo"], [
-            [esc(m.a), esc(m.b), esc(m.celda), "{:.0%}".format(m.similitud),
-             "compañeros declarados ({})".format(PARTNERS_FILE) if m.estado == "companeros"
+            [esc(m.a), esc(m.b), esc(m.grade_id), "{:.0%}".format(m.score),
+             "compañeros declarados ({})".format(PARTNERS_FILE) if m.status == "companeros"
              else "descartado ({})".format(DISMISSALS_FILE)] for m in other], (3,)))
     short = [[esc(gid), str(len(docs)), esc(", ".join(docs[:15]) + (" ..." if len(docs) > 15 else ""))]
-             for gid, docs in res.cortas.items() if docs]
+             for gid, docs in res.too_short.items() if docs]
     if short:
         out.append("<h3>Celdas «demasiado corta» (no se comparan)</h3><p class=\"muted\">Menos de {} elementos "
-                   "propios después de quitar lo que da el enunciado.</p>".format(res.ajustes.minimo_propio))
+                   "propios después de quitar lo que da el enunciado.</p>".format(res.settings.min_own_tokens))
         out.append(table(["celda", "alumnos", "quiénes"], short, (1,)))
     return "\n".join(out)
 
@@ -446,15 +446,15 @@ def class_section(course: Course, clase: ClassResults) -> str:
 # ---------------------------------------------------------------- files
 
 
-def write_similarity_csv(path: str, res: similitud.Resultado) -> None:
+def write_similarity_csv(path: str, res: similitud.ComparisonResult) -> None:
     """similitud.csv: every compared cell pair at or above half the threshold, best first."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["alumno_a", "alumno_b", "celda", "similitud", "fragmento"])
-        for m in res.coincidencias:
-            if m.similitud >= res.ajustes.umbral / 2:
-                w.writerow([similitud.spreadsheet_safe(m.a), similitud.spreadsheet_safe(m.b), m.celda,
-                            "{:.3f}".format(m.similitud), similitud.spreadsheet_safe(m.fragmento)])
+        for m in res.matches:
+            if m.score >= res.settings.threshold / 2:
+                w.writerow([similitud.spreadsheet_safe(m.a), similitud.spreadsheet_safe(m.b), m.grade_id,
+                            "{:.3f}".format(m.score), similitud.spreadsheet_safe(m.fragment)])
 
 
 def write_parts_csv(path: str, clase: ClassResults) -> None:
@@ -466,7 +466,7 @@ def write_parts_csv(path: str, clase: ClassResults) -> None:
             w.writerow([p, "{:g}".format(m), "{:.3f}".format(a), "{:.3f}".format(md), "{:.3f}".format(f)])
 
 
-def compare_class(course: Course, students: List[str], ajustes: similitud.Ajustes) -> similitud.Resultado:
+def compare_class(course: Course, students: List[str], ajustes: similitud.ComparisonSettings) -> similitud.ComparisonResult:
     """Copy detection over the submitted notebooks (read as JSON) and ``antecedentes/``."""
     release = similitud.read_json_notebook(course.path("release", course.assignment, course.notebook + ".ipynb"))
     source = similitud.read_json_notebook(course.source_nb)
@@ -489,7 +489,7 @@ def build(course: Course, umbral: Optional[float] = None) -> str:
         shutil.rmtree(folder)
     os.makedirs(os.path.join(folder, "pares"))
     links = {}
-    for n, m in enumerate(res.marcadas(), 1):
+    for n, m in enumerate(res.flagged(), 1):
         name = "pares/{:04d}.html".format(n)
         with open(os.path.join(folder, name), "w", encoding="utf-8") as fh:
             fh.write(pair_page(course, res, m))
