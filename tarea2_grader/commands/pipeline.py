@@ -121,7 +121,7 @@ def grade(course: Course, student_timeout: Optional[float] = None,
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     from tarea2_grader.engine import runner
     te = trusted_settings(course, autograde_args, student_timeout)
-    no_isolation = isolation(te, say)  # raises canario.CorrectorRoto when bubblewrap is required
+    no_isolation = isolation(te, say)  # raises canario.BrokenGrader when bubblewrap is required
     settings = parallel_settings(course, workers, scheduler)
     if not settings.scheduler:  # the local workers' sandboxes import torch while the class is collected
         runner.WARM_SANDBOXES.prewarm(te.limits(), runner.isolation_available(),
@@ -137,7 +137,7 @@ def grade(course: Course, student_timeout: Optional[float] = None,
         # the canary proves the sandbox works meanwhile, on a warm sandbox: checked before anyone is graded
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tarea2-recoger") as pool:
             collecting = pool.submit(collection.collect_archives, course)
-            canary = pool.submit(canario.comprobar, te.limits(), settings.scheduler)
+            canary = pool.submit(canario.check, te.limits(), settings.scheduler)
             release_nb = sync_gradebook(course, scratch)
             collected = collecting.result()
         students = course.students()
@@ -148,7 +148,7 @@ def grade(course: Course, student_timeout: Optional[float] = None,
             return []
         shown = ", ".join(students[:12]) + (", ..." if len(students) > 12 else "")
         say("   {} alumno(s): {}".format(len(students), shown))
-        canary.result()  # raises canario.CorrectorRoto: nothing has been written
+        canary.result()  # raises canario.BrokenGrader: nothing has been written
         results = {s: StudentResult(s, list(collected.get(s, []))) for s in students}
         results.update(refused)
         if no_isolation:
@@ -196,11 +196,11 @@ def grade(course: Course, student_timeout: Optional[float] = None,
 
 def isolation(te, say=print) -> Optional[str]:
     """None when student code runs in bubblewrap here; else why not, when the config allows grading
-    without it (``c.TrustedExecute.require_sandbox = False``).  Raises :class:`canario.CorrectorRoto`
+    without it (``c.TrustedExecute.require_sandbox = False``).  Raises :class:`canario.BrokenGrader`
     otherwise: nobody is graded."""
     why = sandbox_problem()
     if why and te.require_sandbox:
-        raise canario.CorrectorRoto(canario.mensaje("{}. Cómo arreglarlo: {}.".format(why, canario.ARREGLO_BWRAP)))
+        raise canario.BrokenGrader(canario.message("{}. Cómo arreglarlo: {}.".format(why, canario.FIX_BWRAP)))
     if why:
         say("aviso: {}; se corrige sin aislar los archivos (c.TrustedExecute.require_sandbox = False) y cada "
             "fila de grades.csv lo dice".format(why))
