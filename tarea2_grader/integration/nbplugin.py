@@ -142,7 +142,7 @@ class TrustedExecute(NbGraderPreprocessor):
                               python=self.sandbox_python, output_bytes=caps.output,
                               notebook_bytes=caps.notebook)
 
-    def graded(self, nb, seed, aislar, student, root):
+    def graded(self, nb, seed, isolate, student, root):
         """(verdicts for ``nb``, whether they came from the cache): from the cache when this exact job
         was graded, else graded now."""
 
@@ -151,15 +151,15 @@ class TrustedExecute(NbGraderPreprocessor):
         key = workers.job_key(nb, seed, self.limits(), self.tests_module, self.rerun_after_last_test, [root])
         if self.use_cache:
             cached = cache.get(key)
-            if cached is not None and cached.aislado == aislar:
+            if cached is not None and cached.aislado == isolate:
                 self.log.info(FROM_CACHE_LOG, student)
                 return cached, True
-        runner.WARM_SANDBOXES.prewarm(self.limits(), aislar)  # its imports overlap the next line's
+        runner.WARM_SANDBOXES.prewarm(self.limits(), isolate)  # its imports overlap the next line's
         workers.one_torch_thread()
-        pruebas = workers.load_tests(self.tests_module, [root])
+        tests = workers.load_tests(self.tests_module, [root])
         self.log.info("Calificando %s en %s (semilla %d)", student,
-                      "bubblewrap" if aislar else "un proceso aparte, sin aislar archivos", seed)
-        result = runner.grade(nb, seed, self.limits(), pruebas, aislar,
+                      "bubblewrap" if isolate else "un proceso aparte, sin aislar archivos", seed)
+        result = runner.grade(nb, seed, self.limits(), tests, isolate,
                               until_last_test=not self.rerun_after_last_test)
         if result.falla:
             self.machinery_failure(student, result.falla)
@@ -199,11 +199,11 @@ class TrustedExecute(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         info = resources.get("nbgrader") or {}
         student, assignment = info.get("student", "desconocido"), info.get("assignment", "tarea")
-        aislar = runner.isolation_available()
-        if self.require_sandbox and not aislar:
+        isolate = runner.isolation_available()
+        if self.require_sandbox and not isolate:
             self.machinery_failure(student, sandbox.bwrap_diagnosis() or "bubblewrap no está disponible")
         seed = seeds.of_student(course_root(resources), assignment, student, self.fresh_seeds)
-        result, from_cache = self.graded(nb, seed, aislar, student, course_root(resources))
+        result, from_cache = self.graded(nb, seed, isolate, student, course_root(resources))
         from tarea2_grader.engine import inert
         for i, cell in enumerate(nb.cells):
             if cell.cell_type == "markdown":
@@ -220,9 +220,9 @@ class TrustedExecute(NbGraderPreprocessor):
         cut = tamano.cap_notebook(nb, tamano.SizeLimits(config=self.config).caps())  # before the rubrics
         add_rubrics(nb, resources)
         notes = result.notas + cut.messages()
-        nb.metadata[META_KEY] = {"semilla": seed, "aislado": aislar, "notas": notes,
+        nb.metadata[META_KEY] = {"semilla": seed, "aislado": isolate, "notas": notes,
                                  "segundos": round(result.segundos, 1), FLAGGED_KEY: flagged}
-        self.record(records.PassRecord(student, from_cache, None, seed, aislar, list(notes),
+        self.record(records.PassRecord(student, from_cache, None, seed, isolate, list(notes),
                                        round(result.segundos, 1), list(flagged)))
         return nb, resources
 
