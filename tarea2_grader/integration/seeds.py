@@ -33,6 +33,14 @@ def _locked(path: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _save(path: str, seeds: dict) -> None:
+    """Write the whole file atomically (a reader sees the old one or the new one)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(seeds, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
 def read(root: str) -> dict:
     """{assignment: {student: seed}} from the course's seeds file ({} when there is none yet)."""
     path = os.path.join(root, FILE)
@@ -50,10 +58,7 @@ def of_student(root: str, assignment: str, student: str, fresh: bool = False) ->
         mine = seeds.setdefault(assignment, {})
         if fresh or student not in mine:
             mine[student] = draw()
-            tmp = path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(seeds, fh, indent=1, sort_keys=True)
-            os.replace(tmp, path)
+            _save(path, seeds)
         return int(mine[student])
 
 
@@ -64,7 +69,4 @@ def write(root: str, assignment: str, chosen: dict) -> None:
     with _locked(path):
         seeds = read(root)
         seeds[assignment] = {str(k): int(v) for k, v in chosen.items()}
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(seeds, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        _save(path, seeds)
