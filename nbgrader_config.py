@@ -19,7 +19,7 @@ c.ClearSolutions.text_stub = "TU RESPUESTA AQUÍ"
 # switch off every one of those classes is exactly its nbgrader/nbconvert base and the pipeline runs
 # plain `nbgrader` (stock nbgrader, slower).  A path whose nbgrader or nbconvert source changed (an
 # upgrade) switches itself off with a one-line warning ("aviso: ruta rápida ... apagada").
-# Paths: arranque, nbgrader_cli, lotes, sharedgb, cellmeta, retro_html, getgrades.
+# Paths: arranque, nbgrader_cli, lotes, sharedgb, cellmeta, retro_html.
 # The environment overrides this file: TAREA2_RAPIDO=0 (all off) / =1, TAREA2_RAPIDO_SIN=sharedgb,cellmeta.
 c.FastPaths.enabled = True
 c.FastPaths.disabled = []
@@ -80,7 +80,7 @@ c.GenerateFeedback.exporter_class = "tarea2_grader.integration.retro_html.Feedba
 
 # Students never need the hidden tests in their feedback.
 c.GenerateFeedback.preprocessors = [
-    "tarea2_grader.integration.resumen.BatchedGetGrades",  # nbgrader's GetGrades, one gradebook query per kind, not two per cell
+    "nbgrader.preprocessors.GetGrades",
     "tarea2_grader.integration.resumen.FeedbackSummary",  # summary first: points per part, failed tests, notes
     "nbgrader.preprocessors.ClearHiddenTests",
     "tarea2_grader.integration.pauta.RemoveRubricCells",  # the grader's rubric cells stay in formgrader

@@ -73,10 +73,10 @@ def check_fast_paths(course) -> None:
 def graded_status(run) -> tuple:
     """(exit status, rows) of a grading run: 2 when the grader is broken (nothing written, the
     Spanish reason on stderr), 3 when some students were left ungraded by a grader failure."""
-    from tarea2_grader.parallel.canario import CorrectorRoto
+    from tarea2_grader.parallel.canario import BrokenGrader
     try:
         rows = run()
-    except CorrectorRoto as exc:
+    except BrokenGrader as exc:
         print(str(exc), file=sys.stderr)
         return pipeline.EXIT_NOTHING_GRADED, []
     if any(r.ungraded for r in rows):

@@ -9,7 +9,7 @@ Run ``make bench BENCH_ARGS="--ab b9cea39"``, i.e.
 2. ``--rondas`` rounds; in each, one fresh interpreter per side (this one, ``sys.executable``,
    with ``PYTHONPATH`` set to that side's tree) runs :mod:`tools.bench_ab_lado`: it grades
    its own commit's source notebook (the reference solution) with
-   ``runner.calificar(nb, seed, hasta_ultimo_test=True)``, first one warm-up student (it pays for
+   ``runner.grade(nb, seed, until_last_test=True)``, first one warm-up student (it pays for
    starting the sandbox: reported apart, not in the medians), then ``--alumnos`` students.  Both
    sides of a round get the same seeds; rounds get different ones.  The order alternates
    (base first, then new first, ...), so a load that drifts during the run weighs on both.
@@ -231,8 +231,8 @@ def render(resultados: dict) -> str:
     lineas.append("- Base: `{}`. Nuevo: `{}`{}.".format(
         resultados["base"], resultados["nuevo"], " con cambios sin commit" if resultados["sucio"] else ""))
     lineas.append("- {} rondas; en cada una, un proceso por lado (el mismo intérprete, con el `tarea2_grader/` de ese "
-                  "lado) corrige la solución de referencia de su propio notebook fuente con `runner.calificar(nb, "
-                  "semilla, hasta_ultimo_test=True)`: 1 alumno de calentamiento (arranca el sandbox; aparte, fuera "
+                  "lado) corrige la solución de referencia de su propio notebook fuente con `runner.grade(nb, "
+                  "semilla, until_last_test=True)`: 1 alumno de calentamiento (arranca el sandbox; aparte, fuera "
                   "de las medianas) y luego {} alumnos, con las mismas semillas en ambos lados y semillas nuevas en "
                   "cada ronda. El orden se alterna (base primero, luego nuevo primero).".format(a["rondas"], a["alumnos"]))
     lineas.append("- CPU del sandbox: segundos de CPU (usuario + sistema) de los procesos descendientes del proceso "

@@ -13,7 +13,8 @@ Per student (:func:`medir`), with the same seeds on both sides:
   its reaped children's (``psutil``), plus this process's ``RUSAGE_CHILDREN`` (descendants it
   reaped itself); the difference between before and after the student;
 * ``trusted_cpu``: this process's own CPU (``RUSAGE_SELF``), the trusted side;
-* ``wall``: wall seconds of ``runner.calificar``.
+* ``wall``: wall seconds of ``runner.grade`` (``runner.calificar`` in a base commit
+  from before the engine's names were English).
 """
 import ctypes
 import json
@@ -53,12 +54,12 @@ def cpu_propio() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def medir(calificar, nb, semilla: int) -> dict:
-    """Grade ``nb`` with ``semilla`` through ``calificar`` and say what it cost.
+def medir(corregir, nb, semilla: int) -> dict:
+    """Grade ``nb`` with ``semilla`` through ``corregir`` and say what it cost.
 
-    ``calificar(nb, semilla)`` returns the runner's ``Resultado``."""
+    ``corregir(nb, semilla)`` returns the runner's ``Resultado``."""
     sandbox0, propio0, reloj0 = cpu_descendientes(), cpu_propio(), time.perf_counter()
-    resultado = calificar(nb, semilla)
+    resultado = corregir(nb, semilla)
     reloj, propio, sandbox = time.perf_counter() - reloj0, cpu_propio() - propio0, cpu_descendientes() - sandbox0
     return {"semilla": semilla, "puntos": sum(resultado.puntos(nb).values()), "sandbox_cpu": sandbox,
             "trusted_cpu": propio, "wall": reloj, "notas": list(resultado.notas), "aislado": resultado.aislado}
@@ -77,16 +78,24 @@ def lado(argv) -> int:
     except ImportError:  # a base commit from before the trust-zone folders
         from tarea2_grader import runner
     nb = nbformat.read(config["notebook"], as_version=4)
-    maximo = sum(float(c.metadata.get("nbgrader", {}).get("points", 0)) for c in nb.cells if runner.es_test(c))
+    if hasattr(runner, "grade"):
+        es_prueba = runner.is_test
 
-    def calificar(cuaderno, semilla):
-        return runner.calificar(cuaderno, semilla, hasta_ultimo_test=True)
+        def corregir(cuaderno, semilla):
+            return runner.grade(cuaderno, semilla, until_last_test=True)
+    else:  # a base commit from before the engine's names were English
+        es_prueba = getattr(runner, "es_test")
+        viejo = getattr(runner, "calificar")
+
+        def corregir(cuaderno, semilla):
+            return viejo(cuaderno, semilla, **{"hasta_ultimo_test": True})
+    maximo = sum(float(c.metadata.get("nbgrader", {}).get("points", 0)) for c in nb.cells if es_prueba(c))
 
     with open(out_path, "a", encoding="utf-8") as out:
         out.write(json.dumps({"runner": os.path.abspath(runner.__file__), "maximo": maximo}) + "\n")
         out.flush()
         for calentamiento, semilla in [(True, config["calentamiento"])] + [(False, s) for s in config["semillas"]]:
-            fila = dict(medir(calificar, nb, semilla), calentamiento=calentamiento)
+            fila = dict(medir(corregir, nb, semilla), calentamiento=calentamiento)
             out.write(json.dumps(fila) + "\n")
             out.flush()
     return 0

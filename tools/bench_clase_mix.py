@@ -8,7 +8,6 @@ last in a large class; their notebooks are built from the example submissions of
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -19,7 +18,7 @@ from tools import bench_end_to_end, examples
 from tarea2_grader.__main__ import prepare_demo_course
 from tarea2_grader.integration.course import Course
 from tarea2_grader.engine import cells
-from tarea2_grader.integration import nbplugin
+from tarea2_grader.integration import seeds as seeds_file
 
 # The class mix: (kind, example id or None, what it is, students per 50).  The first students are
 # one of each kind, in this order (so any sample of 7 or more has them all); the rest follow the
@@ -147,10 +146,9 @@ def write_class(out_dir: Path, students: Sequence[Student], texts: Dict[str, tup
         examples.write(str(out_dir / st.folder / name), text)
 
 
-def write_seeds(course: Course, seeds: Dict[str, int]) -> None:
+def write_seeds(course: Course, chosen: Dict[str, int]) -> None:
     """The same recorded seeds (hidden inputs) in every course of the benchmark."""
-    with open(course.path(nbplugin.SEEDS_FILE), "w", encoding="utf-8") as fh:
-        json.dump({course.assignment: seeds}, fh, indent=1, sort_keys=True)
+    seeds_file.write(course.root, course.assignment, chosen)
 
 
 def new_course(root: Path, class_dir: Path, seeds: Dict[str, int], stock: bool = False) -> Course:

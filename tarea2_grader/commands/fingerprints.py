@@ -27,22 +27,22 @@ from typing import Dict, Iterable, List, Set, Tuple
 
 
 @dataclass
-class Ajustes:
+class ComparisonSettings:
     """Knobs of the comparison (the README states the defaults)."""
 
-    umbral: float = 0.5          # a cell pair at or above this similarity is flagged
-    k_codigo: int = 5            # tokens per code k-gram (inside one statement)
-    k_texto: int = 4             # tokens per markdown k-gram
-    ventana: int = 4             # winnowing window (k-grams)
-    minimo_propio: int = 40      # own tokens below this: "demasiado corta", never flagged
-    comun_fraccion: float = 0.25  # a fingerprint in at least this share of the class is common...
-    comun_minimo: int = 10       # ... and in at least this many students
-    peso_comun: float = 0.2      # weight of a common fingerprint
-    peso_referencia: float = 0.3  # weight of a code fingerprint found in the reference solution
-    peso_referencia_texto: float = 0.7  # the same in a derivation (prose copied from the key is evidence)
+    threshold: float = 0.5              # a cell pair at or above this similarity is flagged
+    k_code: int = 5                     # tokens per code k-gram (inside one statement)
+    k_text: int = 4                     # tokens per markdown k-gram
+    window: int = 4                     # winnowing window (k-grams)
+    min_own_tokens: int = 40            # own tokens below this: "demasiado corta", never flagged
+    common_share: float = 0.25          # a fingerprint in at least this share of the class is common...
+    common_min_students: int = 10       # ... and in at least this many students
+    common_weight: float = 0.2          # weight of a common fingerprint
+    reference_weight: float = 0.3       # weight of a code fingerprint found in the reference solution
+    reference_text_weight: float = 0.7  # the same in a derivation (prose copied from the key is evidence)
 
 
-CORTA = "demasiado corta"
+TOO_SHORT = "demasiado corta"
 KEEP_NAMES = frozenset({"torch", "math", "np", "numpy", "nn", "F", "functional", "self", "super"}
                        | {n for n in dir(builtins) if not n.startswith("_")})
 CODE_STUB_LINES = re.compile(r"^[ \t]*[!%].*$", re.M)  # shell and magic lines: not Python
@@ -65,9 +65,9 @@ STOP_WORDS = frozenset(
 class Token:
     """One normalised token and where it sits in the original text (character offsets)."""
 
-    texto: str
-    inicio: int
-    fin: int
+    text: str
+    start: int
+    end: int
 
 
 def _line_offsets(source: str) -> List[int]:
@@ -198,9 +198,9 @@ def kgrams(segments: List[List[Token]], k: int) -> List[Tuple[int, int, int]]:
         n = len(seg)
         if n >= k:
             for i in range(n - k + 1):
-                grams.append((_hash(t.texto for t in seg[i:i + k]), base + i, base + i + k))
+                grams.append((_hash(t.text for t in seg[i:i + k]), base + i, base + i + k))
         elif n >= 3:
-            grams.append((_hash(t.texto for t in seg), base, base + n))
+            grams.append((_hash(t.text for t in seg), base, base + n))
         base += n
     return grams
 
@@ -220,47 +220,47 @@ def winnow(grams: List[Tuple[int, int, int]], w: int) -> List[Tuple[int, int, in
 
 
 @dataclass
-class Celda:
+class FingerprintedCell:
     """One student's answer cell, fingerprinted."""
 
-    tipo: str                      # "code" or "markdown"
-    fuente: str
+    kind: str                  # "code" or "markdown"
+    source: str
     tokens: List[Token]
-    huellas: Dict[int, List[Tuple[int, int]]]  # own fingerprint -> token spans where it occurs
-    propios: int                   # tokens not covered by the release's k-grams
+    prints: Dict[int, List[Tuple[int, int]]]  # own fingerprint -> token spans where it occurs
+    own_tokens: int            # tokens not covered by the release's k-grams
 
-    def es_corta(self, ajustes: Ajustes) -> bool:
+    def is_too_short(self, settings: ComparisonSettings) -> bool:
         """Too little of the student's own content to compare."""
-        return self.propios < ajustes.minimo_propio
+        return self.own_tokens < settings.min_own_tokens
 
 
-def segments_of(tipo: str, source: str) -> List[List[Token]]:
+def segments_of(kind: str, source: str) -> List[List[Token]]:
     """Token segments: statements for code, the whole text for markdown."""
-    if tipo == "code":
+    if kind == "code":
         return code_statements(source)
     return [markdown_tokens(source)]
 
 
-def all_grams(tipo: str, source: str, ajustes: Ajustes) -> Set[int]:
+def all_grams(kind: str, source: str, settings: ComparisonSettings) -> Set[int]:
     """Every k-gram hash of a text (for the release and the reference, nothing winnowed)."""
-    k = ajustes.k_codigo if tipo == "code" else ajustes.k_texto
-    return {h for h, _s, _e in kgrams(segments_of(tipo, source), k)}
+    k = settings.k_code if kind == "code" else settings.k_text
+    return {h for h, _s, _e in kgrams(segments_of(kind, source), k)}
 
 
-def fingerprint_cell(tipo: str, source: str, dado: Set[int], ajustes: Ajustes) -> Celda:
-    """A student's cell: winnowed fingerprints minus those of the release (``dado``)."""
-    segments = segments_of(tipo, source)
+def fingerprint_cell(kind: str, source: str, given: Set[int], settings: ComparisonSettings) -> FingerprintedCell:
+    """A student's cell: winnowed fingerprints minus those of the release (``given``)."""
+    segments = segments_of(kind, source)
     tokens = [t for seg in segments for t in seg]
-    k = ajustes.k_codigo if tipo == "code" else ajustes.k_texto
+    k = settings.k_code if kind == "code" else settings.k_text
     grams = kgrams(segments, k)
     covered = [False] * len(tokens)
     for h, s, e in grams:
-        if h in dado:
+        if h in given:
             for i in range(s, e):
                 covered[i] = True
-    huellas: Dict[int, List[Tuple[int, int]]] = {}
-    for h, s, e in winnow(grams, ajustes.ventana):
-        if h not in dado:
-            huellas.setdefault(h, []).append((s, e))
-    return Celda(tipo, source, tokens, huellas, covered.count(False))
+    prints: Dict[int, List[Tuple[int, int]]] = {}
+    for h, s, e in winnow(grams, settings.window):
+        if h not in given:
+            prints.setdefault(h, []).append((s, e))
+    return FingerprintedCell(kind, source, tokens, prints, covered.count(False))
 

@@ -121,11 +121,11 @@ def grade(course: Course, student_timeout: Optional[float] = None,
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     from tarea2_grader.engine import runner
     te = trusted_settings(course, autograde_args, student_timeout)
-    no_isolation = isolation(te, say)  # raises canario.CorrectorRoto when bubblewrap is required
+    no_isolation = isolation(te, say)  # raises canario.BrokenGrader when bubblewrap is required
     settings = parallel_settings(course, workers, scheduler)
     if not settings.scheduler:  # the local workers' sandboxes import torch while the class is collected
-        runner.TALLERES.precalentar(te.limits(), runner.aislamiento_disponible(),
-                                    settings.workers or parallel.default_workers())
+        runner.WARM_SANDBOXES.prewarm(te.limits(), runner.isolation_available(),
+                                      settings.workers or parallel.default_workers())
         threading.Thread(target=warm_coordinator, args=(te.tests_module, course.root), daemon=True,
                          name="tarea2-calentar").start()
     say("== sincronizando el gradebook con source/ ==")
@@ -137,7 +137,7 @@ def grade(course: Course, student_timeout: Optional[float] = None,
         # the canary proves the sandbox works meanwhile, on a warm sandbox: checked before anyone is graded
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tarea2-recoger") as pool:
             collecting = pool.submit(collection.collect_archives, course)
-            canary = pool.submit(canario.comprobar, te.limits(), settings.scheduler)
+            canary = pool.submit(canario.check, te.limits(), settings.scheduler)
             release_nb = sync_gradebook(course, scratch)
             collected = collecting.result()
         students = course.students()
@@ -148,7 +148,7 @@ def grade(course: Course, student_timeout: Optional[float] = None,
             return []
         shown = ", ".join(students[:12]) + (", ..." if len(students) > 12 else "")
         say("   {} alumno(s): {}".format(len(students), shown))
-        canary.result()  # raises canario.CorrectorRoto: nothing has been written
+        canary.result()  # raises canario.BrokenGrader: nothing has been written
         results = {s: StudentResult(s, list(collected.get(s, []))) for s in students}
         results.update(refused)
         if no_isolation:
@@ -196,11 +196,11 @@ def grade(course: Course, student_timeout: Optional[float] = None,
 
 def isolation(te, say=print) -> Optional[str]:
     """None when student code runs in bubblewrap here; else why not, when the config allows grading
-    without it (``c.TrustedExecute.require_sandbox = False``).  Raises :class:`canario.CorrectorRoto`
+    without it (``c.TrustedExecute.require_sandbox = False``).  Raises :class:`canario.BrokenGrader`
     otherwise: nobody is graded."""
     why = sandbox_problem()
     if why and te.require_sandbox:
-        raise canario.CorrectorRoto(canario.mensaje("{}. Cómo arreglarlo: {}.".format(why, canario.ARREGLO_BWRAP)))
+        raise canario.BrokenGrader(canario.message("{}. Cómo arreglarlo: {}.".format(why, canario.FIX_BWRAP)))
     if why:
         say("aviso: {}; se corrige sin aislar los archivos (c.TrustedExecute.require_sandbox = False) y cada "
             "fila de grades.csv lo dice".format(why))
@@ -210,7 +210,7 @@ def isolation(te, say=print) -> Optional[str]:
 def sandbox_problem() -> Optional[str]:
     """Why bubblewrap cannot isolate student code here (None: it can)."""
     from tarea2_grader.engine import sandbox
-    return sandbox.diagnostico_bwrap()
+    return sandbox.bwrap_diagnosis()
 
 
 def report_ungraded(results: Dict[str, StudentResult], say=print) -> List[str]:
@@ -239,9 +239,9 @@ def warm_coordinator(tests_module: str, root: str) -> None:
 
 def write_grades(course: Course, results: Dict[str, StudentResult], say=print) -> List[Row]:
     """grades.csv and the printed table from the gradebook and the pipeline's results."""
-    from tarea2_grader.integration.nbplugin import read_seeds
+    from tarea2_grader.integration import seeds as seeds_file
     cells = grade_table.grade_cells(course.source_nb)
-    seeds = read_seeds(course.root).get(course.assignment, {})
+    seeds = seeds_file.read(course.root).get(course.assignment, {})
     rows = grade_table.build_rows(cells, grade_table.read_scores(course, results), results, seeds,
                                   grade_table.read_reviews(course, results))
     grade_table.write_csv(course.path("grades.csv"), cells, rows)

@@ -53,7 +53,7 @@ def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, sche
     itself, so nothing here can change a grade, only its cost.  ``failed`` (a dict) receives the
     students the machinery could not grade (:func:`workers.grade_jobs`): nobody grades them now.
     """
-    from tarea2_grader.integration.nbplugin import seed_for
+    from tarea2_grader.integration import seeds
     cfg = load_config(course)
     cache = parallel.VerdictCache(course.path(parallel.CACHE_DIRNAME))
     skipped: Dict[str, str] = {}
@@ -70,7 +70,7 @@ def pregrade(course: Course, students: Sequence[str], te, workers: int = 0, sche
             except Exception as exc:  # nbgrader's run meets the same problem and reports it
                 skipped[student] = "{}: {}".format(type(exc).__name__, exc)
                 continue
-            seed = seed_for(course.root, course.assignment, student, te.fresh_seeds)
+            seed = seeds.of_student(course.root, course.assignment, student, te.fresh_seeds)
             job = parallel.make_job(student, nb, seed, te.limits(), te.tests_module, te.rerun_after_last_test,
                                     import_paths=[course.root])
             if recompute and os.path.exists(cache.path(job.key)):

@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from tarea2_grader.commands.fingerprints import Ajustes, Celda, all_grams, fingerprint_cell
+from tarea2_grader.commands.fingerprints import ComparisonSettings, FingerprintedCell, all_grams, fingerprint_cell
 
 # ---------------------------------------------------------------- notebooks (JSON only)
 
@@ -54,8 +54,8 @@ def cells_by_id(nb: dict) -> Dict[str, Tuple[str, str]]:
         nbg = meta.get("nbgrader") if isinstance(meta, dict) else None
         gid = nbg.get("grade_id") if isinstance(nbg, dict) else None
         if isinstance(gid, str) and gid not in found:
-            tipo = "code" if cell.get("cell_type") == "code" else "markdown"
-            found[gid] = (tipo, _text(cell.get("source")))
+            kind = "code" if cell.get("cell_type") == "code" else "markdown"
+            found[gid] = (kind, _text(cell.get("source")))
     return found
 
 
@@ -69,7 +69,7 @@ def answer_ids(release_nb: dict) -> List[str]:
     return ids
 
 
-def given_grams(release_nb: dict, ajustes: Ajustes) -> Dict[str, Set[int]]:
+def given_grams(release_nb: dict, settings: ComparisonSettings) -> Dict[str, Set[int]]:
     """Every k-gram the release gives each answer cell: the cell's own stub and given code, and for
     a derivation also the statement's text and formulas (the release's other markdown cells)."""
     answers = set(answer_ids(release_nb))
@@ -77,10 +77,10 @@ def given_grams(release_nb: dict, ajustes: Ajustes) -> Dict[str, Set[int]]:
     for cell in release_nb.get("cells", []):
         nbg = (cell.get("metadata") or {}).get("nbgrader") or {}
         if cell.get("cell_type") == "markdown" and nbg.get("grade_id") not in answers:
-            statement |= all_grams("markdown", _text(cell.get("source")), ajustes)
+            statement |= all_grams("markdown", _text(cell.get("source")), settings)
     given = {}
-    for gid, (tipo, src) in cells_by_id(release_nb).items():
-        given[gid] = all_grams(tipo, src, ajustes) | (statement if tipo == "markdown" else set())
+    for gid, (kind, src) in cells_by_id(release_nb).items():
+        given[gid] = all_grams(kind, src, settings) | (statement if kind == "markdown" else set())
     return given
 
 
@@ -88,13 +88,13 @@ MARKERS = re.compile(r"^[ \t]*### (?:BEGIN|END) (?:SOLUTION|HIDDEN TESTS)[ \t]*$
 
 
 def reference_grams(source_cells: Dict[str, Tuple[str, str]], ids: Iterable[str],
-                    ajustes: Ajustes) -> Dict[str, Set[int]]:
+                    settings: ComparisonSettings) -> Dict[str, Set[int]]:
     """k-grams of the reference solution, per answer cell (from the master notebook's cells)."""
     out = {}
     for gid in ids:
         if gid in source_cells:
-            tipo, src = source_cells[gid]
-            out[gid] = all_grams(tipo, MARKERS.sub("", src), ajustes)
+            kind, src = source_cells[gid]
+            out[gid] = all_grams(kind, MARKERS.sub("", src), settings)
     return out
 
 
@@ -170,78 +170,80 @@ def read_dismissals(path: str) -> Set[Tuple[frozenset, str]]:
 
 
 @dataclass
-class Coincidencia:
+class Match:
     """One cell of one pair that shares fingerprints."""
 
     a: str
     b: str
-    celda: str
-    similitud: float
-    estado: str = ""                                   # "marcada", "companeros", "descartada" or ""
-    tramos_a: List[Tuple[int, int, str]] = field(default_factory=list)  # (start, end, label) in a's source
-    tramos_b: List[Tuple[int, int, str]] = field(default_factory=list)
-    fragmento: str = ""
+    grade_id: str
+    score: float
+    status: str = ""  # "marcada", "companeros", "descartada" or ""
+    spans_a: List[Tuple[int, int, str]] = field(default_factory=list)  # (start, end, label) in a's source
+    spans_b: List[Tuple[int, int, str]] = field(default_factory=list)
+    fragment: str = ""
 
 
 @dataclass
-class Resultado:
+class ComparisonResult:
     """Everything the report needs from the comparison."""
 
-    celdas: List[str]
-    alumnos: List[str]
-    antecedentes: List[str]
-    fuentes: Dict[str, Dict[str, Celda]]               # document -> grade_id -> cell
-    cortas: Dict[str, List[str]]                       # grade_id -> documents too short to compare
-    coincidencias: List[Coincidencia]                  # every compared cell pair, best first
-    comunes: Dict[str, Set[int]]
-    referencia: Dict[str, Set[int]]
-    ajustes: Ajustes
+    cell_ids: List[str]
+    student_ids: List[str]
+    earlier_ids: List[str]                                  # earlier submissions (antecedentes/)
+    fingerprinted: Dict[str, Dict[str, FingerprintedCell]]  # document -> grade_id -> cell
+    too_short: Dict[str, List[str]]                         # grade_id -> documents too short to compare
+    matches: List[Match]                                    # every compared cell pair, best first
+    common: Dict[str, Set[int]]
+    reference: Dict[str, Set[int]]
+    settings: ComparisonSettings
 
-    def marcadas(self) -> List[Coincidencia]:
+    def flagged(self) -> List[Match]:
         """Flagged cell pairs, best first."""
-        return [c for c in self.coincidencias if c.estado == "marcada"]
+        return [c for c in self.matches if c.status == "marcada"]
 
-    def grupos(self) -> List[List[str]]:
+    def groups(self) -> List[List[str]]:
         """Clusters: connected components of the flagged pairs, biggest first."""
-        return clusters((c.a, c.b) for c in self.marcadas())
+        return clusters((c.a, c.b) for c in self.flagged())
 
 
-def weight(h: int, tipo: str, comunes: Set[int], referencia: Set[int], ajustes: Ajustes) -> float:
+def weight(h: int, kind: str, common: Set[int], reference: Set[int], settings: ComparisonSettings) -> float:
     """How much a shared fingerprint counts: less when common in the class or in the reference."""
     w = 1.0
-    if h in comunes:
-        w = min(w, ajustes.peso_comun)
-    if h in referencia:
-        w = min(w, ajustes.peso_referencia if tipo == "code" else ajustes.peso_referencia_texto)
+    if h in common:
+        w = min(w, settings.common_weight)
+    if h in reference:
+        w = min(w, settings.reference_weight if kind == "code" else settings.reference_text_weight)
     return w
 
 
-def similarity(x: Celda, y: Celda, comunes: Set[int], referencia: Set[int], ajustes: Ajustes) -> float:
+def similarity(x: FingerprintedCell, y: FingerprintedCell, common: Set[int], reference: Set[int],
+               settings: ComparisonSettings) -> float:
     """Dice coefficient of two cells' fingerprint sets, shared fingerprints weighted (0 to 1).
 
     Only the shared part is discounted: two cells made of nothing but common or reference
     fragments score at most that fragments' weight, whatever their size."""
-    shared = x.huellas.keys() & y.huellas.keys()
-    both = sum(weight(h, x.tipo, comunes, referencia, ajustes) for h in shared)
-    size = len(x.huellas) + len(y.huellas)
+    shared = x.prints.keys() & y.prints.keys()
+    both = sum(weight(h, x.kind, common, reference, settings) for h in shared)
+    size = len(x.prints) + len(y.prints)
     return 2 * both / size if size else 0.0
 
 
-def label(h: int, comunes: Set[int], referencia: Set[int]) -> str:
+def label(h: int, common: Set[int], reference: Set[int]) -> str:
     """Why a shared fragment is discounted ('' when it is not)."""
-    if h in referencia:
+    if h in reference:
         return "referencia"
-    if h in comunes:
+    if h in common:
         return "comun"
     return ""
 
 
-def spans(cell: Celda, shared: Set[int], comunes: Set[int], referencia: Set[int]) -> List[Tuple[int, int, str]]:
+def spans(cell: FingerprintedCell, shared: Set[int], common: Set[int],
+          reference: Set[int]) -> List[Tuple[int, int, str]]:
     """Character ranges of the shared fingerprints in a cell's source, merged, each with its label."""
     marks = []
     for h in shared:
-        for s, e in cell.huellas[h]:
-            marks.append((cell.tokens[s].inicio, cell.tokens[e - 1].fin, label(h, comunes, referencia)))
+        for s, e in cell.prints[h]:
+            marks.append((cell.tokens[s].start, cell.tokens[e - 1].end, label(h, common, reference)))
     marks.sort()
     merged: List[Tuple[int, int, str]] = []
     for s, e, lab in marks:
@@ -262,26 +264,26 @@ def longest_fragment(source: str, ranges: List[Tuple[int, int, str]], limit: int
     return " ".join(source[s:e].split())[:limit]
 
 
-def common_prints(fuentes: Dict[str, Dict[str, Celda]], alumnos: List[str], gid: str,
-                  ajustes: Ajustes) -> Set[int]:
-    """Fingerprints of a cell found in a large share of the class (antecedentes do not count)."""
+def common_prints(fingerprinted: Dict[str, Dict[str, FingerprintedCell]], student_ids: List[str], gid: str,
+                  settings: ComparisonSettings) -> Set[int]:
+    """Fingerprints of a cell found in a large share of the class (earlier submissions do not count)."""
     counts: Dict[int, int] = {}
-    for s in alumnos:
-        cell = fuentes.get(s, {}).get(gid)
+    for s in student_ids:
+        cell = fingerprinted.get(s, {}).get(gid)
         if cell is not None:
-            for h in cell.huellas:
+            for h in cell.prints:
                 counts[h] = counts.get(h, 0) + 1
-    cutoff = max(ajustes.comun_minimo, math.ceil(ajustes.comun_fraccion * len(alumnos)))
+    cutoff = max(settings.common_min_students, math.ceil(settings.common_share * len(student_ids)))
     return {h for h, n in counts.items() if n >= cutoff}
 
 
-def candidate_pairs(docs: Dict[str, Celda], skip: Set[int], antecedentes: Set[str]) -> Set[Tuple[str, str]]:
+def candidate_pairs(docs: Dict[str, FingerprintedCell], skip: Set[int], earlier: Set[str]) -> Set[Tuple[str, str]]:
     """Pairs that share at least one fingerprint outside ``skip``, through an inverted index.
 
     Two earlier submissions are never paired with each other."""
     index: Dict[int, List[str]] = {}
     for doc, cell in docs.items():
-        for h in cell.huellas:
+        for h in cell.prints:
             if h not in skip:
                 index.setdefault(h, []).append(doc)
     pairs = set()
@@ -289,15 +291,15 @@ def candidate_pairs(docs: Dict[str, Celda], skip: Set[int], antecedentes: Set[st
         posting.sort()
         for i, a in enumerate(posting):
             for b in posting[i + 1:]:
-                if not (a in antecedentes and b in antecedentes):
+                if not (a in earlier and b in earlier):
                     pairs.add((a, b))
     return pairs
 
 
 def state(a: str, b: str, gid: str, sim: float, partners: Set[frozenset],
-          dismissed: Set[Tuple[frozenset, str]], ajustes: Ajustes) -> str:
+          dismissed: Set[Tuple[frozenset, str]], settings: ComparisonSettings) -> str:
     """'marcada' at or above the threshold unless the pair declared it or the instructor dismissed it."""
-    if sim < ajustes.umbral:
+    if sim < settings.threshold:
         return ""
     pair = frozenset((a, b))
     if pair in partners:
@@ -308,52 +310,54 @@ def state(a: str, b: str, gid: str, sim: float, partners: Set[frozenset],
 
 
 def compare(release_nb: dict, source_nb: dict, students: Dict[str, dict],
-            antecedentes: Optional[Dict[str, dict]] = None, ajustes: Optional[Ajustes] = None,
-            partners: Set[frozenset] = frozenset(), dismissed: Set[Tuple[frozenset, str]] = frozenset()) -> Resultado:
+            earlier: Optional[Dict[str, dict]] = None, settings: Optional[ComparisonSettings] = None,
+            partners: Set[frozenset] = frozenset(),
+            dismissed: Set[Tuple[frozenset, str]] = frozenset()) -> ComparisonResult:
     """Compare every answer cell of ``students`` (and earlier submissions) pair by pair through the index."""
-    ajustes = ajustes or Ajustes()
-    antecedentes = antecedentes or {}
+    settings = settings or ComparisonSettings()
+    earlier = earlier or {}
     ids = answer_ids(release_nb)
     release_cells = cells_by_id(release_nb)
-    dado = given_grams(release_nb, ajustes)
-    referencia = reference_grams(cells_by_id(source_nb), ids, ajustes)
-    alumnos, previos = sorted(students), sorted(antecedentes)
-    fuentes: Dict[str, Dict[str, Celda]] = {}
-    cortas: Dict[str, List[str]] = {gid: [] for gid in ids}
-    done: Dict[Tuple[str, str], Celda] = {}  # the same text (an untouched stub, a shared file) once
-    for doc, nb in list(students.items()) + list(antecedentes.items()):
-        fuentes[doc] = {}
-        for gid, (tipo, src) in cells_by_id(nb).items():
-            if gid not in cortas or tipo != release_cells[gid][0]:
+    given = given_grams(release_nb, settings)
+    reference = reference_grams(cells_by_id(source_nb), ids, settings)
+    student_ids, earlier_ids = sorted(students), sorted(earlier)
+    fingerprinted: Dict[str, Dict[str, FingerprintedCell]] = {}
+    too_short: Dict[str, List[str]] = {gid: [] for gid in ids}
+    done: Dict[Tuple[str, str], FingerprintedCell] = {}  # the same text (an untouched stub, a shared file) once
+    for doc, nb in list(students.items()) + list(earlier.items()):
+        fingerprinted[doc] = {}
+        for gid, (kind, src) in cells_by_id(nb).items():
+            if gid not in too_short or kind != release_cells[gid][0]:
                 continue
             if (gid, src) not in done:
-                done[(gid, src)] = fingerprint_cell(tipo, src, dado.get(gid, set()), ajustes)
+                done[(gid, src)] = fingerprint_cell(kind, src, given.get(gid, set()), settings)
             cell = done[(gid, src)]
-            if cell.es_corta(ajustes):
+            if cell.is_too_short(settings):
                 if doc in students:
-                    cortas[gid].append(doc)
+                    too_short[gid].append(doc)
                 continue
-            fuentes[doc][gid] = cell
-    found, comunes_all = [], {}
+            fingerprinted[doc][gid] = cell
+    found, common_by_cell = [], {}
     for gid in ids:
-        comunes = comunes_all[gid] = common_prints(fuentes, alumnos, gid, ajustes)
-        ref = referencia.get(gid, set())
-        docs = {d: cells[gid] for d, cells in fuentes.items() if gid in cells}
-        for a, b in sorted(candidate_pairs(docs, comunes, set(previos))):
-            sim = similarity(docs[a], docs[b], comunes, ref, ajustes)
-            found.append(pair_match(a, b, gid, sim, docs, comunes, ref, partners, dismissed, ajustes))
-    found.sort(key=lambda c: (-c.similitud, c.a, c.b, c.celda))
-    return Resultado(ids, alumnos, previos, fuentes, cortas, found, comunes_all, referencia, ajustes)
+        common = common_by_cell[gid] = common_prints(fingerprinted, student_ids, gid, settings)
+        ref = reference.get(gid, set())
+        docs = {d: cells[gid] for d, cells in fingerprinted.items() if gid in cells}
+        for a, b in sorted(candidate_pairs(docs, common, set(earlier_ids))):
+            sim = similarity(docs[a], docs[b], common, ref, settings)
+            found.append(pair_match(a, b, gid, sim, docs, common, ref, partners, dismissed, settings))
+    found.sort(key=lambda c: (-c.score, c.a, c.b, c.grade_id))
+    return ComparisonResult(ids, student_ids, earlier_ids, fingerprinted, too_short, found, common_by_cell, reference,
+                            settings)
 
 
-def pair_match(a, b, gid, sim, docs, comunes, ref, partners, dismissed, ajustes) -> Coincidencia:
+def pair_match(a, b, gid, sim, docs, common, ref, partners, dismissed, settings) -> Match:
     """One compared cell pair; highlighted ranges only from half the threshold up (the rest is noise)."""
-    match = Coincidencia(a, b, gid, round(sim, 4), state(a, b, gid, sim, partners, dismissed, ajustes))
-    if sim >= ajustes.umbral / 2:
-        shared = docs[a].huellas.keys() & docs[b].huellas.keys()
-        match.tramos_a = spans(docs[a], shared, comunes, ref)
-        match.tramos_b = spans(docs[b], shared, comunes, ref)
-        match.fragmento = longest_fragment(docs[a].fuente, match.tramos_a)
+    match = Match(a, b, gid, round(sim, 4), state(a, b, gid, sim, partners, dismissed, settings))
+    if sim >= settings.threshold / 2:
+        shared = docs[a].prints.keys() & docs[b].prints.keys()
+        match.spans_a = spans(docs[a], shared, common, ref)
+        match.spans_b = spans(docs[b], shared, common, ref)
+        match.fragment = longest_fragment(docs[a].source, match.spans_a)
     return match
 
 

@@ -210,8 +210,8 @@ def describir(valor):
     """Short Spanish name of an observed value's type."""
     if isinstance(valor, torch.Tensor):
         return "tensor"
-    if isinstance(valor, wire.Opaco):
-        return valor.tipo
+    if isinstance(valor, wire.Opaque):
+        return valor.type_name
     return type(valor).__name__
 
 

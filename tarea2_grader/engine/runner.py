@@ -1,6 +1,6 @@
 """The trusted grader of one notebook: student code in the sandbox, every verdict here.
 
-:func:`calificar` runs a student's notebook cell by cell in a sandboxed agent
+:func:`grade` runs a student's notebook cell by cell in a sandboxed agent
 (:mod:`tarea2_grader.engine.session`, :mod:`tarea2_grader.engine.sandbox`) and, for each hidden test
 cell, draws the test's inputs from the student's seed, has the student's process call the student's
 code on them through a probe, and computes the verdict in this process with the course's tests
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import secrets
 import signal
 import time
 from typing import Dict, List, Optional
@@ -30,57 +29,57 @@ from typing import Dict, List, Optional
 from tarea2_grader.engine import cells
 from tarea2_grader.engine import sandbox
 from tarea2_grader.engine import tamano
-from tarea2_grader.engine.session import (MARGIN, TALLERES, Caido, Perdido, Sesion, Taller, Vencido,
+from tarea2_grader.engine.session import (MARGIN, WARM_SANDBOXES, Crashed, Lost, Session, WarmSandbox, TimedOut,
                                           bounded_text)
 from tarea2_grader.engine.verdicts import Resultado, Veredicto, con_revision
 from tarea2_grader.sandboxed import protocol
 
 # The course's tests and wire (torch) are imported when first needed, so that a sandbox can start
-# warming up while this process imports torch: see session._Talleres.precalentar.
+# warming up while this process imports torch: see session._WarmSandboxes.prewarm.
 
 #: The course graded when none is named (the default of ``c.TrustedExecute.tests_module``).
 DEFAULT_TESTS_MODULE = "tarea2_grader.tarea2.hidden"
-DECLARACION = re.compile(r"""\bevaluar\(\s*["'](test_\w+)["']\s*\)""")
+DECLARATION = re.compile(r"""\bevaluar\(\s*["'](test_\w+)["']\s*\)""")
 CELL_SLACK = 0.5  # a cell runs in the holder itself: the supervisor ends it this long past its limit
-MAX_REPOSICIONES = 12  # holders rebuilt for one student (cells past their limit, or that end the process)
+MAX_REBUILDS = 12  # holders rebuilt for one student (cells past their limit, or that end the process)
 
-MSG_TIMEOUT_CELDA = "la celda superó el límite de {:g} s y se interrumpió"
-MSG_CRASH_CELDA = "la celda hizo terminar el proceso ({}); se siguió con el estado anterior a ella"
-MSG_PERDIDO = "no se ejecutó: el proceso del estudiante ya no responde ({})"
-MSG_PRESUPUESTO = ("se agotó el presupuesto de {:g} s de tiempo en el sandbox para todo tu notebook "
-                   "(celdas, tests y reconstrucciones tras una celda que se colgó o terminó el proceso): "
-                   "lo que quedaba no se ejecutó y sus tests valen 0")
-SIN_PROCESOS = ("Los tests corren sin otros procesos tuyos: durante la corrección tu código no puede crear "
+MSG_CELL_TIMEOUT = "la celda superó el límite de {:g} s y se interrumpió"
+MSG_CELL_CRASH = "la celda hizo terminar el proceso ({}); se siguió con el estado anterior a ella"
+MSG_LOST = "no se ejecutó: el proceso del estudiante ya no responde ({})"
+MSG_BUDGET = ("se agotó el presupuesto de {:g} s de tiempo en el sandbox para todo tu notebook "
+              "(celdas, tests y reconstrucciones tras una celda que se colgó o terminó el proceso): "
+              "lo que quedaba no se ejecutó y sus tests valen 0")
+NO_PROCESSES = ("Los tests corren sin otros procesos tuyos: durante la corrección tu código no puede crear "
                 "procesos (subprocess, multiprocessing, os.fork) ni usar los que haya creado una celda.")
-SIN_BARRERA = ("sin barrera de procesos: el código del estudiante pudo crear otros procesos durante los tests "
-               "(autograd en otro proceso no se detecta)")
-SIN_CGROUP = "sin límite de tareas por alumno: sus hilos cuentan en el límite del usuario compartido"
+NO_BARRIER = ("sin barrera de procesos: el código del estudiante pudo crear otros procesos durante los tests "
+              "(autograd en otro proceso no se detecta)")
+NO_CGROUP = "sin límite de tareas por alumno: sus hilos cuentan en el límite del usuario compartido"
 # Exceptions that a missing process explains (fork/exec denied, a helper's pipe gone): only these
-# get SIN_PROCESOS, so an unfinished part's NotImplementedError is not told about processes.
-_DE_PROCESOS = re.compile(r" lanzó (PermissionError|BlockingIOError|ChildProcessError|OSError|BrokenPipeError|"
-                          r"EOFError|ConnectionError|ConnectionResetError|ConnectionRefusedError|"
-                          r"CalledProcessError|BrokenProcessPool|SubprocessError)\b")
-MSG_TALLER_CAIDO = ("el entorno de corrección (el sandbox entero, no solo tu proceso) terminó dos veces mientras "
+# get NO_PROCESSES, so an unfinished part's NotImplementedError is not told about processes.
+_PROCESS_ERRORS = re.compile(r" lanzó (PermissionError|BlockingIOError|ChildProcessError|OSError|BrokenPipeError|"
+                             r"EOFError|ConnectionError|ConnectionResetError|ConnectionRefusedError|"
+                             r"CalledProcessError|BrokenProcessPool|SubprocessError)\b")
+MSG_SANDBOX_DOWN = ("el entorno de corrección (el sandbox entero, no solo tu proceso) terminó dos veces mientras "
                     "corría tu código, también en un sandbox nuevo: lo que quedaba no se ejecutó y sus tests valen 0")
 
 
-def es_test(cell) -> bool:
+def is_test(cell) -> bool:
     """An autograded test cell: code, graded, not an answer."""
     return cells.is_test_cell(cell)
 
 
-def ultimo_test(nb) -> int:
+def last_test(nb) -> int:
     """Index of the last autograded test cell (-1 when there is none)."""
-    return max((i for i, c in enumerate(nb.cells) if es_test(c)), default=-1)
+    return max((i for i, c in enumerate(nb.cells) if is_test(c)), default=-1)
 
 
-def prueba_declarada(source: str) -> Optional[str]:
+def declared_test(source: str) -> Optional[str]:
     """The hidden test a test cell declares (``hidden.evaluar("test_x")``), or None."""
-    m = DECLARACION.search(source or "")
+    m = DECLARATION.search(source or "")
     return m.group(1) if m else None
 
 
-def _descripcion_muerte(reply) -> str:
+def _death_description(reply) -> str:
     sig = reply.get("signal")
     if sig == signal.SIGXCPU:
         return "tiempo de CPU excedido"
@@ -103,7 +102,7 @@ def _error(ename, evalue):
     return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": ["{}: {}".format(ename, evalue)]}
 
 
-def saneada(o) -> Optional[dict]:
+def sanitized(o) -> Optional[dict]:
     """A valid nbformat output built from an untrusted one (None to drop it)."""
     if not isinstance(o, dict):
         return None
@@ -136,7 +135,7 @@ def saneada(o) -> Optional[dict]:
     return None
 
 
-def salida_de_veredicto(v: Veredicto) -> List[dict]:
+def verdict_output(v: Veredicto) -> List[dict]:
     """What a test cell shows: the trusted verdict."""
     if v.ok:
         return [{"output_type": "stream", "name": "stdout", "text": v.mensaje + "\n"}]
@@ -146,352 +145,347 @@ def salida_de_veredicto(v: Veredicto) -> List[dict]:
 # --------------------------------------------------------------------------- grading
 
 
-class _Calificacion:
-    def __init__(self, nb, semilla, limites, pruebas, aislar):
-        self.nb, self.semilla, self.limites, self.pruebas = nb, semilla, limites, pruebas
-        self.aislar = aislar
+class _Grading:
+    def __init__(self, nb, seed, limits, tests, isolate):
+        self.nb, self.seed, self.limits, self.tests = nb, seed, limits, tests
+        self.isolate = isolate
         self.outputs: Dict[int, List[dict]] = {}
-        self.espacio = limites.notebook_bytes  # content the notebook's outputs may still keep
-        self.veredictos: Dict[int, Veredicto] = {}
-        self.notas: List[str] = []
-        self.fuentes: List[str] = []
-        self.inicio = time.monotonic()
-        self.sesion: Optional[Sesion] = None
-        self.taller: Optional[Taller] = None
-        self.perdido = ""
-        self.tras_bucle = False  # once a cell or test ran out of time, the rest get timeout_after_loop
-        self.estado: List[list] = []  # [source, seconds] of the cells that succeeded: what a new holder replays
-        self.reposiciones = 0
-        self.gastado = 0.0  # seconds of sandbox time charged to this student
-        self.falla = ""  # the machinery failed: this student is left ungraded (Resultado.falla)
-        self.caidas = 0  # whole sandboxes lost while this student's code ran
+        self.room = limits.notebook_bytes  # content the notebook's outputs may still keep
+        self.verdicts: Dict[int, Veredicto] = {}
+        self.notes: List[str] = []
+        self.sources: List[str] = []
+        self.start = time.monotonic()
+        self.session: Optional[Session] = None
+        self.warm_sandbox: Optional[WarmSandbox] = None
+        self.lost = ""
+        self.after_loop = False  # once a cell or test ran out of time, the rest get timeout_after_loop
+        self.state: List[list] = []  # [source, seconds] of the cells that succeeded: what a new holder replays
+        self.rebuilds = 0
+        self.spent = 0.0  # seconds of sandbox time charged to this student
+        self.failure = ""  # the machinery failed: this student is left ungraded (Resultado.falla)
+        self.crashes = 0  # whole sandboxes lost while this student's code ran
 
     # -- the session
 
-    def _sesion(self) -> Optional[Sesion]:
-        if self.sesion is None and not self.perdido:
-            for intento in range(2):  # a warm sandbox that died meanwhile is replaced once
+    def _session(self) -> Optional[Session]:
+        if self.session is None and not self.lost:
+            for attempt in range(2):  # a warm sandbox that died meanwhile is replaced once
                 try:
-                    if self.taller is None:
-                        self.taller = TALLERES.tomar(self.limites, self.aislar)
-                    self.sesion = self.taller.sesion()
-                    if not self.sesion.vivo:  # no student statement has run in it yet
-                        self.sesion = None
-                        raise Perdido("el proceso del estudiante no arrancó en el sandbox")
-                    if not self.sesion.barrera and not any(n.startswith(SIN_BARRERA) for n in self.notas):
-                        self.notas.append("{} ({})".format(SIN_BARRERA, self.sesion.motivo_barrera))
-                    if self.aislar and self.taller.grupo.ruta is None and not any(n.startswith(SIN_CGROUP) for n in self.notas):
-                        self.notas.append("{} ({})".format(SIN_CGROUP, self.taller.grupo.motivo))
+                    if self.warm_sandbox is None:
+                        self.warm_sandbox = WARM_SANDBOXES.take(self.limits, self.isolate)
+                    self.session = self.warm_sandbox.session()
+                    if not self.session.alive:  # no student statement has run in it yet
+                        self.session = None
+                        raise Lost("el proceso del estudiante no arrancó en el sandbox")
+                    if not self.session.barrier and not any(n.startswith(NO_BARRIER) for n in self.notes):
+                        self.notes.append("{} ({})".format(NO_BARRIER, self.session.barrier_reason))
+                    if self.isolate and self.warm_sandbox.group.path is None and not any(n.startswith(NO_CGROUP) for n in self.notes):
+                        self.notes.append("{} ({})".format(NO_CGROUP, self.warm_sandbox.group.reason))
                     break
-                except Perdido as exc:
-                    if self.taller is not None:
-                        self.taller.cerrar()
-                        self.taller = None
-                    self.perdido = str(exc) if intento else ""
-                    if intento:  # a fresh sandbox is out of the student's reach: the machinery failed
-                        self.falla = "no se pudo iniciar el sandbox ({})".format(bounded_text(str(exc), 600))
-        return self.sesion if not self.perdido else None
+                except Lost as exc:
+                    if self.warm_sandbox is not None:
+                        self.warm_sandbox.close()
+                        self.warm_sandbox = None
+                    self.lost = str(exc) if attempt else ""
+                    if attempt:  # a fresh sandbox is out of the student's reach: the machinery failed
+                        self.failure = "no se pudo iniciar el sandbox ({})".format(bounded_text(str(exc), 600))
+        return self.session if not self.lost else None
 
-    def _limite(self, base: float) -> float:
-        return min(base, self.limites.timeout_after_loop) if self.tras_bucle else base
+    def _limit(self, base: float) -> float:
+        return min(base, self.limits.timeout_after_loop) if self.after_loop else base
 
-    def _agotado(self, gid: str, limite: float) -> None:
-        if not self.tras_bucle:
-            self.notas.append("desde {} (¿un bucle infinito?), cada celda y test siguiente tuvo como máximo "
-                              "{:g} s".format(gid, self.limites.timeout_after_loop))
-        self.tras_bucle = True
+    def _ran_out(self, gid: str, limit: float) -> None:
+        if not self.after_loop:
+            self.notes.append("desde {} (¿un bucle infinito?), cada celda y test siguiente tuvo como máximo "
+                              "{:g} s".format(gid, self.limits.timeout_after_loop))
+        self.after_loop = True
 
-    def _restante(self) -> float:
+    def _remaining(self) -> float:
         """Seconds of the student's sandbox budget still unspent."""
-        return self.limites.budget - self.gastado
+        return self.limits.budget - self.spent
 
-    def sin_presupuesto(self) -> bool:
-        return self._restante() <= 0
+    def out_of_budget(self) -> bool:
+        return self._remaining() <= 0
 
-    def _pedir(self, msg, limite, margen=MARGIN):
+    def _request(self, msg, limit, margin=MARGIN):
         """One request to the student's holder, charged to the student's budget (the wall time the
         holder spends on it: their cells, their functions called by a test, replays).  Raises
-        :class:`Vencido` or :class:`Caido` when this request failed (the holder can be rebuilt:
-        :meth:`_reponer`), plain :class:`Perdido` when the student cannot be graded any further
+        :class:`TimedOut` or :class:`Crashed` when this request failed (the holder can be rebuilt:
+        :meth:`_rebuild`), plain :class:`Lost` when the student cannot be graded any further
         (the budget is spent, or the holder cannot be replaced)."""
-        sesion = self._sesion()
-        if sesion is None:
-            raise Perdido(self.perdido)
-        if self.sin_presupuesto():
-            if not self.perdido:
-                self.perdido = MSG_PRESUPUESTO.format(self.limites.budget)
-                self.notas.append(self.perdido)
-            raise Perdido(self.perdido)
-        inicio = time.monotonic()
+        session = self._session()
+        if session is None:
+            raise Lost(self.lost)
+        if self.out_of_budget():
+            if not self.lost:
+                self.lost = MSG_BUDGET.format(self.limits.budget)
+                self.notes.append(self.lost)
+            raise Lost(self.lost)
+        start = time.monotonic()
         try:
-            return sesion.pedir(msg, min(limite, self._restante()), margen)
+            return session.request(msg, min(limit, self._remaining()), margin)
         finally:
-            self.gastado += time.monotonic() - inicio
+            self.spent += time.monotonic() - start
 
-    def _reponer(self) -> dict:
+    def _rebuild(self) -> dict:
         """End the holder (a request ran past its limit, or the process ended) and start a new one
         in the state before that request: a fresh holder from the anchor runs again every cell
         that had succeeded.  Returns how the old holder ended ({} when unknown)."""
-        muerte: dict = {}
-        if self.sesion is not None:
-            self.sesion.cerrar()
-            self.sesion = None
-        if self.taller is not None:
+        death: dict = {}
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        if self.warm_sandbox is not None:
             try:
-                muerte = self.taller.terminar()
-            except Perdido:  # the whole sandbox went with it: the next request takes another one
-                self.taller.cerrar()
-                self.taller = None
-                muerte = {"sandbox": True}
-                self.caidas += 1
-                if self.caidas >= 2:  # retried once on a fresh sandbox: now it is the student's
-                    self.perdido = MSG_TALLER_CAIDO
-                    return muerte
-        if self.perdido:
-            return muerte
-        self.reposiciones += 1
-        if self.reposiciones > MAX_REPOSICIONES:
-            self.perdido = "su código terminó o excedió el tiempo {} veces".format(MAX_REPOSICIONES)
-            return muerte
-        for paso in list(self.estado):
-            fuente, segundos = paso
+                death = self.warm_sandbox.end_student()
+            except Lost:  # the whole sandbox went with it: the next request takes another one
+                self.warm_sandbox.close()
+                self.warm_sandbox = None
+                death = {"sandbox": True}
+                self.crashes += 1
+                if self.crashes >= 2:  # retried once on a fresh sandbox: now it is the student's
+                    self.lost = MSG_SANDBOX_DOWN
+                    return death
+        if self.lost:
+            return death
+        self.rebuilds += 1
+        if self.rebuilds > MAX_REBUILDS:
+            self.lost = "su código terminó o excedió el tiempo {} veces".format(MAX_REBUILDS)
+            return death
+        for step in list(self.state):
+            source, seconds = step
             try:
-                self._pedir({"op": "cell", "source": fuente, "replay": True},
-                            min(self.limites.cell_timeout, 2 * segundos + 2.0), CELL_SLACK)
-            except (Vencido, Caido):  # it succeeded before, not now: it is left out of the state
-                self.estado.remove(paso)
-                self.notas.append("una celda que había terminado no terminó al ejecutarse de nuevo "
+                self._request({"op": "cell", "source": source, "replay": True},
+                              min(self.limits.cell_timeout, 2 * seconds + 2.0), CELL_SLACK)
+            except (TimedOut, Crashed):  # it succeeded before, not now: it is left out of the state
+                self.state.remove(step)
+                self.notes.append("una celda que había terminado no terminó al ejecutarse de nuevo "
                                   "(para rehacer el estado): se siguió sin ella")
-                self._reponer()
-                return muerte
-            except Perdido:
-                return muerte
-        return muerte
+                self._rebuild()
+                return death
+            except Lost:
+                return death
+        return death
 
     # -- cells
 
-    def celda(self, i, cell, reintento=False):
-        limite = self._limite(self.limites.cell_timeout)
+    def run_cell(self, i, cell, retry=False):
+        limit = self._limit(self.limits.cell_timeout)
         gid = cell.metadata.get("nbgrader", {}).get("grade_id") or "celda {}".format(i + 1)
-        inicio = time.monotonic()
+        start = time.monotonic()
         try:
-            reply = self._pedir({"op": "cell", "source": cell.source, "max_output": self.limites.output_bytes,
-                                 "max_cell": self.limites.notebook_bytes}, limite, CELL_SLACK)
-        except Vencido:
-            self._reponer()
-            if self.sin_presupuesto():
-                self.outputs[i] = [_error("PresupuestoAgotado", MSG_PRESUPUESTO.format(self.limites.budget))]
+            reply = self._request({"op": "cell", "source": cell.source, "max_output": self.limits.output_bytes,
+                                   "max_cell": self.limits.notebook_bytes}, limit, CELL_SLACK)
+        except TimedOut:
+            self._rebuild()
+            if self.out_of_budget():
+                self.outputs[i] = [_error("PresupuestoAgotado", MSG_BUDGET.format(self.limits.budget))]
                 return
-            self.outputs[i] = [_error("TiempoExcedido", MSG_TIMEOUT_CELDA.format(limite))]
-            self.notas.append("celda interrumpida por tiempo (¿bucle infinito?): {}".format(gid))
-            self._agotado(gid, limite)
+            self.outputs[i] = [_error("TiempoExcedido", MSG_CELL_TIMEOUT.format(limit))]
+            self.notes.append("celda interrumpida por tiempo (¿bucle infinito?): {}".format(gid))
+            self._ran_out(gid, limit)
             return
-        except Caido:
-            muerte = self._reponer()
-            if muerte.get("sandbox") and not reintento and not self.perdido:
-                return self.celda(i, cell, reintento=True)  # the sandbox died: once more, on a fresh one
-            if self.perdido:
-                self.outputs[i] = [_error("NoEjecutada", MSG_PERDIDO.format(self.perdido))]
+        except Crashed:
+            death = self._rebuild()
+            if death.get("sandbox") and not retry and not self.lost:
+                return self.run_cell(i, cell, retry=True)  # the sandbox died: once more, on a fresh one
+            if self.lost:
+                self.outputs[i] = [_error("NoEjecutada", MSG_LOST.format(self.lost))]
                 return
-            desc = _descripcion_muerte(muerte)
-            self.outputs[i] = [_error("ProcesoTerminado", MSG_CRASH_CELDA.format(desc))]
-            self.notas.append("la celda {} hizo terminar el proceso ({}): se corrigió el resto".format(gid, desc))
+            desc = _death_description(death)
+            self.outputs[i] = [_error("ProcesoTerminado", MSG_CELL_CRASH.format(desc))]
+            self.notes.append("la celda {} hizo terminar el proceso ({}): se corrigió el resto".format(gid, desc))
             return
-        except Perdido as exc:
-            self.outputs[i] = [_error("NoEjecutada", MSG_PERDIDO.format(exc))]
+        except Lost as exc:
+            self.outputs[i] = [_error("NoEjecutada", MSG_LOST.format(exc))]
             return
         outs = reply.get("outputs") if isinstance(reply.get("outputs"), list) else []
-        self.outputs[i] = self._acotadas(outs[:500], gid)
-        self.fuentes.append(cell.source)
-        self.estado.append([cell.source, time.monotonic() - inicio])
+        self.outputs[i] = self._capped(outs[:500], gid)
+        self.sources.append(cell.source)
+        self.state.append([cell.source, time.monotonic() - start])
         if reply.get("memory"):
-            self.notas.append("memoria excedida en {}".format(gid))
+            self.notes.append("memoria excedida en {}".format(gid))
 
-    def _acotadas(self, outs, gid: str) -> List[dict]:
+    def _capped(self, outs, gid: str) -> List[dict]:
         """Untrusted outputs made valid and inert, each within the size caps (tarea2_grader/engine/tamano.py):
         what the notebook's earlier cells kept counts against the notebook's cap."""
-        caps = tamano.Caps(self.limites.output_bytes, self.limites.notebook_bytes)
+        caps = tamano.Caps(self.limits.output_bytes, self.limits.notebook_bytes)
         kept, cut = [], 0
         for o in outs:
-            capped = tamano.cap_output(o, caps, self.espacio) if isinstance(o, dict) else o
+            capped = tamano.cap_output(o, caps, self.room) if isinstance(o, dict) else o
             cut += capped is not o
-            s = saneada(capped)
+            s = sanitized(capped)
             if s:
                 kept.append(s)
-                self.espacio = max(0, self.espacio - protocol.content_size(s))
+                self.room = max(0, self.room - protocol.content_size(s))
         if cut:
-            self.notas.append("{} salida(s) de {} omitida(s) o recortada(s) por tamaño".format(cut, gid))
+            self.notes.append("{} salida(s) de {} omitida(s) o recortada(s) por tamaño".format(cut, gid))
         return kept
 
     # -- tests
 
-    def prueba(self, nombre, fuentes, reintento=False) -> Veredicto:
-        spec = self.pruebas.PRUEBAS[nombre]
+    def run_test(self, name, sources, retry=False) -> Veredicto:
+        spec = self.tests.PRUEBAS[name]
         try:
-            datos = self.pruebas.plan_de(nombre, self.semilla, self.pruebas.Contexto(fuentes))
-        except self.pruebas.Incorrecto as exc:
-            return Veredicto(nombre, False, str(exc))
+            data = self.tests.plan_de(name, self.seed, self.tests.Contexto(sources))
+        except self.tests.Incorrecto as exc:
+            return Veredicto(name, False, str(exc))
         except Exception as exc:  # e.g. a student cell that no parser can read
-            return Veredicto(nombre, False, "No se pudo preparar {}: {}".format(nombre, type(exc).__name__))
-        msg = {"op": "test", "probe": spec.sonda, "probe_source": self.pruebas.fuente_sonda(),
-               "helpers_source": self.pruebas.fuente_ayudas(nombre) if spec.ayudas else "",
-               "inputs": protocol.encode(self.pruebas.para_la_sonda(datos))}
-        corto = nombre[5:] if nombre.startswith("test_") else nombre
-        limite = self._limite(self.limites.test_timeout)
+            return Veredicto(name, False, "No se pudo preparar {}: {}".format(name, type(exc).__name__))
+        msg = {"op": "test", "probe": spec.sonda, "probe_source": self.tests.fuente_sonda(),
+               "helpers_source": self.tests.fuente_ayudas(name) if spec.ayudas else "",
+               "inputs": protocol.encode(self.tests.para_la_sonda(data))}
+        short = name[5:] if name.startswith("test_") else name
+        limit = self._limit(self.limits.test_timeout)
         try:
             # The probe runs in the holder: past its limit the holder is ended and rebuilt.
-            reply = self._pedir(msg, limite, CELL_SLACK)
-        except Vencido:
-            self._reponer()
-            if self.sin_presupuesto():
-                return Veredicto(nombre, False, "No se evaluó {}: {}.".format(corto, MSG_PRESUPUESTO.format(self.limites.budget)))
-            self._agotado(nombre, limite)
-            return Veredicto(nombre, False, "tiempo excedido: las llamadas a tu código en {} no terminaron en {:g} s "
-                                            "(¿un bucle infinito?). {}".format(corto, limite, SIN_PROCESOS))
-        except Caido:
-            muerte = self._reponer()
-            if muerte.get("sandbox") and not reintento and not self.perdido:
-                return self.prueba(nombre, fuentes, reintento=True)  # the sandbox died: once more, on a fresh one
-            if self.perdido:
-                return Veredicto(nombre, False, "No se pudo evaluar {}: {}.".format(corto, self.perdido))
-            desc = _descripcion_muerte(muerte)
-            return Veredicto(nombre, False, "Tu código hizo terminar el proceso durante {} ({}).".format(corto, desc))
-        except Perdido as exc:
-            if self.sin_presupuesto():
-                return Veredicto(nombre, False, "No se evaluó {}: {}.".format(corto, MSG_PRESUPUESTO.format(self.limites.budget)))
-            return Veredicto(nombre, False, "No se pudo evaluar {}: el proceso del estudiante ya no responde ({}).".format(corto, exc))
+            reply = self._request(msg, limit, CELL_SLACK)
+        except TimedOut:
+            self._rebuild()
+            if self.out_of_budget():
+                return Veredicto(name, False, "No se evaluó {}: {}.".format(short, MSG_BUDGET.format(self.limits.budget)))
+            self._ran_out(name, limit)
+            return Veredicto(name, False, "tiempo excedido: las llamadas a tu código en {} no terminaron en {:g} s "
+                                            "(¿un bucle infinito?). {}".format(short, limit, NO_PROCESSES))
+        except Crashed:
+            death = self._rebuild()
+            if death.get("sandbox") and not retry and not self.lost:
+                return self.run_test(name, sources, retry=True)  # the sandbox died: once more, on a fresh one
+            if self.lost:
+                return Veredicto(name, False, "No se pudo evaluar {}: {}.".format(short, self.lost))
+            desc = _death_description(death)
+            return Veredicto(name, False, "Tu código hizo terminar el proceso durante {} ({}).".format(short, desc))
+        except Lost as exc:
+            if self.out_of_budget():
+                return Veredicto(name, False, "No se evaluó {}: {}.".format(short, MSG_BUDGET.format(self.limits.budget)))
+            return Veredicto(name, False, "No se pudo evaluar {}: el proceso del estudiante ya no responde ({}).".format(short, exc))
         status = reply.get("status")
         if status == "memory":
-            return Veredicto(nombre, False, "memoria excedida: tu código en {} pidió más memoria que el límite "
-                                            "({} MiB).".format(corto, self.limites.memory_mb))
+            return Veredicto(name, False, "memoria excedida: tu código en {} pidió más memoria que el límite "
+                                            "({} MiB).".format(short, self.limits.memory_mb))
         if status == "crashed":
-            return Veredicto(nombre, False, "Tu código hizo terminar el proceso durante {} ({}).".format(corto, _descripcion_muerte(reply)))
+            return Veredicto(name, False, "Tu código hizo terminar el proceso durante {} ({}).".format(short, _death_description(reply)))
         if status != "ok":
-            return Veredicto(nombre, False, "No se pudo evaluar {}: {}".format(corto, bounded_text(reply.get("error"), 300)))
+            return Veredicto(name, False, "No se pudo evaluar {}: {}".format(short, bounded_text(reply.get("error"), 300)))
         from tarea2_grader.engine import wire
         try:
-            obs = wire.decodificar(reply.get("result"))
-        except wire.Malformado:
-            return Veredicto(nombre, False, "La respuesta de tu código para {} llegó malformada.".format(corto))
-        mensaje = self.pruebas.veredicto(nombre, datos, obs)
-        if mensaje is None:
-            return Veredicto(nombre, True, "Tests ocultos de {}: ok".format(corto))
-        if _DE_PROCESOS.search(mensaje):  # maybe a process, or one a cell meant to start, was missing
-            mensaje += "\n" + SIN_PROCESOS
-        return Veredicto(nombre, False, mensaje)
+            obs = wire.decode(reply.get("result"))
+        except wire.Malformed:
+            return Veredicto(name, False, "La respuesta de tu código para {} llegó malformada.".format(short))
+        message = self.tests.veredicto(name, data, obs)
+        if message is None:
+            return Veredicto(name, True, "Tests ocultos de {}: ok".format(short))
+        if _PROCESS_ERRORS.search(message):  # maybe a process, or one a cell meant to start, was missing
+            message += "\n" + NO_PROCESSES
+        return Veredicto(name, False, message)
 
-    def run(self, hasta_ultimo_test=False):
+    def run(self, until_last_test=False):
         cells = self.nb.cells
-        tests = {i: prueba_declarada(c.source) for i, c in enumerate(cells) if es_test(c)}
-        orden = [n for n in self.pruebas.PRUEBAS if n in tests.values()]
-        alcanzadas: Dict[str, List[str]] = {}
-        hechas: Dict[str, Veredicto] = {}
-        ultimo = ultimo_test(self.nb)
+        tests = {i: declared_test(c.source) for i, c in enumerate(cells) if is_test(c)}
+        order = [n for n in self.tests.PRUEBAS if n in tests.values()]
+        reached: Dict[str, List[str]] = {}
+        done: Dict[str, Veredicto] = {}
+        last = last_test(self.nb)
 
-        def correr_pendientes(final=False):
-            for nombre in orden:
-                if nombre in hechas:
+        def run_pending(final=False):
+            for name in order:
+                if name in done:
                     continue
-                if nombre not in alcanzadas:
+                if name not in reached:
                     if final:
                         continue
                     return
-                hechas[nombre] = self.prueba(nombre, alcanzadas[nombre])
+                done[name] = self.run_test(name, reached[name])
 
         for i, cell in enumerate(cells):
             if cell.cell_type != "code":
                 continue
             if i in tests:
-                nombre = tests[i]
-                if nombre is None or nombre not in self.pruebas.PRUEBAS:
+                name = tests[i]
+                if name is None or name not in self.tests.PRUEBAS:
                     continue
-                alcanzadas.setdefault(nombre, list(self.fuentes))
-                correr_pendientes()
+                reached.setdefault(name, list(self.sources))
+                run_pending()
                 continue
-            if hasta_ultimo_test and i > ultimo:
+            if until_last_test and i > last:
                 break
-            self.celda(i, cell)
-        correr_pendientes(final=True)
-        revision = self._revision()
-        for i, nombre in tests.items():
-            if nombre is None or nombre not in self.pruebas.PRUEBAS:
-                v = Veredicto(nombre, False, "Esta celda de test no declara ningún test oculto del curso: no suma puntos.")
+            self.run_cell(i, cell)
+        run_pending(final=True)
+        review = self._review()
+        for i, name in tests.items():
+            if name is None or name not in self.tests.PRUEBAS:
+                v = Veredicto(name, False, "Esta celda de test no declara ningún test oculto del curso: no suma puntos.")
             else:
-                v = con_revision(hechas[nombre], revision, cells[i].metadata.get("nbgrader", {}).get("points", 0))
-            self.veredictos[i] = v
-            self.outputs[i] = salida_de_veredicto(v)
-        if self.sin_presupuesto():
-            if MSG_PRESUPUESTO.format(self.limites.budget) not in self.notas:
-                self.notas.append(MSG_PRESUPUESTO.format(self.limites.budget))
-        elif self.perdido:
-            self.notas.append("el proceso del estudiante dejó de responder: " + self.perdido)
+                v = con_revision(done[name], review, cells[i].metadata.get("nbgrader", {}).get("points", 0))
+            self.verdicts[i] = v
+            self.outputs[i] = verdict_output(v)
+        if self.out_of_budget():
+            if MSG_BUDGET.format(self.limits.budget) not in self.notes:
+                self.notes.append(MSG_BUDGET.format(self.limits.budget))
+        elif self.lost:
+            self.notes.append("el proceso del estudiante dejó de responder: " + self.lost)
 
-    def _revision(self):
+    def _review(self):
         """The static review of the submitted source (:mod:`tarea2_grader.engine.review`), or None when off."""
-        if not self.limites.static_review:
+        if not self.limits.static_review:
             return None
         from tarea2_grader.engine.review import reach, records
         try:
-            resultado = reach.revisar_nb(self.nb, partes=getattr(self.pruebas, "PARTES_REVISION", {}))
+            result = reach.revisar_nb(self.nb, partes=getattr(self.tests, "PARTES_REVISION", {}))
         except Exception as exc:  # the analysis of hostile text failed: a person looks, no part is zeroed
-            self.notas.append("revisar a mano: la revisión del código no pudo terminar ({})".format(type(exc).__name__))
+            self.notes.append("revisar a mano: la revisión del código no pudo terminar ({})".format(type(exc).__name__))
             return None
-        for motivo in resultado.revisar_notebook:
-            self.notas.append("revisar a mano: " + records.seguro(motivo, 200))
-        marcadas = resultado.partes_marcadas()
-        if marcadas:
-            self.notas.append("revisión: {} parte(s) marcada(s) por usar una derivada hecha por máquina "
-                              "({}); una persona debe revisarlas".format(len(marcadas), ", ".join(marcadas)))
-        return resultado
+        for reason in result.revisar_notebook:
+            self.notes.append("revisar a mano: " + records.seguro(reason, 200))
+        flagged = result.partes_marcadas()
+        if flagged:
+            self.notes.append("revisión: {} parte(s) marcada(s) por usar una derivada hecha por máquina "
+                              "({}); una persona debe revisarlas".format(len(flagged), ", ".join(flagged)))
+        return result
 
-    def cerrar(self):
-        if self.sesion is not None:
-            self.sesion.cerrar()
-        if self.taller is not None:
-            TALLERES.devolver(self.taller)
+    def close(self):
+        if self.session is not None:
+            self.session.close()
+        if self.warm_sandbox is not None:
+            WARM_SANDBOXES.give_back(self.warm_sandbox)
 
 
-def calificar(nb, semilla: int, limites: Optional[sandbox.Limites] = None, pruebas=None,
-              aislar: Optional[bool] = None, hasta_ultimo_test: bool = False) -> Resultado:
+def grade(nb, seed: int, limits: Optional[sandbox.Limits] = None, tests=None,
+          isolate: Optional[bool] = None, until_last_test: bool = False) -> Resultado:
     """Grade one notebook (an nbformat v4 NotebookNode) with the student's seed.
 
-    ``aislar`` chooses bubblewrap (default: whenever it works here).  ``hasta_ultimo_test`` skips
+    ``isolate`` chooses bubblewrap (default: whenever it works here).  ``until_last_test`` skips
     the cells after the last test cell (they cannot change any verdict; the test suite uses it).
     """
-    limites = limites or sandbox.Limites()
-    if pruebas is None:
-        pruebas = importlib.import_module(DEFAULT_TESTS_MODULE)
-    if aislar is None:
-        aislar = aislamiento_disponible()
+    limits = limits or sandbox.Limits()
+    if tests is None:
+        tests = importlib.import_module(DEFAULT_TESTS_MODULE)
+    if isolate is None:
+        isolate = isolation_available()
     t0 = time.monotonic()
-    trabajo = _Calificacion(nb, int(semilla), limites, pruebas, aislar)
+    job = _Grading(nb, int(seed), limits, tests, isolate)
     try:
-        trabajo.run(hasta_ultimo_test)
+        job.run(until_last_test)
     finally:
-        trabajo.cerrar()
-    return Resultado(int(semilla), trabajo.outputs, trabajo.veredictos, trabajo.notas, aislar,
-                     time.monotonic() - t0, round(trabajo.gastado, 3), trabajo.falla)
+        job.close()
+    return Resultado(int(seed), job.outputs, job.verdicts, job.notes, isolate,
+                     time.monotonic() - t0, round(job.spent, 3), job.failure)
 
 
-_DISPONIBLE: List[bool] = []
+_AVAILABLE: List[bool] = []
 
 
-def aislamiento_disponible() -> bool:
+def isolation_available() -> bool:
     """Whether bubblewrap works here (checked once per process); warns in Spanish when it does not."""
-    if not _DISPONIBLE:
+    if not _AVAILABLE:
         ok = sandbox.bwrap_works()
-        _DISPONIBLE.append(ok)
+        _AVAILABLE.append(ok)
         if not ok:
-            aviso = sandbox.aviso_sin_aislamiento()
-            if aviso:
+            warning = sandbox.no_isolation_warning()
+            if warning:
                 import sys
-                print(aviso, file=sys.stderr)
-    return _DISPONIBLE[0]
-
-
-def nueva_semilla() -> int:
-    """A fresh seed for a student's hidden inputs."""
-    return secrets.randbits(62)
+                print(warning, file=sys.stderr)
+    return _AVAILABLE[0]
 
 
 def warm_up_torch() -> None:

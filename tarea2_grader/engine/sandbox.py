@@ -13,7 +13,7 @@ grader goes, the sandbox goes (``--die-with-parent``), with every process a stud
 Without bubblewrap (macOS, a locked-down server) grading refuses to start unless the course sets
 ``c.TrustedExecute.require_sandbox = False``; then the same agent runs as a plain subprocess:
 verdicts still come from outside it and the time and memory limits still apply, but files are
-not isolated; :func:`aviso_sin_aislamiento` says so once, in Spanish, and every row of grades.csv.
+not isolated; :func:`no_isolation_warning` says so once, in Spanish, and every row of grades.csv.
 """
 import dataclasses
 import os
@@ -36,7 +36,7 @@ _warned = []
 
 
 @dataclasses.dataclass
-class Limites:
+class Limits:
     """Per-student limits (nbgrader_config.py: ``c.TrustedExecute.<name>``)."""
 
     cell_timeout: float = 15.0     # wall seconds per notebook cell
@@ -59,10 +59,10 @@ def bwrap_path():
 
 def bwrap_works():
     """Whether bubblewrap can create a sandbox here (it needs user namespaces or root)."""
-    return diagnostico_bwrap() is None
+    return bwrap_diagnosis() is None
 
 
-def diagnostico_bwrap():
+def bwrap_diagnosis():
     """None when bubblewrap can create a sandbox here, else why not (Spanish, for the instructor)."""
     path = bwrap_path()
     if not path:
@@ -79,7 +79,7 @@ def diagnostico_bwrap():
     return None
 
 
-def aviso_sin_aislamiento():
+def no_isolation_warning():
     """The one Spanish warning printed when student files cannot be isolated."""
     if _warned:
         return None
@@ -129,7 +129,7 @@ def _installation_of(python):
     return {os.path.realpath(f) for f in folders}
 
 
-def interprete(python=""):
+def interpreter(python=""):
     """The interpreter the sandbox runs: ``python`` when configured, else the virtual environment's.
 
     Its folder is resolved (a ``.venv`` reached through a symbolic link would not exist inside the
@@ -151,16 +151,16 @@ def _tmpfs(path, size_mb):
     return ["--perms", "01777", "--size", str(int(size_mb) * 1024 * 1024), "--tmpfs", path]
 
 
-def comando(scratch, config_json, usar_bwrap=True, disco_mb=512, python=""):
+def command(scratch, config_json, use_bwrap=True, disk_mb=512, python=""):
     """The argv that starts the agent for one student, and the folder it works in.
 
     In bubblewrap every writable place is a tmpfs of a fixed size (the working folder
-    ``disco_mb``, ``/tmp`` and ``/dev/shm`` :data:`TMP_MB` / :data:`SHM_MB`): what a student writes
+    ``disk_mb``, ``/tmp`` and ``/dev/shm`` :data:`TMP_MB` / :data:`SHM_MB`): what a student writes
     is capped, and counted in the sandbox, not on the course's disk.  ``python``: the interpreter
-    (:func:`interprete`).
+    (:func:`interpreter`).
     """
-    python = interprete(python)
-    if not usar_bwrap:
+    python = interpreter(python)
+    if not use_bwrap:
         return [python, "-B", AGENT, config_json], scratch
     roots = _python_roots(python)
     args = [bwrap_path(), *_tmpfs("/tmp", TMP_MB)]
@@ -178,7 +178,7 @@ def comando(scratch, config_json, usar_bwrap=True, disco_mb=512, python=""):
     for root in roots:
         args += ["--ro-bind", root, root]
     args += ["--dev", "/dev", *_tmpfs("/dev/shm", SHM_MB), "--remount-ro", "/dev", "--proc", "/proc",
-             *_tmpfs(INSIDE_WORK, disco_mb)]
+             *_tmpfs(INSIDE_WORK, disk_mb)]
     for name in agent_files():
         args += ["--ro-bind", os.path.join(SANDBOXED, name), INSIDE_FOLDER + "/" + name]
     args += ["--chdir", INSIDE_WORK, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
@@ -240,7 +240,7 @@ def _remove(path):
             pass
 
 
-def nuevo_scratch():
+def new_scratch():
     """A fresh, private scratch folder for one student."""
     path = tempfile.mkdtemp(prefix="tarea2-alumno-")
     os.chmod(path, 0o700)
@@ -251,41 +251,41 @@ PIDS_CGROUP = "/sys/fs/cgroup/pids"
 PIDS_MAX = 256  # tasks (processes and threads) of one sandbox: its anchor and the one student it grades
 
 
-class GrupoDeTareas:
+class TaskGroup:
     """A cgroup (v1 ``pids``) for one sandbox: every task in it counts against :data:`PIDS_MAX`, whatever
     the user, so one student's threads cannot use up the machine's or another sandbox's.
 
-    Needs root and a writable ``pids`` hierarchy; elsewhere :attr:`ruta` is None and
-    :attr:`motivo` says why (the other limits still apply).
+    Needs root and a writable ``pids`` hierarchy; elsewhere :attr:`path` is None and
+    :attr:`reason` says why (the other limits still apply).
     """
 
-    def __init__(self, nombre):
-        self.ruta, self.motivo = None, ""
+    def __init__(self, name):
+        self.path, self.reason = None, ""
         base = os.path.join(PIDS_CGROUP, "tarea2")
         if os.geteuid() != 0 or not os.path.isdir(PIDS_CGROUP):
-            self.motivo = "sin cgroups (se necesita root y la jerarquía pids de cgroup v1)"
+            self.reason = "sin cgroups (se necesita root y la jerarquía pids de cgroup v1)"
             return
         try:
             os.makedirs(base, exist_ok=True)
-            ruta = os.path.join(base, nombre)
-            os.makedirs(ruta, exist_ok=True)
-            with open(os.path.join(ruta, "pids.max"), "w") as fh:
+            path = os.path.join(base, name)
+            os.makedirs(path, exist_ok=True)
+            with open(os.path.join(path, "pids.max"), "w") as fh:
                 fh.write(str(PIDS_MAX))
-            self.ruta = ruta
+            self.path = path
         except OSError as exc:
-            self.motivo = "no se pudo crear el cgroup pids ({})".format(exc.strerror or exc)
+            self.reason = "no se pudo crear el cgroup pids ({})".format(exc.strerror or exc)
 
-    def envolver(self, argv):
+    def wrap(self, argv):
         """``argv`` started inside this cgroup (the shell puts itself in, then becomes argv)."""
-        if self.ruta is None:
+        if self.path is None:
             return argv
-        return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.ruta] + list(argv)
+        return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.path] + list(argv)
 
-    def quitar(self):
+    def remove(self):
         """Remove the cgroup (once its tasks are gone)."""
-        if self.ruta is not None:
+        if self.path is not None:
             try:
-                os.rmdir(self.ruta)
+                os.rmdir(self.path)
             except OSError:
                 pass
 

@@ -1,11 +1,11 @@
 """The trusted side's channel to the sandboxed agent: warm sandboxes and one session per student.
 
-A :class:`Taller` is one sandbox (:mod:`tarea2_grader.engine.sandbox`) whose agent
-(``sandboxed/agent.py``) has paid its imports once; :data:`TALLERES` keeps the idle ones, by
-configuration, for the threads of this process.  A :class:`Sesion` is the channel to the holder
+A :class:`WarmSandbox` is one sandbox (:mod:`tarea2_grader.engine.sandbox`) whose agent
+(``sandboxed/agent.py``) has paid its imports once; :data:`WARM_SANDBOXES` keeps the idle ones, by
+configuration, for the threads of this process.  A :class:`Session` is the channel to the holder
 that runs one student's cells and probes.  Everything is framed and encoded by the boundary's
 one codec, :mod:`tarea2_grader.sandboxed.protocol`, whose docstring lists every message; what
-comes back is untrusted, and a reply that is late, missing or malformed raises :class:`Perdido`.
+comes back is untrusted, and a reply that is late, missing or malformed raises :class:`Lost`.
 The notebook walk and the verdicts are in :mod:`tarea2_grader.engine.runner`.
 """
 from __future__ import annotations
@@ -28,46 +28,46 @@ MARGIN = 10.0  # seconds the supervisor waits beyond the agent's own limit (a te
 READY_TIMEOUT = 180.0
 
 
-class Perdido(Exception):
+class Lost(Exception):
     """The sandbox stopped answering (dead, out of time, or talking nonsense)."""
 
 
-class Vencido(Perdido):
+class TimedOut(Lost):
     """No answer before the deadline (the process may still be running)."""
 
 
-class Caido(Perdido):
+class Crashed(Lost):
     """The student's process ended, or its channel carried something other than the answer."""
 
 
-def _leer_frame(sock, deadline):
-    """One frame from ``sock`` before ``deadline`` (raises Perdido)."""
+def _read_frame(sock, deadline):
+    """One frame from ``sock`` before ``deadline`` (raises Lost)."""
     def exact(n):
         buf = b""
         while len(buf) < n:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise Vencido("sin respuesta a tiempo")
+                raise TimedOut("sin respuesta a tiempo")
             sock.settimeout(left)
             try:
                 chunk = sock.recv(min(n - len(buf), 1 << 20))
             except socket.timeout:
-                raise Vencido("sin respuesta a tiempo") from None
+                raise TimedOut("sin respuesta a tiempo") from None
             except OSError as exc:
-                raise Caido(str(exc)) from None
+                raise Crashed(str(exc)) from None
             if not chunk:
-                raise Caido("el proceso terminó")
+                raise Crashed("el proceso terminó")
             buf += chunk
         return buf
     try:
         return protocol.read_frame_with(exact)
     except protocol.FrameTooLarge:
-        raise Caido("respuesta demasiado grande") from None
+        raise Crashed("respuesta demasiado grande") from None
     except (ValueError, RecursionError):
-        raise Caido("respuesta ilegible") from None
+        raise Crashed("respuesta ilegible") from None
 
 
-class _Lanzador:
+class _Launcher:
     """Starts sandboxes from one long-lived thread.
 
     bubblewrap's ``--die-with-parent`` ties the sandbox's life to the *thread* that started it;
@@ -88,7 +88,7 @@ class _Lanzador:
                 box.append((False, exc))
             done.set()
 
-    def lanzar(self, fn):
+    def launch(self, fn):
         box, done = [], threading.Event()
         self._q.put((fn, box, done))
         done.wait()
@@ -98,62 +98,62 @@ class _Lanzador:
         return value
 
 
-_LANZADOR: List[_Lanzador] = []
+_LAUNCHER: List[_Launcher] = []
 _LOCK = threading.Lock()
 
 
-def _lanzar(fn):
+def _launch(fn):
     with _LOCK:
-        if not _LANZADOR:
-            _LANZADOR.append(_Lanzador())
-    return _LANZADOR[0].lanzar(fn)
+        if not _LAUNCHER:
+            _LAUNCHER.append(_Launcher())
+    return _LAUNCHER[0].launch(fn)
 
 
-class Taller:
+class WarmSandbox:
     """One warm sandbox: the agent's anchor, imports paid once, grading students one at a time."""
 
-    def __init__(self, limites: sandbox.Limites, aislar: bool):
-        self.limites, self.aislar = limites, aislar
-        self.scratch = sandbox.nuevo_scratch()
+    def __init__(self, limits: sandbox.Limits, isolate: bool):
+        self.limits, self.isolate = limits, isolate
+        self.scratch = sandbox.new_scratch()
         self._control, theirs = socket.socketpair()
-        argv, workdir = sandbox.comando(self.scratch, "", aislar, limites.disk_mb, limites.python)
-        config = {"fd": theirs.fileno(), "memory_mb": limites.memory_mb, "cpu_seconds": limites.cpu_seconds,
-                  "isolated": aislar, "workdir": workdir}
+        argv, workdir = sandbox.command(self.scratch, "", isolate, limits.disk_mb, limits.python)
+        config = {"fd": theirs.fileno(), "memory_mb": limits.memory_mb, "cpu_seconds": limits.cpu_seconds,
+                  "isolated": isolate, "workdir": workdir}
         argv[-1] = json.dumps(config)
-        self.grupo = sandbox.GrupoDeTareas("{}-{}".format(os.getpid(), os.path.basename(self.scratch)))
-        argv = self.grupo.envolver(argv)
+        self.group = sandbox.TaskGroup("{}-{}".format(os.getpid(), os.path.basename(self.scratch)))
+        argv = self.group.wrap(argv)
         env = None
-        if not aislar:
+        if not isolate:
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8",
                    "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": self.scratch}
         self._log: List[str] = []
-        self.proc = _lanzar(lambda: subprocess.Popen(
+        self.proc = _launch(lambda: subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             pass_fds=(theirs.fileno(),), start_new_session=True, env=env, cwd=self.scratch))
         theirs.close()
         self._drainer = threading.Thread(target=self._drain, daemon=True)
         self._drainer.start()
-        self.vivo = True
-        self.alumnos = 0
+        self.alive = True
+        self.students = 0
         try:
-            ready = _leer_frame(self._control, time.monotonic() + READY_TIMEOUT)
-        except Perdido as exc:
+            ready = _read_frame(self._control, time.monotonic() + READY_TIMEOUT)
+        except Lost as exc:
             ready = str(exc)
         if not (isinstance(ready, dict) and ready.get("id") == "ready"):
-            self.cerrar()
+            self.close()
             self._drainer.join(timeout=5)  # what the failed start wrote, read to its end (it explains why)
-            raise Perdido("el entorno de corrección no arrancó: " + self.registro()[-800:])
+            raise Lost("el entorno de corrección no arrancó: " + self.log_tail()[-800:])
 
     def _drain(self):
         for line in iter(self.proc.stdout.readline, b""):
             self._log.append(line.decode("utf-8", "replace"))
             del self._log[:-200]
 
-    def registro(self) -> str:
+    def log_tail(self) -> str:
         """The last lines the agent's processes wrote to their stdout/stderr."""
         return "".join(self._log)
 
-    def _control_pedir(self, msg, fds=(), limite=30.0) -> dict:
+    def _control_request(self, msg, fds=(), limit=30.0) -> dict:
         msg = dict(msg, id=secrets.token_hex(8))
         try:
             data = protocol.pack(msg)
@@ -161,188 +161,188 @@ class Taller:
                 socket.send_fds(self._control, [data], list(fds))
             else:
                 self._control.sendall(data)
-            reply = _leer_frame(self._control, time.monotonic() + limite)
-        except (Perdido, OSError) as exc:
-            self.vivo = False
-            raise Perdido(str(exc)) from None
+            reply = _read_frame(self._control, time.monotonic() + limit)
+        except (Lost, OSError) as exc:
+            self.alive = False
+            raise Lost(str(exc)) from None
         if not isinstance(reply, dict) or reply.get("id") != msg["id"] or reply.get("status") != "ok":
-            self.vivo = False
-            raise Perdido("el entorno de corrección no respondió como se esperaba")
+            self.alive = False
+            raise Lost("el entorno de corrección no respondió como se esperaba")
         return reply
 
-    def sesion(self) -> "Sesion":
+    def session(self) -> "Session":
         """A fresh holder for the next student, forked from the untouched anchor."""
         mine, theirs = socket.socketpair()
         try:
-            self._control_pedir({"op": "alumno"}, fds=[theirs.fileno()])
+            self._control_request({"op": "alumno"}, fds=[theirs.fileno()])
         finally:
             theirs.close()
-        self.alumnos += 1
-        return Sesion(mine, self)
+        self.students += 1
+        return Session(mine, self)
 
-    def terminar(self) -> dict:
+    def end_student(self) -> dict:
         """End the current student's holder and its processes (its files stay); how it ended."""
-        reply = self._control_pedir({"op": "terminar"}, limite=30.0)
+        reply = self._control_request({"op": "terminar"}, limit=30.0)
         return {k: reply[k] for k in ("signal", "exit") if k in reply}
 
-    def limpiar(self):
+    def clean(self):
         """After a student: end everything it left in the sandbox, empty the scratch folder."""
-        self._control_pedir({"op": "limpiar"}, limite=60.0)
+        self._control_request({"op": "limpiar"}, limit=60.0)
         sandbox.empty_folder(self.scratch)
 
-    def cerrar(self):
+    def close(self):
         """End the sandbox and everything in it; remove the scratch folder."""
-        self.vivo = False
-        _cerrar(self._control)
+        self.alive = False
+        _close_socket(self._control)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        _matar_grupo(self.proc)
-        self.grupo.quitar()
+        _kill_group(self.proc)
+        self.group.remove()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-class Sesion:
-    """The channel to one student's holder inside a :class:`Taller`."""
+class Session:
+    """The channel to one student's holder inside a :class:`WarmSandbox`."""
 
-    def __init__(self, sock, taller):
-        self._sock, self.taller = sock, taller
-        self.vivo, self.motivo = True, ""
+    def __init__(self, sock, warm_sandbox):
+        self._sock, self.warm_sandbox = sock, warm_sandbox
+        self.alive, self.reason = True, ""
         try:
-            ready = _leer_frame(self._sock, time.monotonic() + 30)
-        except Perdido as exc:
+            ready = _read_frame(self._sock, time.monotonic() + 30)
+        except Lost as exc:
             ready = str(exc)
         if not (isinstance(ready, dict) and ready.get("id") == "ready"):
-            self.vivo, self.motivo = False, "el proceso del estudiante no arrancó"
+            self.alive, self.reason = False, "el proceso del estudiante no arrancó"
             ready = {}
         # Written by the anchor's code in the new holder before it reads any request, so before any
         # student statement: trustworthy.
-        self.barrera = ready.get("barrera") is True
-        self.motivo_barrera = bounded_text(ready.get("motivo"), 200) or "desconocido"
+        self.barrier = ready.get("barrera") is True
+        self.barrier_reason = bounded_text(ready.get("motivo"), 200) or "desconocido"
 
-    def pedir(self, msg: dict, limite: float, margen: float = MARGIN) -> dict:
+    def request(self, msg: dict, limit: float, margin: float = MARGIN) -> dict:
         """Send one request; return the reply that carries its id.
 
-        Raises :class:`Vencido` when no reply came within ``limite + margen`` seconds and
-        :class:`Caido` when the process ended or the channel carried anything else.
+        Raises :class:`TimedOut` when no reply came within ``limit + margin`` seconds and
+        :class:`Crashed` when the process ended or the channel carried anything else.
         """
-        if not self.vivo:
-            raise Caido(self.motivo)
-        msg = dict(msg, id=secrets.token_hex(8), timeout=limite)
+        if not self.alive:
+            raise Crashed(self.reason)
+        msg = dict(msg, id=secrets.token_hex(8), timeout=limit)
         try:
             self._sock.sendall(protocol.pack(msg))
-            reply = _leer_frame(self._sock, time.monotonic() + limite + margen)
+            reply = _read_frame(self._sock, time.monotonic() + limit + margin)
         except OSError as exc:
-            self.vivo, self.motivo = False, str(exc)
-            raise Caido(self.motivo) from None
-        except Perdido as exc:
-            self.vivo, self.motivo = False, str(exc)
+            self.alive, self.reason = False, str(exc)
+            raise Crashed(self.reason) from None
+        except Lost as exc:
+            self.alive, self.reason = False, str(exc)
             raise
         if not isinstance(reply, dict) or reply.get("id") != msg["id"]:
-            self.vivo, self.motivo = False, "la comunicación con el corrector fue alterada"
-            raise Caido(self.motivo)
+            self.alive, self.reason = False, "la comunicación con el corrector fue alterada"
+            raise Crashed(self.reason)
         return reply
 
-    def cerrar(self):
-        """Close the channel (the holder exits); the taller cleans up afterwards."""
-        self.vivo = False
-        _cerrar(self._sock)
+    def close(self):
+        """Close the channel (the holder exits); the warm sandbox cleans up afterwards."""
+        self.alive = False
+        _close_socket(self._sock)
 
 
-def _cerrar(sock):
+def _close_socket(sock):
     try:
         sock.close()
     except OSError:
         pass
 
 
-class _Talleres:
+class _WarmSandboxes:
     """Idle warm sandboxes, by configuration, shared by the threads of this process."""
 
     def __init__(self):
-        self._idle: Dict[tuple, List[Taller]] = {}
-        self._todos: List[Taller] = []
-        self._calentando: Dict[tuple, int] = {}
+        self._idle: Dict[tuple, List[WarmSandbox]] = {}
+        self._all: List[WarmSandbox] = []
+        self._warming: Dict[tuple, int] = {}
         self._lock = threading.Condition()
         import atexit
-        atexit.register(self.cerrar_todos)
+        atexit.register(self.close_all)
 
     @staticmethod
-    def _clave(limites, aislar):
-        return (limites.memory_mb, limites.cpu_seconds, limites.disk_mb, limites.python, aislar)
+    def _key(limits, isolate):
+        return (limits.memory_mb, limits.cpu_seconds, limits.disk_mb, limits.python, isolate)
 
-    def precalentar(self, limites, aislar, cuantos: int = 1) -> None:
-        """Start sandboxes in the background until ``cuantos`` are warm or warming (their torch
+    def prewarm(self, limits, isolate, count: int = 1) -> None:
+        """Start sandboxes in the background until ``count`` are warm or warming (their torch
         imports overlap this process's own work)."""
-        for _ in range(max(1, cuantos)):
-            if not self._uno_mas(limites, aislar, cuantos):
+        for _ in range(max(1, count)):
+            if not self._one_more(limits, isolate, count):
                 return
 
-    def _uno_mas(self, limites, aislar, cuantos) -> bool:
-        key = self._clave(limites, aislar)
+    def _one_more(self, limits, isolate, count) -> bool:
+        key = self._key(limits, isolate)
         with self._lock:
-            if len(self._idle.get(key, [])) + self._calentando.get(key, 0) >= max(1, cuantos):
+            if len(self._idle.get(key, [])) + self._warming.get(key, 0) >= max(1, count):
                 return False
-            self._calentando[key] = self._calentando.get(key, 0) + 1
+            self._warming[key] = self._warming.get(key, 0) + 1
 
         def warm():
             try:
-                taller = Taller(limites, aislar)
-            except Perdido:
-                taller = None
+                warm_sandbox = WarmSandbox(limits, isolate)
+            except Lost:
+                warm_sandbox = None
             with self._lock:
-                self._calentando[key] -= 1
-                if taller is not None:
-                    self._todos.append(taller)
-                    self._idle.setdefault(key, []).append(taller)
+                self._warming[key] -= 1
+                if warm_sandbox is not None:
+                    self._all.append(warm_sandbox)
+                    self._idle.setdefault(key, []).append(warm_sandbox)
                 self._lock.notify_all()
 
         threading.Thread(target=warm, daemon=True, name="tarea2-precalentar").start()
         return True
 
-    def tomar(self, limites, aislar) -> Taller:
-        key = self._clave(limites, aislar)
+    def take(self, limits, isolate) -> WarmSandbox:
+        key = self._key(limits, isolate)
         with self._lock:
             while True:
                 idle = self._idle.setdefault(key, [])
                 while idle:
-                    taller = idle.pop()
-                    if taller.vivo and taller.proc.poll() is None:
-                        return taller
-                    taller.cerrar()
-                if not self._calentando.get(key):
+                    warm_sandbox = idle.pop()
+                    if warm_sandbox.alive and warm_sandbox.proc.poll() is None:
+                        return warm_sandbox
+                    warm_sandbox.close()
+                if not self._warming.get(key):
                     break
                 self._lock.wait(timeout=READY_TIMEOUT)
-        taller = Taller(limites, aislar)
+        warm_sandbox = WarmSandbox(limits, isolate)
         with self._lock:
-            self._todos.append(taller)
-        return taller
+            self._all.append(warm_sandbox)
+        return warm_sandbox
 
-    def devolver(self, taller: Taller):
-        key = self._clave(taller.limites, taller.aislar)
+    def give_back(self, warm_sandbox: WarmSandbox):
+        key = self._key(warm_sandbox.limits, warm_sandbox.isolate)
         try:
-            if taller.vivo:
-                taller.limpiar()
-        except Perdido:
-            taller.vivo = False
-        if not taller.vivo or taller.proc.poll() is not None:
-            taller.cerrar()
+            if warm_sandbox.alive:
+                warm_sandbox.clean()
+        except Lost:
+            warm_sandbox.alive = False
+        if not warm_sandbox.alive or warm_sandbox.proc.poll() is not None:
+            warm_sandbox.close()
             return
         with self._lock:
-            self._idle.setdefault(key, []).append(taller)
+            self._idle.setdefault(key, []).append(warm_sandbox)
 
-    def cerrar_todos(self):
+    def close_all(self):
         with self._lock:
-            todos, self._todos, self._idle = list(self._todos), [], {}
-        for taller in todos:
-            taller.cerrar()
+            everything, self._all, self._idle = list(self._all), [], {}
+        for warm_sandbox in everything:
+            warm_sandbox.close()
 
 
-TALLERES = _Talleres()
+WARM_SANDBOXES = _WarmSandboxes()
 
 
-def _matar_grupo(proc):
+def _kill_group(proc):
     """Kill the agent and, outside bubblewrap, whatever its processes left behind."""
     import psutil
     try:
@@ -364,7 +364,7 @@ def _matar_grupo(proc):
         pass
 
 
-def bounded_text(valor, limite=200000):
-    """``valor`` when it is a string of at most ``limite`` characters, else its text cut there ("" for none)."""
-    return valor if isinstance(valor, str) and len(valor) <= limite else (str(valor)[:limite] if valor else "")
+def bounded_text(value, limit=200000):
+    """``value`` when it is a string of at most ``limit`` characters, else its text cut there ("" for none)."""
+    return value if isinstance(value, str) and len(value) <= limit else (str(value)[:limit] if value else "")
 

@@ -3,7 +3,7 @@
 The sandbox's replies are JSON produced by code the student controls.  Only plain data is
 rebuilt here: numbers, strings, lists, string-keyed dicts and tensors from an explicit
 ``{"__tensor__": {"dtype", "shape", "data"}}`` description, with bounded sizes.  Anything
-else becomes an :class:`Opaco` that names its type, or raises :class:`Malformado`.
+else becomes an :class:`Opaque` that names its type, or raises :class:`Malformed`.
 """
 import math
 
@@ -16,59 +16,59 @@ MAX_ELEMENTS = 5_000_000
 MAX_DEPTH = 24
 
 
-class Malformado(ValueError):
+class Malformed(ValueError):
     """The reply does not follow the wire format."""
 
 
-class Opaco:
+class Opaque:
     """A value the probe could not describe as data (an object of a student's class, say)."""
 
-    def __init__(self, tipo):
-        self.tipo = str(tipo)[:80]
+    def __init__(self, type_name):
+        self.type_name = str(type_name)[:80]
 
     def __repr__(self):
-        return "Opaco({!r})".format(self.tipo)
+        return "Opaco({!r})".format(self.type_name)
 
 
 def _tensor(spec):
     if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data"}:
-        raise Malformado("tensor")
+        raise Malformed("tensor")
     dtype = DTYPES.get(spec["dtype"]) if isinstance(spec["dtype"], str) else None
     shape, data = spec["shape"], spec["data"]
     if dtype is None or not isinstance(shape, list) or not isinstance(data, list) or len(shape) > 8:
-        raise Malformado("tensor")
+        raise Malformed("tensor")
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-        raise Malformado("tensor")
+        raise Malformed("tensor")
     if math.prod(shape) != len(data) or len(data) > MAX_ELEMENTS:
-        raise Malformado("tensor")
+        raise Malformed("tensor")
     if dtype == torch.bool:
         if not all(isinstance(v, bool) for v in data):
-            raise Malformado("tensor")
+            raise Malformed("tensor")
     elif not all(isinstance(v, (int, float)) for v in data):
-        raise Malformado("tensor")
+        raise Malformed("tensor")
     if not dtype.is_floating_point and dtype != torch.bool and not all(isinstance(v, int) for v in data):
-        raise Malformado("tensor")
+        raise Malformed("tensor")
     return torch.tensor(data, dtype=dtype).reshape(shape)
 
 
-def decodificar(valor, depth=0):
+def decode(value, depth=0):
     """Rebuild plain data and tensors from an untrusted JSON value."""
     if depth > MAX_DEPTH:
-        raise Malformado("demasiado anidado")
-    if valor is None or isinstance(valor, (bool, int, float, str)):
-        return valor
-    if isinstance(valor, list):
-        return [decodificar(v, depth + 1) for v in valor]
-    if isinstance(valor, dict):
-        if "__tensor__" in valor:
-            if len(valor) != 1:
-                raise Malformado("tensor")
-            return _tensor(valor["__tensor__"])
-        if "__tuple__" in valor:
-            if len(valor) != 1 or not isinstance(valor["__tuple__"], list):
-                raise Malformado("tupla")
-            return tuple(decodificar(v, depth + 1) for v in valor["__tuple__"])
-        if "__type__" in valor:
-            return Opaco(valor["__type__"])
-        return {str(k): decodificar(v, depth + 1) for k, v in valor.items()}
-    raise Malformado(type(valor).__name__)
+        raise Malformed("demasiado anidado")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [decode(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            if len(value) != 1:
+                raise Malformed("tensor")
+            return _tensor(value["__tensor__"])
+        if "__tuple__" in value:
+            if len(value) != 1 or not isinstance(value["__tuple__"], list):
+                raise Malformed("tupla")
+            return tuple(decode(v, depth + 1) for v in value["__tuple__"])
+        if "__type__" in value:
+            return Opaque(value["__type__"])
+        return {str(k): decode(v, depth + 1) for k, v in value.items()}
+    raise Malformed(type(value).__name__)

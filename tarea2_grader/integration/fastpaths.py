@@ -120,19 +120,6 @@ PATHS: Dict[str, FastPath] = {p.name: p for p in (
                  "nbconvert.exporters.exporter:Exporter._validate_preprocessor":
                      "b028bdb8c9cb3ae9326c451ce8ed7dca04c0a566cadfe69cdd2ad936aa54db54",
              }),
-    FastPath("getgrades", "tarea2_grader.integration.resumen",
-             "nbgrader's GetGrades (a new gradebook per student, two queries per cell)", {
-                 "nbgrader.preprocessors.getgrades:GetGrades.preprocess":
-                     "50efe7eaf5aaab62f606c5e662d9b8d261b29320bce5d234898626bc2d7dc495",
-                 "nbgrader.preprocessors.getgrades:GetGrades._get_score":
-                     "5c26775a7cad81d9d15519de6ccdaa62d61ad1322f7318dbf39793be3e88ec92",
-                 "nbgrader.preprocessors.getgrades:GetGrades._get_comment":
-                     "75997d19637933f0b73ca5c41e876b387a7991afe52d576be0f940b6a9882cfa",
-                 "nbgrader.api:Gradebook.find_grade":
-                     "b1a48e74233391cece11457e55f8803db5cd1e8e7421f587d80eb78ffcc45beb",
-                 "nbgrader.api:Gradebook.find_comment":
-                     "bcb9b4f7da3c07527c51b04caad2ad28c6c14c332bd10ca30fff94cb981e590d",
-             }),
 )}
 
 _lock = threading.Lock()

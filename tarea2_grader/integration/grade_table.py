@@ -18,20 +18,11 @@ from tarea2_grader.integration.course import Course
 from tarea2_grader.integration.nbgrader_run import course_id
 
 
-# The one place that says which part of the assignment each answer cell belongs
-# to (the spec's table).  Every grade cell is counted in the part of the last
-# answer cell above it; a notebook without these ids falls back to its
-# "Parte N" headings.
-ANSWER_PARTS = {
-    "derivadas_md": "1a", "derivadas_codigo": "1a",
-    "celoss": "1b", "categorical_celoss": "1c",
-    "dL_duLm1_md": "2a", "dL_duLm1": "2a",
-    "ultima_capa_md": "2b", "ultima_capa": "2b",
-    "capas_escondidas_md": "2c", "capas_escondidas": "2c",
-    "ffnn_backward": "3a", "chequeo_gradiente": "3c",
-    "sgd": "4a", "random_dataset": "4b", "entrenar": "4c",
-    "graficos": "4d", "mnist": "4e",
-}
+# The part of the assignment each grade cell counts in comes from the source notebook: the cell's
+# own metadata ``"tarea2_parte": "2b"`` (set by whoever writes the cell, beside its nbgrader
+# points).  A grade cell without it (another course, an older notebook) counts in the part of the
+# last "Parte N" heading above it, else in "otros".
+PART_KEY = "tarea2_parte"
 HEADING_PART = re.compile(r"^#{1,4}\s*(?:Parte|Pregunta)\s+([0-9]+[a-z]?)\b", re.I | re.M)
 
 
@@ -67,22 +58,20 @@ class CellInfo:
     manual: bool
 
 
-def grade_cells(source_nb, answer_parts: Dict[str, str] = ANSWER_PARTS) -> List[CellInfo]:
-    """Grade cells of the source notebook (a path or a notebook), in order, each with its part label."""
+def grade_cells(source_nb) -> List[CellInfo]:
+    """Grade cells of the source notebook (a path or a notebook), in order, each with its part label
+    (its ``tarea2_parte`` metadata, else the last "Parte N" heading above it) and its points."""
     nb = source_nb if isinstance(source_nb, dict) else nbformat.read(source_nb, as_version=4)
-    cells, current, heading = [], None, None
+    cells, heading = [], None
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             m = HEADING_PART.search(cell.source)
             if m:
                 heading = m.group(1)
         meta = cell.metadata.get("nbgrader", {})
-        gid = meta.get("grade_id")
-        if gid in answer_parts:
-            current = answer_parts[gid]
         if meta.get("grade"):
-            part = current or heading or "otros"
-            cells.append(CellInfo(gid, part, float(meta.get("points", 0)), bool(meta.get("solution"))))
+            part = str(cell.metadata.get(PART_KEY) or heading or "otros")
+            cells.append(CellInfo(meta.get("grade_id"), part, float(meta.get("points", 0)), bool(meta.get("solution"))))
     return cells
 
 

@@ -2,23 +2,19 @@
 
 The course's ``nbgrader_config.py`` puts it first in ``Autograde.autograde_preprocessors``, so
 ``make grade`` and a plain ``nbgrader autograde`` both grade through
-:func:`tarea2_grader.engine.runner.calificar`: the student's cells run in the sandbox, each hidden test
+:func:`tarea2_grader.engine.runner.grade`: the student's cells run in the sandbox, each hidden test
 cell gets the trusted verdict as its output (the message on stdout when it passes, an
 ``Incorrecto`` error when it fails), and nbgrader's own ``SaveAutoGrades`` turns those outputs
 into points in the gradebook, which only this (trusted) process writes.  Formgrader,
 ``generate_feedback`` and the export keep working as with any nbgrader course.
 
-The seed of each student's hidden inputs is drawn the first time the student is graded and kept
-in ``semillas.json`` at the course root (never inside the sandbox), so a regrade reproduces the
-same inputs; it is also written into the autograded notebook's metadata.
+The seed of each student's hidden inputs comes from :mod:`tarea2_grader.integration.seeds` (its
+one owner); it is also written into the autograded notebook's metadata.
 
 What the pass did for each student (verdicts from the cache or graded now, a failure of the grading
 machinery, seed, notes) goes to the coordinator as one structured record per student
 (:mod:`tarea2_grader.integration.records`, in ``TrustedExecute.record_dir``), never through the log.
 """
-import contextlib
-import fcntl
-import json
 import os
 
 import nbformat
@@ -27,11 +23,11 @@ from traitlets import Bool, Float, Integer, Unicode
 
 from tarea2_grader.integration import pauta
 from tarea2_grader.integration import records
+from tarea2_grader.integration import seeds
 from tarea2_grader.engine import runner
 from tarea2_grader.engine import sandbox
 from tarea2_grader.engine import tamano
 
-SEEDS_FILE = "semillas.json"
 META_KEY = "tarea2_calificacion"
 
 
@@ -41,40 +37,6 @@ def course_root(resources) -> str:
     if url.startswith("sqlite:///"):
         return os.path.dirname(os.path.abspath(url[len("sqlite:///"):]))
     return os.getcwd()
-
-
-@contextlib.contextmanager
-def _locked(path):
-    with open(path + ".lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def read_seeds(root: str) -> dict:
-    """{assignment: {student: seed}} from the course's seeds file."""
-    path = os.path.join(root, SEEDS_FILE)
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-def seed_for(root: str, assignment: str, student: str, fresh: bool = False) -> int:
-    """The recorded seed of a student (drawn and recorded on first use, or when ``fresh``)."""
-    path = os.path.join(root, SEEDS_FILE)
-    with _locked(path):
-        seeds = read_seeds(root)
-        mine = seeds.setdefault(assignment, {})
-        if fresh or student not in mine:
-            mine[student] = runner.nueva_semilla()
-            tmp = path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(seeds, fh, indent=1, sort_keys=True)
-            os.replace(tmp, path)
-        return int(mine[student])
 
 
 NOT_RERUN = ("[Salidas que entregó el estudiante. Las celdas posteriores al último test no se vuelven a "
@@ -90,7 +52,7 @@ def submitted_outputs(nb, submitted, caps: tamano.Caps = tamano.Caps()) -> dict:
     used once), sanitized and size-capped like any student output, after a line that says where
     they come from; an answer cell without submitted outputs gets that line alone.
     """
-    last = runner.ultimo_test(nb)
+    last = runner.last_test(nb)
     pool = [c for c in submitted.cells if c.cell_type == "code"]
     used, shown = set(), {}
     for i, cell in enumerate(nb.cells):
@@ -102,7 +64,7 @@ def submitted_outputs(nb, submitted, caps: tamano.Caps = tamano.Caps()) -> dict:
             used.add(match)
             raw = pool[match].get("outputs") or []
             capped = (tamano.cap_output(x, caps) if isinstance(x, dict) else x for x in raw[:500])
-            outputs = [o for o in (runner.saneada(x) for x in capped) if o]
+            outputs = [o for o in (runner.sanitized(x) for x in capped) if o]
         answer = (cell.metadata.get("nbgrader") or {}).get("solution")
         if outputs or answer:
             label = {"output_type": "stream", "name": "stdout", "text": NOT_RERUN if outputs else NOT_RERUN_EMPTY}
@@ -136,21 +98,21 @@ class MachineryFailure(RuntimeError):
 class TrustedExecute(NbGraderPreprocessor):
     """Run the notebook in the sandbox and write the trusted verdicts into the test cells."""
 
-    cell_timeout = Float(sandbox.Limites.cell_timeout, help="Wall seconds per notebook cell.").tag(config=True)
-    test_timeout = Float(sandbox.Limites.test_timeout, help="Wall seconds per hidden test.").tag(config=True)
-    memory_mb = Integer(sandbox.Limites.memory_mb,
+    cell_timeout = Float(sandbox.Limits.cell_timeout, help="Wall seconds per notebook cell.").tag(config=True)
+    test_timeout = Float(sandbox.Limits.test_timeout, help="Wall seconds per hidden test.").tag(config=True)
+    memory_mb = Integer(sandbox.Limits.memory_mb,
                         help="MiB each student process may allocate beyond what imports use.").tag(config=True)
-    cpu_seconds = Integer(sandbox.Limites.cpu_seconds, help="CPU seconds per student process.").tag(config=True)
-    disk_mb = Integer(sandbox.Limites.disk_mb, help="MiB a student may write in their working folder (a tmpfs "
+    cpu_seconds = Integer(sandbox.Limits.cpu_seconds, help="CPU seconds per student process.").tag(config=True)
+    disk_mb = Integer(sandbox.Limits.disk_mb, help="MiB a student may write in their working folder (a tmpfs "
                                                     "in the sandbox; /tmp and /dev/shm are capped too).").tag(config=True)
-    static_review = Bool(sandbox.Limites.static_review,
+    static_review = Bool(sandbox.Limits.static_review,
                          help="Zero (for a person to review) the tests whose graded code reaches a machine-made "
                               "derivative, read from the submitted source (tarea2_grader/engine/review/).").tag(config=True)
-    budget = Float(sandbox.Limites.budget,
+    budget = Float(sandbox.Limits.budget,
                    help="Seconds of sandbox time per student for everything their notebook causes (cells, "
                         "hidden tests, rebuilds after a crash); past it, every remaining test scores 0 with a "
                         "message that says so.").tag(config=True)
-    timeout_after_loop = Float(sandbox.Limites.timeout_after_loop,
+    timeout_after_loop = Float(sandbox.Limits.timeout_after_loop,
                                help="Wall seconds per cell and per test once a cell or test of the same "
                                     "student has run out of time (a loop costs one full limit, not one "
                                     "per cell that calls it).").tag(config=True)
@@ -172,15 +134,15 @@ class TrustedExecute(NbGraderPreprocessor):
                                              "student submitted for them (plots for hand grading) are shown "
                                              "instead, made inert.").tag(config=True)
 
-    def limits(self) -> sandbox.Limites:
+    def limits(self) -> sandbox.Limits:
         """The configured per-student limits."""
         caps = tamano.SizeLimits(config=self.config).caps()
-        return sandbox.Limites(self.cell_timeout, self.test_timeout, self.memory_mb, self.cpu_seconds,
-                               self.timeout_after_loop, self.budget, self.disk_mb, self.static_review,
-                               python=self.sandbox_python, output_bytes=caps.output,
-                               notebook_bytes=caps.notebook)
+        return sandbox.Limits(self.cell_timeout, self.test_timeout, self.memory_mb, self.cpu_seconds,
+                              self.timeout_after_loop, self.budget, self.disk_mb, self.static_review,
+                              python=self.sandbox_python, output_bytes=caps.output,
+                              notebook_bytes=caps.notebook)
 
-    def graded(self, nb, seed, aislar, student, root):
+    def graded(self, nb, seed, isolate, student, root):
         """(verdicts for ``nb``, whether they came from the cache): from the cache when this exact job
         was graded, else graded now."""
 
@@ -189,16 +151,16 @@ class TrustedExecute(NbGraderPreprocessor):
         key = workers.job_key(nb, seed, self.limits(), self.tests_module, self.rerun_after_last_test, [root])
         if self.use_cache:
             cached = cache.get(key)
-            if cached is not None and cached.aislado == aislar:
+            if cached is not None and cached.aislado == isolate:
                 self.log.info(FROM_CACHE_LOG, student)
                 return cached, True
-        runner.TALLERES.precalentar(self.limits(), aislar)  # its imports overlap the next line's
+        runner.WARM_SANDBOXES.prewarm(self.limits(), isolate)  # its imports overlap the next line's
         workers.one_torch_thread()
-        pruebas = workers.load_tests(self.tests_module, [root])
+        tests = workers.load_tests(self.tests_module, [root])
         self.log.info("Calificando %s en %s (semilla %d)", student,
-                      "bubblewrap" if aislar else "un proceso aparte, sin aislar archivos", seed)
-        result = runner.calificar(nb, seed, self.limits(), pruebas, aislar,
-                                  hasta_ultimo_test=not self.rerun_after_last_test)
+                      "bubblewrap" if isolate else "un proceso aparte, sin aislar archivos", seed)
+        result = runner.grade(nb, seed, self.limits(), tests, isolate,
+                              until_last_test=not self.rerun_after_last_test)
         if result.falla:
             self.machinery_failure(student, result.falla)
         try:
@@ -237,11 +199,11 @@ class TrustedExecute(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         info = resources.get("nbgrader") or {}
         student, assignment = info.get("student", "desconocido"), info.get("assignment", "tarea")
-        aislar = runner.aislamiento_disponible()
-        if self.require_sandbox and not aislar:
-            self.machinery_failure(student, sandbox.diagnostico_bwrap() or "bubblewrap no está disponible")
-        seed = seed_for(course_root(resources), assignment, student, self.fresh_seeds)
-        result, from_cache = self.graded(nb, seed, aislar, student, course_root(resources))
+        isolate = runner.isolation_available()
+        if self.require_sandbox and not isolate:
+            self.machinery_failure(student, sandbox.bwrap_diagnosis() or "bubblewrap no está disponible")
+        seed = seeds.of_student(course_root(resources), assignment, student, self.fresh_seeds)
+        result, from_cache = self.graded(nb, seed, isolate, student, course_root(resources))
         from tarea2_grader.engine import inert
         for i, cell in enumerate(nb.cells):
             if cell.cell_type == "markdown":
@@ -258,9 +220,9 @@ class TrustedExecute(NbGraderPreprocessor):
         cut = tamano.cap_notebook(nb, tamano.SizeLimits(config=self.config).caps())  # before the rubrics
         add_rubrics(nb, resources)
         notes = result.notas + cut.messages()
-        nb.metadata[META_KEY] = {"semilla": seed, "aislado": aislar, "notas": notes,
+        nb.metadata[META_KEY] = {"semilla": seed, "aislado": isolate, "notas": notes,
                                  "segundos": round(result.segundos, 1), FLAGGED_KEY: flagged}
-        self.record(records.PassRecord(student, from_cache, None, seed, aislar, list(notes),
+        self.record(records.PassRecord(student, from_cache, None, seed, isolate, list(notes),
                                        round(result.segundos, 1), list(flagged)))
         return nb, resources
 

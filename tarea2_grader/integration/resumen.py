@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import nbformat
-from nbgrader.preprocessors import GetGrades, NbGraderPreprocessor
+from nbgrader.preprocessors import NbGraderPreprocessor
 
-from tarea2_grader.integration import fastpaths
 from tarea2_grader.integration import grade_table
 from tarea2_grader.integration import nbgrader_run
 from tarea2_grader.integration.course import Course
@@ -386,111 +385,4 @@ class FeedbackSummary(NbGraderPreprocessor):
         return nb, resources
 
 
-class BatchedGetGrades(GetGrades):
-    """nbgrader's ``GetGrades`` reading a student's grades and comments in four queries, not two per cell.
-
-    ``GetGrades`` opens a new gradebook (a new SQLAlchemy engine, whose statement cache starts
-    empty) for every student and asks it once per graded cell (``find_grade``) and once per answer
-    cell (``find_comment``), each a six-table join compiled anew: about a third of a feedback
-    page's CPU time.  This uses the process's gradebook (:func:`process_gradebook`) and loads
-    the submitted notebook's grades (through grade cells, then task cells) and comments (through
-    solution cells, then task cells) once and answers each cell from them with the same
-    rows ``find_grade``/``find_comment`` return: they look in grade (solution) cells first and in
-    task cells only where there is none.  Where a name does not match exactly one row (missing,
-    ambiguous) or the submission is not found, the cell goes to nbgrader's own method, which
-    raises what it always raised.  The scores and comments written into the notebook are the
-    same values (``tests/test_retro_memo.py``).
-
-    This is the fast path ``getgrades`` (:mod:`tarea2_grader.integration.fastpaths`): with it off,
-    every method is nbgrader's ``GetGrades``'s.
-    """
-
-    _batch = None
-
-    def preprocess(self, nb, resources):
-        """``GetGrades.preprocess`` with the process's gradebook (:func:`process_gradebook`), not a
-        new one per student; nbgrader's own (and its per-cell lookups) with the path off."""
-        self._batch = None
-        if not fastpaths.active("getgrades", self.config):
-            self._batch = False  # _get_score and _get_comment: nbgrader's
-            try:
-                return super().preprocess(nb, resources)
-            finally:
-                self._batch = None
-        # GetGrades.preprocess (nbgrader 0.9), on the process's shared engine (process_gradebook).
-        self.notebook_id = resources['nbgrader']['notebook']
-        self.assignment_id = resources['nbgrader']['assignment']
-        self.student_id = resources['nbgrader']['student']
-        self.db_url = resources['nbgrader']['db_url']
-        self.gradebook = process_gradebook(self.db_url)
-        try:
-            nb, resources = super(GetGrades, self).preprocess(nb, resources)
-            notebook = self.gradebook.find_submission_notebook(
-                self.notebook_id, self.assignment_id, self.student_id)
-            late_penalty = notebook.late_submission_penalty
-            if late_penalty is None:
-                late_penalty = 0
-            else:
-                self.log.warning("Late submission penalty: {}".format(late_penalty))
-            resources['nbgrader']['score'] = notebook.score - late_penalty
-            resources['nbgrader']['max_score'] = notebook.max_score
-            resources['nbgrader']['late_penalty'] = late_penalty
-        finally:
-            self._batch = None
-            self.gradebook.close()
-        return nb, resources
-
-    def _rows(self):
-        """({name: [Grade]} per cell kind, {name: [Comment]} per cell kind), or False."""
-        if self._batch is None:
-            self._batch = self._load_rows()
-        return self._batch
-
-    def _load_rows(self):
-        from nbgrader.api import Comment, Grade, GradeCell, MissingEntry, SolutionCell, TaskCell
-        from sqlalchemy.orm import undefer
-        try:
-            sub = self.gradebook.find_submission_notebook(self.notebook_id, self.assignment_id, self.student_id)
-        except MissingEntry:
-            return False
-        db = self.gradebook.db
-
-        def by_name(model, cell_class, options=()):
-            found: Dict[str, list] = {}
-            query = db.query(model, cell_class.name).join(cell_class, cell_class.id == model.cell_id)\
-                .filter(model.notebook_id == sub.id)
-            for row, name in query.options(*options).all():
-                found.setdefault(name, []).append(row)
-            return found
-
-        grades = (by_name(Grade, GradeCell, [undefer(Grade.max_score)]), by_name(Grade, TaskCell, [undefer(Grade.max_score)]))
-        comments = (by_name(Comment, SolutionCell), by_name(Comment, TaskCell))
-        return grades, comments
-
-    @staticmethod
-    def _one(kinds, name):
-        """The one row for ``name``, looked up as nbgrader does (None: let nbgrader decide)."""
-        first, second = kinds
-        rows = first.get(name) or second.get(name) or []
-        return rows[0] if len(rows) == 1 else None
-
-    def _get_comment(self, cell, resources):
-        name = cell.metadata['nbgrader']['grade_id']
-        rows = self._rows()
-        comment = self._one(rows[1], name) if rows else None
-        if comment is None:
-            return super()._get_comment(cell, resources)
-        cell.metadata.nbgrader['comment'] = comment.comment
-
-    def _get_score(self, cell, resources):
-        name = cell.metadata['nbgrader']['grade_id']
-        rows = self._rows()
-        grade = self._one(rows[0], name) if rows else None
-        if grade is None:
-            return super()._get_score(cell, resources)
-        cell.metadata.nbgrader['score'] = grade.score
-        cell.metadata.nbgrader['points'] = grade.max_score
-
-
-# The name nbgrader_config.py files written before the renovation use.
 ResumenCorreccion = FeedbackSummary

@@ -125,7 +125,7 @@ def notebook_view(nb) -> list:
             for c in nb.cells]
 
 
-def job_key(nb, seed: int, limits: sandbox.Limites, tests_module: str, run_all: bool = True,
+def job_key(nb, seed: int, limits: sandbox.Limits, tests_module: str, run_all: bool = True,
             search: Iterable[str] = ()) -> str:
     """The cache key of grading ``nb`` with ``seed`` under ``limits``."""
     data = {"cells": notebook_view(nb), "seed": int(seed), "limits": dataclasses.asdict(limits),
@@ -150,7 +150,7 @@ class GradingJob:
     import_paths: List[str] = dataclasses.field(default_factory=list)
 
 
-def make_job(student: str, nb, seed: int, limits: sandbox.Limites, tests_module: str,
+def make_job(student: str, nb, seed: int, limits: sandbox.Limits, tests_module: str,
              run_all: bool = True, import_paths: Iterable[str] = ()) -> GradingJob:
     """A job for ``student`` (its key computed here, by the coordinator)."""
     paths = list(import_paths)
@@ -186,10 +186,10 @@ def grade_job(job: GradingJob) -> dict:
     """
     try:
         one_torch_thread()
-        pruebas = load_tests(job.tests_module, job.import_paths)
+        tests = load_tests(job.tests_module, job.import_paths)
         nb = nbformat.reads(job.notebook, as_version=4)
-        limits = sandbox.Limites(**job.limits)
-        result = runner.calificar(nb, job.seed, limits, pruebas, hasta_ultimo_test=not job.run_all)
+        limits = sandbox.Limits(**job.limits)
+        result = runner.grade(nb, job.seed, limits, tests, until_last_test=not job.run_all)
         return {"student": job.student, "key": job.key, "resultado": result.como_datos(), "worker": worker_id()}
     except Exception as exc:  # a grader failure for one student never stops the others
         return {"student": job.student, "key": job.key, "error": "{}: {}".format(type(exc).__name__, exc)}
@@ -218,7 +218,7 @@ class VerdictCache:
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
 
-    def put(self, key: str, student: str, resultado: "runner.Resultado", worker: str = "") -> None:
+    def put(self, key: str, student: str, result: "runner.Resultado", worker: str = "") -> None:
         """Store a result (atomically: an interrupted write leaves no half entry).  Raises OSError
         when it cannot (a full disk: the caller decides what that costs)."""
         if student in os.environ.get(FAULT_ENV, "").split(","):
@@ -227,7 +227,7 @@ class VerdictCache:
         tmp = self.path(key) + ".{}.tmp".format(os.getpid())
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump({"alumno": student, "trabajador": worker or worker_id(),
-                       "resultado": resultado.como_datos()}, fh, ensure_ascii=False)
+                       "resultado": result.como_datos()}, fh, ensure_ascii=False)
         os.replace(tmp, self.path(key))
 
 
@@ -265,8 +265,8 @@ def run_local(jobs: Iterable[GradingJob], workers: int, on_result: Callable[[dic
         running = set()
         for job in jobs:
             if not warmed:  # a sandbox per thread starts while the first jobs are built
-                runner.TALLERES.precalentar(sandbox.Limites(**job.limits), runner.aislamiento_disponible(),
-                                            workers)
+                runner.WARM_SANDBOXES.prewarm(sandbox.Limits(**job.limits), runner.isolation_available(),
+                                              workers)
                 warmed = True
             running.add(pool.submit(grade_job, job))
             while len(running) >= 2 * workers:
@@ -354,12 +354,12 @@ class Progress:
 def store_result(cache: VerdictCache, reply: dict, failed: Dict[str, str]) -> bool:
     """Put a worker's result in the cache; False (with the reason in ``failed``) when the machinery
     failed: the result says so, or it cannot be written."""
-    resultado = runner.Resultado.desde_datos(reply["resultado"])
-    if resultado.falla:
-        failed[reply["student"]] = resultado.falla
+    result = runner.Resultado.desde_datos(reply["resultado"])
+    if result.falla:
+        failed[reply["student"]] = result.falla
         return False
     try:
-        cache.put(reply["key"], reply["student"], resultado, reply.get("worker", ""))
+        cache.put(reply["key"], reply["student"], result, reply.get("worker", ""))
     except OSError as exc:
         failed[reply["student"]] = "no se pudo guardar su resultado en {} ({})".format(CACHE_DIRNAME, exc)
         return False

@@ -48,4 +48,4 @@ def evaluar_en_proceso(ns, nombre, semilla=0, fuentes=()):
     if PRUEBAS[nombre].ayudas:
         exec(compile(fuente_ayudas(nombre), "<ayudas>", "exec"), helpers)
     obs = getattr(probes, PRUEBAS[nombre].sonda)(dict(ns), sonda_datos, helpers)
-    return veredicto(nombre, datos, wire.decodificar(protocol.encode(obs)))
+    return veredicto(nombre, datos, wire.decode(protocol.encode(obs)))

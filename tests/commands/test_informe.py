@@ -105,10 +105,10 @@ def test_hints_are_counted_with_their_students(demo):
     text = open(course.path("informe", "index.html"), encoding="utf-8").read()
     assert "suma sobre el batch: la pérdida es el promedio" in text or "parece que sumaste sobre el batch" in text
     clase = informe.read_class(course)
-    assert clase.pistas and all(who for who in clase.pistas.values())
-    assert any("1003" in who for who in clase.pistas.values())
-    assert "1001" not in {s for who in clase.pistas.values() for s in who}  # correct code never gets one
-    assert set(clase.tiempos) >= {"1001", "1003", "2001", "2002"}
+    assert clase.hints and all(who for who in clase.hints.values())
+    assert any("1003" in who for who in clase.hints.values())
+    assert "1001" not in {s for who in clase.hints.values() for s in who}  # correct code never gets one
+    assert set(clase.times) >= {"1001", "1003", "2001", "2002"}
 
 
 def test_a_failing_report_only_warns_and_leaves_the_grades(demo, monkeypatch, capsys):

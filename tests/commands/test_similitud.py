@@ -23,7 +23,7 @@ from tarea2_grader.commands import fingerprints, similitud
 from tests.support.disguises import DISGUISES, rename_variables
 from tests.support.repo import load_submissions
 
-AJUSTES = fingerprints.Ajustes()
+AJUSTES = fingerprints.ComparisonSettings()
 WRONG, ALT, HONEST = (load_submissions(n, "sim") for n in ("wrong", "alt_correct", "honest"))
 REFERENCE = examples.reference_answers()
 RELEASE = similitud.read_json_notebook(examples.RELEASE)
@@ -112,7 +112,7 @@ def sim(gid, a, b):
 def mostly_reference(gid, src):
     """Whether most of a cell's fingerprints are the reference's: the canonical way to write it (SGD's
     four lines), which a copy cannot be told apart from; the report discounts them on purpose."""
-    prints = cell(gid, src).huellas
+    prints = cell(gid, src).prints
     return sum(1 for h in prints if h in REFERENCE_GRAMS.get(gid, ())) > len(prints) / 2
 
 
@@ -125,7 +125,7 @@ def plants():
             continue
         seen = set()
         for lineage, name, src in items:
-            if lineage == "referencia" or lineage in seen or cell(gid, src).es_corta(AJUSTES) \
+            if lineage == "referencia" or lineage in seen or cell(gid, src).is_too_short(AJUSTES) \
                     or mostly_reference(gid, src):
                 continue
             seen.add(lineage)
@@ -143,7 +143,7 @@ def distinct_pairs():
     out = []
     for gid, items in IMPLEMENTATIONS.items():
         for (la, na, a), (lb, nb, b) in itertools.combinations(items, 2):
-            if la != lb and not cell(gid, a).es_corta(AJUSTES) and not cell(gid, b).es_corta(AJUSTES):
+            if la != lb and not cell(gid, a).is_too_short(AJUSTES) and not cell(gid, b).is_too_short(AJUSTES):
                 out.append((gid, na, nb, sim(gid, a, b)))
     return out
 
@@ -179,15 +179,15 @@ def test_every_planted_copy_ranks_above_every_pair_of_distinct_implementations()
     worst_distinct = max(distinct, key=lambda d: d[3])
     weakest_plant = min(planted, key=lambda p: p[2])
     assert weakest_plant[2] > worst_distinct[3], (weakest_plant, worst_distinct)
-    assert worst_distinct[3] < AJUSTES.umbral, worst_distinct
-    assert weakest_plant[2] >= AJUSTES.umbral, weakest_plant
+    assert worst_distinct[3] < AJUSTES.threshold, worst_distinct
+    assert weakest_plant[2] >= AJUSTES.threshold, weakest_plant
     print("distinct pairs: {}, max {:.3f} {}; planted copies: {}, min {:.3f} {}".format(
         len(distinct), worst_distinct[3], worst_distinct[:3], len(planted), weakest_plant[2], weakest_plant[:2]))
 
 
 def test_torch_functions_stay_apart_local_names_do_not():
     def texts(src):
-        return [t.texto for stmt in fingerprints.code_statements(src) for t in stmt]
+        return [t.text for stmt in fingerprints.code_statements(src) for t in stmt]
     assert texts("y = torch.tanh(x)") != texts("y = torch.sigmoid(x)")
     assert texts("y = torch.tanh(x)  # hola\n\n") == texts("salida = torch.tanh(entrada)")
     assert texts("z = a.sum(dim=0)") != texts("z = a.mean(dim=0)")
@@ -212,19 +212,19 @@ def test_one_cell_copied_among_honest_answers_is_the_only_flag():
     copier["random_dataset"] = DISGUISES["todo"](ALT.CELLS["random_dataset"])
     students = {name: notebook(a) for name, a in answers.items()}
     students["copion"] = notebook(copier)
-    res = similitud.compare(RELEASE, SOURCE, students, ajustes=AJUSTES)
-    flagged = [(m.a, m.b, m.celda) for m in res.marcadas()]
+    res = similitud.compare(RELEASE, SOURCE, students, settings=AJUSTES)
+    flagged = [(m.a, m.b, m.grade_id) for m in res.flagged()]
     assert flagged == [("alt", "copion", "random_dataset")], flagged
-    assert res.grupos() == [["alt", "copion"]]
-    [m] = res.marcadas()
-    assert m.tramos_a and m.tramos_b and m.fragmento
+    assert res.groups() == [["alt", "copion"]]
+    [m] = res.flagged()
+    assert m.spans_a and m.spans_b and m.fragment
 
 
 def test_an_untouched_release_shared_by_many_students_looks_like_nothing():
     students = {"s{:02d}".format(n): json.loads(json.dumps(RELEASE)) for n in range(30)}
-    res = similitud.compare(RELEASE, SOURCE, students, ajustes=AJUSTES)
-    assert res.coincidencias == []
-    assert all(sorted(res.cortas[gid]) == sorted(students) for gid in res.celdas)
+    res = similitud.compare(RELEASE, SOURCE, students, settings=AJUSTES)
+    assert res.matches == []
+    assert all(sorted(res.too_short[gid]) == sorted(students) for gid in res.cell_ids)
 
 
 @pytest.mark.slow
@@ -236,10 +236,10 @@ def test_partners_dismissals_and_earlier_years(tmp_path):
     partners.write_text("alumno_a,alumno_b\nb,c\n", encoding="utf-8")
     dismissals = tmp_path / "informe_descartes.csv"
     dismissals.write_text("alumno_a,alumno_b,celda,motivo\na,b,random_dataset,revisado en clase\n", encoding="utf-8")
-    res = similitud.compare(RELEASE, SOURCE, students, ajustes=AJUSTES,
+    res = similitud.compare(RELEASE, SOURCE, students, settings=AJUSTES,
                             partners=similitud.read_partners(str(partners)),
                             dismissed=similitud.read_dismissals(str(dismissals)))
-    states = {(m.a, m.b): m.estado for m in res.coincidencias if m.celda == "random_dataset"}
+    states = {(m.a, m.b): m.status for m in res.matches if m.grade_id == "random_dataset"}
     assert states == {("a", "b"): "descartada", ("a", "c"): "marcada", ("b", "c"): "companeros"}
     # last year's submission of the same cell, in a bulk-download layout under antecedentes/
     old = tmp_path / "antecedentes" / "Ana Perez_9001_assignsubmission_file_"
@@ -248,7 +248,7 @@ def test_partners_dismissals_and_earlier_years(tmp_path):
     previous = similitud.antecedent_notebooks(str(tmp_path / "antecedentes"))
     students = {"d": notebook({"sgd": rename_variables(HONEST.SGD_DECORADO)}), "e": notebook(ALT.CELLS)}
     res = similitud.compare(RELEASE, SOURCE, students, previous, AJUSTES)
-    assert [(m.a, m.b, m.celda) for m in res.marcadas()] == [
+    assert [(m.a, m.b, m.grade_id) for m in res.flagged()] == [
         ("antecedentes/Ana Perez_9001_assignsubmission_file_/tarea2.ipynb", "d", "sgd")]
 
 
@@ -265,8 +265,8 @@ def test_only_pairs_sharing_a_fingerprint_are_compared(monkeypatch):
     calls = []
     real = similitud.similarity
     monkeypatch.setattr(similitud, "similarity", lambda *a, **k: calls.append(1) or real(*a, **k))
-    res = similitud.compare(RELEASE, SOURCE, students, ajustes=AJUSTES)
-    assert not res.marcadas()
+    res = similitud.compare(RELEASE, SOURCE, students, settings=AJUSTES)
+    assert not res.flagged()
     assert len(calls) < 100
 
 

@@ -80,7 +80,7 @@ def test_in_the_sandbox_a_cell_cannot_create_processes_and_shell_escapes_are_har
     assert "['negado', 'negado']" in text_of(outs[0])
     assert "no se ejecutan comandos del sistema" in text_of(outs[1]) and "sigue" in text_of(outs[1])
     assert "3" in text_of(outs[2]) and not errors_of(outs[2])  # workers forced to 0: no lost points
-    assert not any(n.startswith(runner.SIN_BARRERA) for n in result.notas)
+    assert not any(n.startswith(runner.NO_BARRIER) for n in result.notas)
 
 
 def _student_namespace(cells):
@@ -113,11 +113,11 @@ def test_a_process_route_earns_nothing_in_the_sandbox_and_says_why(name):
     from tools.examples import edit_cells
     attack = next(a for a in ATTACKS.ATTACKS if a["name"] == name)
     nb = edit_cells(nbformat.read(SOURCE, as_version=4), attack["cells"])
-    result = runner.calificar(nb, 5, runner.sandbox.Limites(static_review=False), hasta_ultimo_test=True)
+    result = runner.grade(nb, 5, runner.sandbox.Limits(static_review=False), until_last_test=True)
     points, messages = result.puntos(nb), result.mensajes(nb)
     for test in ATTACKS.PROCESS_ROUTES[name]:
         assert points[test] == 0, (test, messages[test])
-        assert runner.SIN_PROCESOS in messages[test], messages[test]
+        assert runner.NO_PROCESSES in messages[test], messages[test]
 
 
 def test_a_student_cannot_signal_the_anchor_or_init_but_can_signal_itself():
@@ -158,7 +158,7 @@ def test_a_thread_flood_stops_at_the_sandbox_task_limit():
     text = text_of(outs[0])
     assert "tope" in text and int(text.split()[1]) < sandbox.PIDS_MAX, text
     assert "sigo" in text_of(outs[1])
-    assert not any(n.startswith(runner.SIN_CGROUP) for n in result.notas)
+    assert not any(n.startswith(runner.NO_CGROUP) for n in result.notas)
 
 
 # --------------------------------------------------------------------------- the review of the source
@@ -168,7 +168,7 @@ def _graded(cells, seed=9, **limits):
     from tarea2_grader.engine import sandbox
     from tools.examples import edit_cells
     nb = edit_cells(nbformat.read(SOURCE, as_version=4), cells)
-    result = runner.calificar(nb, seed, sandbox.Limites(**limits), hasta_ultimo_test=True)
+    result = runner.grade(nb, seed, sandbox.Limits(**limits), until_last_test=True)
     return result.puntos(nb), result.mensajes(nb), result
 
 
@@ -187,7 +187,7 @@ def test_autograd_past_the_traps_is_flagged_with_cell_and_line_and_keeps_what_th
 
 def test_the_reference_is_never_flagged():
     nb = nbformat.read(SOURCE, as_version=4)
-    result = runner.calificar(nb, 9, hasta_ultimo_test=True)
+    result = runner.grade(nb, 9, until_last_test=True)
     assert sum(result.puntos(nb).values()) == course_facts.autograded_points()
     assert not any("revis" in n for n in result.notas), result.notas
 
@@ -215,8 +215,8 @@ def test_a_route_past_the_traps_is_real_and_the_review_is_what_zeroes_it(name):
     nb = _cells_of(attack)
     maxima = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
               for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-    off = runner.calificar(nb, 9, runner.sandbox.Limites(static_review=False), hasta_ultimo_test=True)
-    on = runner.calificar(nb, 9, hasta_ultimo_test=True)
+    off = runner.grade(nb, 9, runner.sandbox.Limits(static_review=False), until_last_test=True)
+    on = runner.grade(nb, 9, until_last_test=True)
     points_off, points_on, messages = off.puntos(nb), on.puntos(nb), on.mensajes(nb)
     for test in ATTACKS.REVIEW_ROUTES[name]:
         assert points_off[test] == maxima[test] > 0, (test, off.mensajes(nb)[test])
@@ -226,11 +226,11 @@ def test_a_route_past_the_traps_is_real_and_the_review_is_what_zeroes_it(name):
 
 
 def test_an_unfinished_part_is_not_told_about_processes():
-    """SIN_PROCESOS explains errors a missing process causes, not the release's NotImplementedError."""
+    """NO_PROCESSES explains errors a missing process causes, not the release's NotImplementedError."""
     from tarea2_grader.engine.cells import stub_sources
     stub = stub_sources(SOURCE)["derivadas_codigo"]
     attack = {"cells": {"derivadas_codigo": stub}}
     nb = _cells_of(attack)
-    result = runner.calificar(nb, 9, hasta_ultimo_test=True)
+    result = runner.grade(nb, 9, until_last_test=True)
     message = result.mensajes(nb)["test_derivadas_basicas"]
-    assert "NotImplementedError" in message and runner.SIN_PROCESOS not in message, message
+    assert "NotImplementedError" in message and runner.NO_PROCESSES not in message, message

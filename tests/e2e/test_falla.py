@@ -241,15 +241,15 @@ def kill_sandbox_during(monkeypatch, marker, times):
     """Kill the whole sandbox (bubblewrap and everything in it) ``times`` times, each half a
     second into a cell whose source holds ``marker``, as a machine failure would; returns the count."""
     killed = []
-    real = runner.Sesion.pedir
+    real = runner.Session.request
 
-    def pedir(self, msg, limite, margen=runner.MARGIN):
+    def request(self, msg, limit, margin=runner.MARGIN):
         if msg.get("op") == "cell" and marker in msg.get("source", "") and len(killed) < times:
-            killed.append(self.taller.proc.pid)
-            threading.Timer(0.5, os.killpg, (self.taller.proc.pid, signal.SIGKILL)).start()
-        return real(self, msg, limite, margen)
+            killed.append(self.warm_sandbox.proc.pid)
+            threading.Timer(0.5, os.killpg, (self.warm_sandbox.proc.pid, signal.SIGKILL)).start()
+        return real(self, msg, limit, margin)
 
-    monkeypatch.setattr(runner.Sesion, "pedir", pedir)
+    monkeypatch.setattr(runner.Session, "request", request)
     return killed
 
 
@@ -260,7 +260,7 @@ def cells_notebook(*sources):
 def test_a_sandbox_that_dies_once_is_retried_on_a_fresh_one(monkeypatch):
     killed = kill_sandbox_during(monkeypatch, "# lento", times=1)
     nb = cells_notebook("x = 20", "import time\ntime.sleep(1.5)  # lento\nprint('listo', x + 1)", "print('sigue', x)")
-    result = runner.calificar(nb, 1)
+    result = runner.grade(nb, 1)
     assert len(killed) == 1
     assert not result.falla
     assert "listo 21" in "".join(o.get("text", "") for o in result.outputs[1]), result.outputs[1]
@@ -270,13 +270,13 @@ def test_a_sandbox_that_dies_once_is_retried_on_a_fresh_one(monkeypatch):
 def test_a_sandbox_that_dies_again_is_charged_to_the_student_with_the_reason(monkeypatch):
     killed = kill_sandbox_during(monkeypatch, "# lento", times=10)
     nb = cells_notebook("x = 20", "import time\ntime.sleep(1.5)  # lento", "print('sigue', x)")
-    result = runner.calificar(nb, 1)
+    result = runner.grade(nb, 1)
     assert len(killed) == 2  # the first try and one retry on a fresh sandbox
     assert not result.falla  # the student's: graded, with the reason
     for i in (1, 2):
         assert [o["ename"] for o in result.outputs[i]] == ["NoEjecutada"]
-        assert runner.MSG_TALLER_CAIDO in result.outputs[i][0]["evalue"]
-    assert any(runner.MSG_TALLER_CAIDO in n for n in result.notas), result.notas
+        assert runner.MSG_SANDBOX_DOWN in result.outputs[i][0]["evalue"]
+    assert any(runner.MSG_SANDBOX_DOWN in n for n in result.notas), result.notas
 
 
 def test_a_sandbox_that_cannot_start_is_a_grader_failure_never_cached(fake_course_factory, tmp_path):
@@ -284,8 +284,8 @@ def test_a_sandbox_that_cannot_start_is_a_grader_failure_never_cached(fake_cours
     caches it nor hands it to nbgrader (a rerun grades the student)."""
     course = fake_course_factory("sin_sandbox")
     nb = cells_notebook("x = 1")
-    limits = sandbox.Limites(python=str(tmp_path / "no-existe" / "python"))
-    result = runner.calificar(nb, 1, limits)
+    limits = sandbox.Limits(python=str(tmp_path / "no-existe" / "python"))
+    result = runner.grade(nb, 1, limits)
     assert "no se pudo iniciar el sandbox" in result.falla
     job = parallel.make_job("1009", nb, 1, limits, "pruebas_curso", import_paths=[course.root])
     cache = parallel.VerdictCache(course.path(parallel.CACHE_DIRNAME))

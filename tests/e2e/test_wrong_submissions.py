@@ -7,7 +7,7 @@
 * each wrong submission of ``tests/support/submissions/wrong.py`` loses points in exactly the test
   cells it names, and keeps full points everywhere else.
 
-Every notebook is graded by :func:`tarea2_grader.engine.runner.calificar`, the function nbgrader's
+Every notebook is graded by :func:`tarea2_grader.engine.runner.grade`, the function nbgrader's
 autograde reaches through ``TrustedExecute``: student cells in bubblewrap, verdicts here, with a
 fresh random seed per notebook (printed on failure to reproduce it).  All of them are graded
 once, two at a time, the first time a test asks for a result.

@@ -1,6 +1,6 @@
 """The sandbox and the trusted runner, on small notebooks: what student code can and cannot do.
 
-Each test builds a notebook, grades it with :func:`tarea2_grader.engine.runner.calificar` (the path
+Each test builds a notebook, grades it with :func:`tarea2_grader.engine.runner.grade` (the path
 nbgrader's autograde takes) and reads what came back: cell outputs written by the sandboxed
 process, and verdicts computed here.  The real assignment's grading is covered by
 ``test_wrong_submissions.py`` / ``test_autograde.py``; hostile students by ``test_attacks.py``.
@@ -15,7 +15,6 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from tarea2_grader.integration import nbplugin
 from tarea2_grader.engine import runner
 from tarea2_grader.engine import sandbox
 from tarea2_grader.engine import session
@@ -131,11 +130,11 @@ def test_processes_left_by_a_student_are_ended():
 def test_a_warm_sandbox_forgets_the_previous_student():
     run("open('marca_alumno', 'w').write('x')\nopen('/tmp/marca_tmp', 'w').write('x')\nimport os\n"
         "os.environ['MARCA'] = '1'\nimport torch\ntorch.relu = None")
-    taller = runner.TALLERES._idle[session._Talleres._clave(sandbox.Limites(), True)][-1]
-    before = taller.alumnos
+    warm_sandbox = runner.WARM_SANDBOXES._idle[session._WarmSandboxes._key(sandbox.Limits(), True)][-1]
+    before = warm_sandbox.students
     (outputs,), _ = run("import os, torch\nprint(os.path.exists('marca_alumno'), os.path.exists('/tmp/marca_tmp'),"
                         " 'MARCA' in os.environ, torch.relu is None, sorted(os.listdir('.')))")
-    assert taller.alumnos == before + 1  # the same warm sandbox graded the second notebook
+    assert warm_sandbox.students == before + 1  # the same warm sandbox graded the second notebook
     assert "False False False False []" in text_of(outputs)
 
 
@@ -144,7 +143,7 @@ def test_a_looping_call_fails_its_test_within_seconds_and_nothing_else():
     sgd = reference_sources(SOURCE)["sgd"].replace("def step(self):", "def step(self):\n        while True:\n            pass")
     nb = edit_cells(nbformat.read(SOURCE, as_version=4), {"sgd": sgd})
     t0 = time.monotonic()
-    result = runner.calificar(nb, 3, sandbox.Limites(cell_timeout=3, test_timeout=3), hasta_ultimo_test=True)
+    result = runner.grade(nb, 3, sandbox.Limits(cell_timeout=3, test_timeout=3), until_last_test=True)
     points = result.puntos(nb)
     assert time.monotonic() - t0 < 60
     assert points["test_sgd"] == 0 and "tiempo excedido" in result.mensajes(nb)["test_sgd"]
@@ -154,30 +153,20 @@ def test_a_looping_call_fails_its_test_within_seconds_and_nothing_else():
 @pytest.mark.slow
 def test_without_bubblewrap_grading_still_works_and_warns_in_spanish():
     nb = nbformat.read(SOURCE, as_version=4)
-    result = runner.calificar(nb, 4, aislar=False, hasta_ultimo_test=True)
+    result = runner.grade(nb, 4, isolate=False, until_last_test=True)
     assert not result.aislado
     assert sum(result.puntos(nb).values()) == AUTOGRADED
     sandbox._warned.clear()
-    aviso = sandbox.aviso_sin_aislamiento()
+    aviso = sandbox.no_isolation_warning()
     assert "bubblewrap" in aviso and "apt-get install bubblewrap" in aviso and "no está disponible" in aviso
-    assert sandbox.aviso_sin_aislamiento() is None  # said once
-
-
-def test_seeds_are_drawn_per_student_recorded_and_reused(tmp_path):
-    root = str(tmp_path)
-    a = nbplugin.seed_for(root, "tarea2", "1001")
-    b = nbplugin.seed_for(root, "tarea2", "1002")
-    assert a != b
-    assert nbplugin.seed_for(root, "tarea2", "1001") == a
-    assert nbplugin.read_seeds(root) == {"tarea2": {"1001": a, "1002": b}}
-    assert nbplugin.seed_for(root, "tarea2", "1001", fresh=True) != a
+    assert sandbox.no_isolation_warning() is None  # said once
 
 
 def test_undeclared_test_cell_scores_zero_with_a_reason():
     nb = notebook("x = 1", "assert True")
     nb.cells[1].metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "t", "points": 2,
                                         "locked": True, "schema_version": 3}
-    result = runner.calificar(nb, 1)
+    result = runner.grade(nb, 1)
     assert result.puntos(nb) == {"t": 0.0}
     assert "no declara" in result.mensajes(nb)["t"]
 
@@ -189,7 +178,7 @@ def test_undeclared_test_cell_scores_zero_with_a_reason():
                                  {"output_type": "error", "ename": 5, "evalue": None, "traceback": "tb"}]},
 ])
 def test_untrusted_outputs_become_valid_nbformat(reply):
-    outs = [o for o in (runner.saneada(o) for o in reply["outputs"]) if o]
+    outs = [o for o in (runner.sanitized(o) for o in reply["outputs"]) if o]
     cell = new_code_cell("x")
     cell.outputs = [nbformat.from_dict(o) for o in outs]
     nb = new_notebook(cells=[cell])
@@ -203,7 +192,7 @@ def test_an_sgd_step_that_ends_the_process_loses_only_the_sgd_test():
     sgd = reference_sources(SOURCE)["sgd"].replace("def step(self):", "def step(self):\n        import os\n"
                                                    "        os._exit(3)")
     nb = edit_cells(nbformat.read(SOURCE, as_version=4), {"sgd": sgd})
-    result = runner.calificar(nb, 9)
+    result = runner.grade(nb, 9)
     points = result.puntos(nb)
     assert {k for k, v in points.items() if v == 0} == {"test_sgd"}, result.mensajes(nb)
     assert "hizo terminar el proceso" in result.mensajes(nb)["test_sgd"]
@@ -261,7 +250,7 @@ def test_a_notebook_that_keeps_ending_its_process_is_bounded_and_the_next_studen
     outs, result = run(*(["x = 1"] + ["import os\nos._exit(1)"] * 20 + ["print(x)"]))
     assert time.monotonic() - t0 < 60
     kinds = [errors_of(o) for o in outs[1:21]]
-    assert kinds[:runner.MAX_REPOSICIONES] == [["ProcesoTerminado"]] * runner.MAX_REPOSICIONES
+    assert kinds[:runner.MAX_REBUILDS] == [["ProcesoTerminado"]] * runner.MAX_REBUILDS
     assert errors_of(outs[21]) == ["NoEjecutada"]
     assert any("veces" in n for n in result.notas)
     outs, _ = run("print('siguiente')")
@@ -281,12 +270,12 @@ def _reference_with(prefix_by_cell):
 @pytest.mark.slow
 def test_a_correct_notebook_ten_times_slower_than_the_reference_keeps_every_point():
     nb = nbformat.read(SOURCE, as_version=4)
-    fast = runner.calificar(nb, 6, hasta_ultimo_test=True)
+    fast = runner.grade(nb, 6, until_last_test=True)
     assert sum(fast.puntos(nb).values()) == AUTOGRADED and 0 < fast.sandbox_s < 6, fast.sandbox_s
     slow_cells = ("derivadas_codigo", "celoss", "capas_escondidas", "ffnn_backward", "sgd", "entrenar")
     pause = 10 * fast.sandbox_s / len(slow_cells)
     nb = _reference_with({gid: "import time\ntime.sleep({:.2f})".format(pause) for gid in slow_cells})
-    slow = runner.calificar(nb, 6, hasta_ultimo_test=True)
+    slow = runner.grade(nb, 6, until_last_test=True)
     assert slow.sandbox_s >= 9 * fast.sandbox_s
     assert sum(slow.puntos(nb).values()) == AUTOGRADED, slow.mensajes(nb)
 
@@ -294,11 +283,11 @@ def test_a_correct_notebook_ten_times_slower_than_the_reference_keeps_every_poin
 @pytest.mark.slow
 def test_a_student_under_every_limit_costs_at_most_the_budget_and_later_tests_say_why():
     """Every answer cell just under the cell limit: the budget ends it, not 256 s of limits."""
-    limits = sandbox.Limites(cell_timeout=3, test_timeout=3, budget=8)
+    limits = sandbox.Limits(cell_timeout=3, test_timeout=3, budget=8)
     ids = ("derivadas_codigo", "celoss", "dL_duLm1", "ultima_capa", "capas_escondidas", "ffnn_backward", "sgd",
            "random_dataset", "entrenar")
     nb = _reference_with({gid: "import time\ntime.sleep(2.7)" for gid in ids})
-    result = runner.calificar(nb, 7, limits, hasta_ultimo_test=True)
+    result = runner.grade(nb, 7, limits, until_last_test=True)
     points, messages = result.puntos(nb), result.mensajes(nb)
     assert result.sandbox_s <= limits.budget + 2, result.sandbox_s
     assert points["test_derivadas_basicas"] == course_facts.points()["test_derivadas_basicas"]  # graded while the budget lasted
@@ -311,9 +300,9 @@ def test_a_notebook_that_keeps_ending_its_process_is_bounded_by_the_budget():
     """Each crash rebuilds the state by running the finished cells again: that is charged too."""
     slow = "import time\ntime.sleep(1.5)\nx = 1"
     crash = "import os\nos._exit(3)"
-    limits = sandbox.Limites(cell_timeout=5, budget=6)
+    limits = sandbox.Limits(cell_timeout=5, budget=6)
     nb = notebook(slow, slow, *([crash] * 10))
-    result = runner.calificar(nb, 8, limits)
+    result = runner.grade(nb, 8, limits)
     assert result.sandbox_s <= limits.budget + 2, result.sandbox_s
     assert any("presupuesto" in n for n in result.notas)
 

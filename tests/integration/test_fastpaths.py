@@ -16,7 +16,7 @@ import sys
 import nbformat
 import pytest
 from nbconvert.exporters import HTMLExporter
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, GetGrades, OverwriteCells,
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, OverwriteCells,
                                     OverwriteKernelspec, SaveAutoGrades)
 
 
@@ -24,7 +24,7 @@ import shutil
 
 from tarea2_grader.integration.course import Course
 from tarea2_grader.integration.nbgrader_run import load_config
-from tarea2_grader.integration import arranque, cellmeta, fastpaths, nbgrader_cli, resumen, retro_html, sharedgb
+from tarea2_grader.integration import arranque, cellmeta, fastpaths, nbgrader_cli, retro_html, sharedgb
 
 from tests.support.fake_course import student_notebook, write_zip
 from tests.support.repo import REPO
@@ -130,7 +130,6 @@ DELEGATES = [
     ("sharedgb", sharedgb.SharedSaveAutoGrades, SaveAutoGrades, "preprocess"),
     ("sharedgb", sharedgb.SharedAssignLatePenalties, AssignLatePenalties, "preprocess"),
     ("cellmeta", cellmeta.CachedCheckCellMetadata, CheckCellMetadata, "preprocess"),
-    ("getgrades", resumen.BatchedGetGrades, GetGrades, "preprocess"),
     ("retro_html", retro_html.FeedbackHTMLExporter, HTMLExporter, "from_notebook_node"),
 ]
 

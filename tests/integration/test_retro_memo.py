@@ -1,8 +1,7 @@
-"""Feedback pages rendered with the memo and the batched gradebook reads are the same bytes.
+"""Feedback pages rendered with the memo are the same bytes.
 
 ``FeedbackHTMLExporter`` gives again the highlighted code and rendered markdown of an input it
-already rendered in the process (``retro_html.RenderMemo``), and ``resumen.BatchedGetGrades``
-reads a student's grades and comments in four queries.  Here the graded fake class (conftest's
+already rendered in the process (``retro_html.RenderMemo``).  Here the graded fake class (conftest's
 ``graded_class``), with hostile markdown, HTML outputs, attachments, magics and lexers added in
 memory and varied between students, is rendered as before (nbgrader's ``GetGrades``, no memo, a
 fresh exporter per page) and as ``nbgrader generate_feedback`` now renders it (one exporter for
@@ -28,7 +27,6 @@ from tests.support.feedback import feedback_setup, render
 
 GRADED = ("1001", "1003", "1004", "1005")
 STOCK_GET_GRADES = "nbgrader.preprocessors.GetGrades"
-BATCHED = "tarea2_grader.integration.resumen.BatchedGetGrades"
 PNG_A = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 PNG_B = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 
@@ -89,8 +87,7 @@ def old_pages(course, notebooks):
     """The pages as the previous config rendered them: GetGrades, no memo, one exporter per page."""
     pages = []
     for student, nb in notebooks:
-        preprocessors = [STOCK_GET_GRADES if p == BATCHED else p for p in
-                         nbgrader_run.load_config(course).GenerateFeedback.preprocessors]
+        preprocessors = list(nbgrader_run.load_config(course).GenerateFeedback.preprocessors)
         coursedir, exporter = feedback_setup(course, preprocessors, memoize=False)
         pages.append(render(course, coursedir, exporter, student, nb))
     return pages
@@ -103,11 +100,10 @@ def new_pages(course, notebooks):
 
 
 @pytest.mark.slow
-def test_the_course_config_uses_the_batched_reads_and_the_memo(graded_class):
+def test_the_course_config_uses_nbgraders_grades_and_the_memo(graded_class):
     from tests.support.repo import REPO
     cfg = nbgrader_run.load_config(Course(REPO))
-    assert BATCHED in cfg.GenerateFeedback.preprocessors
-    assert STOCK_GET_GRADES not in cfg.GenerateFeedback.preprocessors
+    assert STOCK_GET_GRADES in cfg.GenerateFeedback.preprocessors
     _, exporter = feedback_setup(graded_class)
     assert isinstance(exporter, FeedbackHTMLExporter) and exporter.memoize is True
 
@@ -230,71 +226,6 @@ def run_get_grades(course, student, cls, nb=None):
     return cls()(copy.deepcopy(nb), resources)
 
 
-def counting_queries():
-    """(the SQL statements run from now on, a function that stops counting)."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-    statements = []
-
-    def before(conn, cursor, statement, *args):
-        statements.append(statement)
-    event.listen(Engine, "before_cursor_execute", before)
-    return statements, lambda: event.remove(Engine, "before_cursor_execute", before)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("student", GRADED)
-def test_batched_grades_write_what_get_grades_writes(graded_class, student):
-    from nbgrader.preprocessors import GetGrades
-    statements, stop = counting_queries()
-    try:
-        stock_nb, stock_res = run_get_grades(graded_class, student, GetGrades)
-        stock_queries = len(statements)
-        del statements[:]
-        nb, res = run_get_grades(graded_class, student, resumen.BatchedGetGrades)
-        batched_queries = len(statements)
-    finally:
-        stop()
-    assert nb == stock_nb and res == stock_res
-    scored = [c for c in nb.cells if "score" in c.metadata.get("nbgrader", {})]
-    assert scored and all("points" in c.metadata.nbgrader for c in scored)
-    assert batched_queries < stock_queries
-
-
-@pytest.mark.slow
-def test_batched_grades_raise_what_get_grades_raises(graded_class):
-    from nbgrader.api import MissingEntry
-    from nbgrader.preprocessors import GetGrades
-    nb = nbformat.read(graded_class.autograded_nb("1003"), as_version=4)
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade"):
-            cell.metadata.nbgrader["grade_id"] = "no_existe"
-            break
-    errors = []
-    for cls in (GetGrades, resumen.BatchedGetGrades):
-        with pytest.raises(MissingEntry) as err:
-            run_get_grades(graded_class, "1003", cls, nb)
-        errors.append(str(err.value))
-        with pytest.raises(MissingEntry) as err:
-            run_get_grades(graded_class, "9999", cls, nbformat.read(graded_class.autograded_nb("1003"), as_version=4))
-        errors.append(str(err.value))
-    assert errors[:2] == errors[2:]
-
-
-@pytest.mark.slow
-def test_batched_grades_follow_nbgraders_own_where_its_code_is_unknown(graded_class, monkeypatch):
-    from nbgrader.preprocessors import GetGrades
-    stock = run_get_grades(graded_class, "1003", GetGrades)
-    from tarea2_grader.integration import fastpaths
-    ref = "nbgrader.preprocessors.getgrades:GetGrades.preprocess"
-    monkeypatch.setitem(fastpaths.PATHS["getgrades"].stock, ref, "0" * 64)  # as if nbgrader changed
-    monkeypatch.setattr(fastpaths, "_guards", {})
-    calls = []
-    monkeypatch.setattr(resumen.BatchedGetGrades, "_load_rows", lambda self: calls.append(1))
-    assert run_get_grades(graded_class, "1003", resumen.BatchedGetGrades) == stock
-    assert calls == []  # every cell looked up by nbgrader's own methods
-
-
 @pytest.mark.slow
 def test_the_process_gradebook_reads_each_student_afresh(graded_class):
     """A score changed in the gradebook (formgrader) between two pages shows on the second one:
@@ -303,7 +234,8 @@ def test_the_process_gradebook_reads_each_student_afresh(graded_class):
     from nbgrader.coursedir import CourseDirectory
     coursedir = CourseDirectory(config=nbgrader_run.load_config(graded_class))
     coursedir.root = graded_class.root
-    first, _ = run_get_grades(graded_class, "1003", resumen.BatchedGetGrades)
+    from nbgrader.preprocessors import GetGrades
+    first, _ = run_get_grades(graded_class, "1003", GetGrades)
     cell = next(c for c in first.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "explica_md")
     with Gradebook(coursedir.db_url) as gb:
         grade = gb.find_grade("explica_md", "tarea2", "tarea2", "1003")
@@ -311,7 +243,7 @@ def test_the_process_gradebook_reads_each_student_afresh(graded_class):
         grade.manual_score = 0.5
         gb.db.commit()
     try:
-        again, _ = run_get_grades(graded_class, "1003", resumen.BatchedGetGrades)
+        again, _ = run_get_grades(graded_class, "1003", GetGrades)
         changed = next(c for c in again.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "explica_md")
         summary = resumen.summary_html(resumen.student_summary(graded_class, "1003"))
         nb = nbformat.read(graded_class.autograded_nb("1003"), as_version=4)

@@ -22,7 +22,7 @@ import pytest
 from tests.support.fake_course import GOOD, auto_points, nb_text, student_notebook, write_zip
 
 from tarea2_grader.parallel import canario
-from tarea2_grader.integration import nbplugin
+from tarea2_grader.integration import seeds
 from tarea2_grader.commands import autograde_pass
 from tarea2_grader.commands import pipeline
 from tarea2_grader.integration import nbgrader_run
@@ -55,7 +55,7 @@ def new_class(fake_course_factory, name, seeds_from=None):
     course = fake_course_factory(name)
     build_class(course)
     if seeds_from is not None:
-        shutil.copy(os.path.join(seeds_from.root, nbplugin.SEEDS_FILE), course.root)
+        shutil.copy(os.path.join(seeds_from.root, seeds.FILE), course.root)
     return course
 
 
@@ -208,7 +208,7 @@ def test_a_worker_failure_costs_time_not_points(sequential, fake_course_factory,
 @pytest.mark.slow
 def test_the_key_changes_with_everything_that_can_change_a_verdict(sequential):
     nb = nbgrader_run.sanitized_notebook(sequential, "1001")
-    limits = sandbox.Limites(cell_timeout=4, test_timeout=4)
+    limits = sandbox.Limits(cell_timeout=4, test_timeout=4)
     here = [sequential.root]
     key = parallel.job_key(nb, 7, limits, "pruebas_curso", search=here)
     assert parallel.job_key(nbgrader_run.sanitized_notebook(sequential, "1001"), 7, limits, "pruebas_curso",
@@ -219,7 +219,7 @@ def test_the_key_changes_with_everything_that_can_change_a_verdict(sequential):
     changed = {
         "a cell": parallel.job_key(other_cell, 7, limits, "pruebas_curso", search=here),
         "the seed": parallel.job_key(nb, 8, limits, "pruebas_curso", search=here),
-        "a limit": parallel.job_key(nb, 7, sandbox.Limites(cell_timeout=5, test_timeout=4), "pruebas_curso",
+        "a limit": parallel.job_key(nb, 7, sandbox.Limits(cell_timeout=5, test_timeout=4), "pruebas_curso",
                                     search=here),
         "the tests": parallel.job_key(nb, 7, limits, "tarea2_grader.tarea2.hidden", search=here),
     }
@@ -274,7 +274,7 @@ def test_a_worker_process_grades_with_one_torch_thread():
         "from tarea2_grader.parallel import workers",
         "torch.set_num_threads(2)",
         "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('x = 1')])",
-        "job = workers.make_job('1001', nb, 7, sandbox.Limites(), 'tarea2_grader.tarea2.hidden')",
+        "job = workers.make_job('1001', nb, 7, sandbox.Limits(), 'tarea2_grader.tarea2.hidden')",
         "reply = workers.grade_job(job)",
         "assert 'resultado' in reply, reply",
         "print('threads', torch.get_num_threads())",

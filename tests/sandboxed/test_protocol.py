@@ -23,7 +23,7 @@ def test_a_frame_the_agent_writes_is_read_by_the_session_and_the_end_is_none():
     mine, theirs = socket.socketpair()
     message = {"id": "x", "status": "ok", "valor": float("nan"), "texto": "ñandú"}
     protocol.write_frame(theirs.fileno(), message)
-    got = session._leer_frame(mine, time.monotonic() + 5)
+    got = session._read_frame(mine, time.monotonic() + 5)
     assert got["texto"] == "ñandú" and got["valor"] != got["valor"]  # NaN crosses as NaN
     mine.sendall(protocol.pack({"op": "fin"}))
     assert protocol.read_frame(theirs.fileno()) == {"op": "fin"}
@@ -45,8 +45,8 @@ def test_an_oversized_or_unreadable_frame_is_refused_on_both_sides(raw, reason):
     os.close(write_fd)
     mine, theirs = socket.socketpair()
     theirs.sendall(raw)
-    with pytest.raises(session.Caido, match=reason):
-        session._leer_frame(mine, time.monotonic() + 5)
+    with pytest.raises(session.Crashed, match=reason):
+        session._read_frame(mine, time.monotonic() + 5)
     mine.close()
     theirs.close()
 
@@ -57,7 +57,7 @@ def test_values_round_trip_and_what_is_not_data_is_named():
     assert encoded["obj"] == {"__type__": "object"}
     back = protocol.decode(encoded)
     assert torch.equal(back["t"], t) and back["par"] == (1, "a")
-    assert torch.equal(wire.decodificar(encoded)["t"], t)
+    assert torch.equal(wire.decode(encoded)["t"], t)
 
 
 def test_the_agent_shrinks_by_the_measure_the_supervisor_caps_by():

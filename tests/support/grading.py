@@ -9,6 +9,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
 from tarea2_grader.engine import runner
+from tarea2_grader.integration import seeds
 from tarea2_grader.engine import sandbox
 from tools.examples import edit_cells
 
@@ -29,10 +30,10 @@ def errors_of(outputs):
 
 
 def run(*sources, **limits):
-    """Grade a notebook of these code cells (seed 1, ``limits`` as sandbox.Limites):
+    """Grade a notebook of these code cells (seed 1, ``limits`` as sandbox.Limits):
     ([outputs of each cell], runner.Resultado)."""
     nb = notebook(*sources)
-    result = runner.calificar(nb, 1, sandbox.Limites(**limits) if limits else None)
+    result = runner.grade(nb, 1, sandbox.Limits(**limits) if limits else None)
     return [result.outputs.get(i, []) for i in range(len(nb.cells))], result
 
 
@@ -45,14 +46,14 @@ def grade_many(cases, workers=GRADING_WORKERS, **kwargs):
     ``cases`` maps a name to (notebook path, {grade_id: new source}); returns
     {name: (points by grade_id, runner.Resultado, the graded notebook)}.  Each notebook gets a
     fresh random seed, as each student does.  Cells after the last test are skipped unless
-    ``hasta_ultimo_test=False`` is passed.
+    ``until_last_test=False`` is passed.
     """
-    kwargs.setdefault("hasta_ultimo_test", True)
+    kwargs.setdefault("until_last_test", True)
 
     def one(item):
         name, (path, replacements) = item
         nb = edit_cells(nbformat.read(str(path), as_version=4), replacements)
-        result = runner.calificar(nb, runner.nueva_semilla(), **kwargs)
+        result = runner.grade(nb, seeds.draw(), **kwargs)
         return name, (result.puntos(nb), result, nb)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

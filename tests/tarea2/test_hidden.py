@@ -247,7 +247,7 @@ def test_verdicts_survive_replies_of_the_wrong_shape():
     """Observations come from student code: any shape yields a message, never an exception."""
     datos = hidden.plan_de("test_sgd", 5)
     for obs in ({}, {"pasos": "x"}, {"pasos": [[1, 2]]}, {"pasos": None, "mismos_objetos": True}, [],
-                {"resultados": [{"ok": wire.Opaco("Truco")}]}, {"falta": 3}):
+                {"resultados": [{"ok": wire.Opaque("Truco")}]}, {"falta": 3}):
         message = hidden.veredicto("test_sgd", datos, obs)
         assert isinstance(message, str) and message, obs
 
@@ -261,8 +261,8 @@ def test_verdicts_survive_replies_of_the_wrong_shape():
     {"__tuple__": "no es lista"},
 ])
 def test_wire_rejects_malformed_tensors(payload):
-    with pytest.raises(wire.Malformado):
-        wire.decodificar(payload)
+    with pytest.raises(wire.Malformed):
+        wire.decode(payload)
 
 
 def test_wire_round_trip_is_exact_in_float64():
@@ -270,7 +270,7 @@ def test_wire_round_trip_is_exact_in_float64():
     t = torch.randn(3, 4, dtype=torch.float64)
     t[0, 0] = float("nan")
     t[1, 1] = float("inf")
-    back = wire.decodificar(protocol.encode({"t": t, "par": (t, 3)}))
+    back = wire.decode(protocol.encode({"t": t, "par": (t, 3)}))
     assert torch.equal(back["t"].nan_to_num(7.0), t.nan_to_num(7.0)) and back["t"].dtype == torch.float64
     assert isinstance(back["par"], tuple) and back["par"][1] == 3
 

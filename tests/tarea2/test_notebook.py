@@ -55,8 +55,9 @@ def test_every_visible_check_passes_and_hidden_tests_are_not_graded_in_the_kerne
 def test_whole_solution_notebook_in_the_sandbox_passes_every_hidden_test():
     """The grader's own run of the master notebook, every cell included (training, digits)."""
     from tarea2_grader.engine import runner
+    from tarea2_grader.integration import seeds
     nb = nbformat.read(SOURCE, as_version=4)
-    result = runner.calificar(nb, runner.nueva_semilla())
+    result = runner.grade(nb, seeds.draw())
     assert len(result.veredictos) == len(course_facts.autograded_cells())
     assert all(v.ok for v in result.veredictos.values()), result.mensajes(nb)
     assert result.notas == []
@@ -92,7 +93,7 @@ def test_every_hidden_test_cell_declares_an_existing_hidden_test():
     declared = []
     for gid, cell in nbgrader_cells(nb).items():
         if "BEGIN HIDDEN TESTS" in cell.source:
-            assert runner.prueba_declarada(cell.source) == gid, gid
+            assert runner.declared_test(cell.source) == gid, gid
             declared.append(gid)
     assert declared == list(hidden.PRUEBAS)  # the notebook's order is the order tests run in
 

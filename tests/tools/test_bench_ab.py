@@ -231,10 +231,10 @@ class FakeResult:
 
 
 def burns_in(code, live):
-    """A calificar whose CPU is spent by a child process running ``code`` (left running if ``live``)."""
+    """A grading function whose CPU is spent by a child process running ``code`` (left running if ``live``)."""
     started = []
 
-    def calificar(nb, semilla):
+    def grade(nb, semilla):
         if live:
             proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
             started.append(proc)
@@ -242,15 +242,15 @@ def burns_in(code, live):
         else:
             subprocess.run([sys.executable, "-c", code], check=True)
         return FakeResult()
-    return calificar, started
+    return grade, started
 
 
 @pytest.mark.parametrize("code, live", [(BURN, False), (BURN_THEN_WAIT, True), (GRANDCHILD_THEN_WAIT, True)],
                          ids=["reaped child", "live child", "grandchild reaped by a live child"])
 def test_a_descendants_cpu_is_sandbox_cpu(code, live):
-    calificar, started = burns_in(code, live)
+    grade, started = burns_in(code, live)
     try:
-        fila = bench_ab_lado.medir(calificar, None, 7)
+        fila = bench_ab_lado.medir(grade, None, 7)
     finally:
         for proc in started:
             proc.kill()
@@ -261,13 +261,13 @@ def test_a_descendants_cpu_is_sandbox_cpu(code, live):
 
 
 def test_the_grading_process_own_cpu_is_trusted_cpu():
-    def calificar(nb, semilla):
+    def grade(nb, semilla):
         t = time.process_time()
         while time.process_time() - t < 0.5:
             pass
         return FakeResult()
 
-    fila = bench_ab_lado.medir(calificar, None, 1)
+    fila = bench_ab_lado.medir(grade, None, 1)
     assert fila["trusted_cpu"] >= 0.45 and fila["sandbox_cpu"] < 0.2, fila
 
 
