@@ -196,14 +196,18 @@ def uniforme(g):
 # --------------------------------------------------------------------------- comparing outputs
 
 
-def error_relativo(obtenido, esperado):
-    """max|obtenido - esperado| / max|esperado|, in float64."""
+def error_relativo(obtenido, esperado, escala=0.0):
+    """max|obtenido - esperado| / max(max|esperado|, escala), in float64.
+
+    ``escala`` is the size of the terms a correct computation adds up: where they nearly cancel,
+    the result is much smaller than them and rounding error is relative to them, not to it.
+    """
     a = torch.as_tensor(obtenido).detach().to("cpu", torch.float64)
     b = torch.as_tensor(esperado).detach().to("cpu", torch.float64)
     if b.numel() == 0:
         return 0.0
     dif = (a - b).abs().max().item()
-    return dif / max(b.abs().max().item(), 1e-12)
+    return dif / max(b.abs().max().item(), escala, 1e-12)
 
 
 def describir(valor):
@@ -215,8 +219,9 @@ def describir(valor):
     return type(valor).__name__
 
 
-def comparar(nombre, obtenido, esperado, tol):
-    """None if ``obtenido`` matches ``esperado``, else a Spanish description of the difference."""
+def comparar(nombre, obtenido, esperado, tol, escala=0.0):
+    """None if ``obtenido`` matches ``esperado``, else a Spanish description of the difference
+    (``escala``: see :func:`error_relativo`)."""
     if not isinstance(obtenido, torch.Tensor):
         return "{}: se esperaba un tensor y llegó {}".format(nombre, describir(obtenido))
     if tuple(obtenido.shape) != tuple(esperado.shape):
@@ -230,7 +235,7 @@ def comparar(nombre, obtenido, esperado, tol):
         return "{}: tiene nan o inf donde no corresponde".format(nombre)
     if not (obt[~fin_o].nan_to_num(1.0) == esp[~fin_e].nan_to_num(1.0)).all():
         return "{}: los valores infinitos no coinciden".format(nombre)
-    rel = error_relativo(obt[fin_o], esp[fin_e])
+    rel = error_relativo(obt[fin_o], esp[fin_e], escala)
     if not rel <= tol:  # also catches nan
         return "{}: error relativo máximo {:.1e} (tolerancia {:.0e})".format(nombre, rel, tol)
     return None

@@ -138,6 +138,54 @@ def test_reference_activations_pass_the_hidden_tests(seed):
         assert hidden.evaluar_en_proceso(ns, test, seed) is None, test
 
 
+# A seed whose float32 celu case has one negative entry only, T = -0.0024: there dcelu/dalpha is
+# about -7e-7, the difference of two terms of size 1, and float32 rounding alone was 2% of it
+# (a correct student lost test_derivadas_celu in CI).
+_CANCELA = 342172385592853844
+
+
+def _celu_con(d_alpha):
+    """A celu whose value and d/dT are right and whose d/dalpha is ``d_alpha(T, alpha)``."""
+    cerrada = ayudas.CERRADAS["celu"]
+
+    def celu(T, alpha=1.0, gradient=False):
+        if not gradient:
+            return cerrada(T, alpha)
+        return cerrada(T, alpha, gradient=True)[0], d_alpha(T, alpha)
+    return celu
+
+
+def _e(T, a):
+    return torch.exp(torch.clamp(T, max=0) / a)
+
+
+_DALPHA_CORRECTOS = {  # float32 in, float32 out: each one rounds differently near T = 0
+    "tabla": lambda T, a: ayudas.CERRADAS["celu"](T, a, gradient=True)[1],
+    "factorizada": lambda T, a: torch.where(T > 0, torch.zeros_like(T), _e(T, a) * (1 - T / a) - 1),
+    "expm1": lambda T, a: torch.where(T > 0, torch.zeros_like(T), torch.expm1(torch.clamp(T, max=0) / a)
+                                      - T / a * _e(T, a)),
+}
+_DALPHA_ERRONEAS = {  # the mistakes of the activation table, and a constant
+    "falta_termino": lambda T, a: torch.where(T > 0, torch.zeros_like(T), _e(T, a) - 1),
+    "signo_termino": lambda T, a: torch.where(T > 0, torch.zeros_like(T), _e(T, a) - 1 + T * _e(T, a) / a),
+    "ceros": lambda T, a: torch.zeros_like(T),
+}
+
+
+@pytest.mark.parametrize("estilo", sorted(_DALPHA_CORRECTOS))
+def test_correct_celu_passes_where_float32_cancels(estilo):
+    ns = reference_namespace()
+    ns["celu"] = _celu_con(_DALPHA_CORRECTOS[estilo])
+    assert hidden.evaluar_en_proceso(ns, "test_derivadas_celu", _CANCELA) is None
+
+
+@pytest.mark.parametrize("error", sorted(_DALPHA_ERRONEAS))
+def test_wrong_celu_dalpha_still_fails_where_float32_cancels(error):
+    ns = reference_namespace()
+    ns["celu"] = _celu_con(_DALPHA_ERRONEAS[error])
+    fails(ns, "test_derivadas_celu", r"dcelu/dalpha .*float64", seed=_CANCELA)
+
+
 def test_inputs_depend_on_the_seed_and_are_reproducible():
     a = hidden.plan_de("test_backward_basicas", 11)["casos"][0]["x"]
     b = hidden.plan_de("test_backward_basicas", 11)["casos"][0]["x"]
