@@ -146,13 +146,14 @@ def verdict_costs(course: Course, field: str = "segundos") -> Dict[str, float]:
 
 
 def run_trusted(name: str, course: Course, workers: int, work: Path, cell_timeout: Optional[float],
-                students: int) -> dict:
-    """``python -m tarea2_grader grade --workers N`` (``make grade``) on ``course``, timed."""
+                students: int, root: Path = ROOT) -> dict:
+    """``python -m tarea2_grader grade --workers N`` (``make grade``) on ``course``, timed, run
+    from checkout ``root`` (its package)."""
     cmd = [sys.executable, "-m", "tarea2_grader", "grade", "--course", course.root, "--workers", str(workers)]
     if cell_timeout:
         cmd += ["--timeout-celda", "{:g}".format(cell_timeout)]
     load_start = load1()
-    run = run_timed(cmd, str(ROOT), work / (name + ".log"), timeout=900 + 120 * students, markers=PHASES)
+    run = run_timed(cmd, str(root), work / (name + ".log"), timeout=900 + 120 * students, markers=PHASES)
     return dict(name=name, kind="trusted", workers=workers, students=students, root=course.root,
                 command=shlex.join(["python", *cmd[1:3], "grade", "--workers", str(workers)]),
                 wall_s=run["wall_s"], returncode=run["returncode"], cpu_s=run["cpu_s"], orphans=run["orphans"],

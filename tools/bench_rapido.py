@@ -6,7 +6,10 @@ configurations (:mod:`tarea2_grader.integration.fastpaths`, set through the envi
 
 * ``todas``: every fast path on;
 * ``ninguna``: ``TAREA2_RAPIDO=0``, stock nbgrader;
-* ``sin_X`` for each path X: ``TAREA2_RAPIDO_SIN=X``, every path on but X.
+* ``sin_X`` for each path X: ``TAREA2_RAPIDO_SIN=X``, every path on but X;
+* ``base`` with ``--base DIR``: another checkout (e.g. a worktree at the renovation's first
+  commit) grades the same class with its own package, source notebook and ``nbgrader_config.py``
+  (``PYTHONPATH`` and the working directory set to DIR); the report gives new/base.
 
 Each round grades every configuration once, on a fresh scratch course, in an order rotated by
 one each round (alternated, so a slow moment of the machine does not fall on one configuration).
@@ -53,13 +56,17 @@ from tarea2_grader.parallel.workers import CACHE_DIRNAME
 from tools import bench, bench_clase
 
 DOC_PATH = bench_clase.ROOT / "docs" / "rapido.md"
-ALL_ON, ALL_OFF, COLD = "todas", "ninguna", "todas_en_frio"
+ALL_ON, ALL_OFF, COLD, BASE = "todas", "ninguna", "todas_en_frio", "base"
+GOAL_BASE = 1.05  # issue 21: make grade at most 5 % slower than at the renovation's first commit
 
 
-def configurations(paths: List[str], together: List[str] = (), all_off: bool = True) -> Dict[str, Dict[str, str]]:
-    """{configuration: environment it sets}: all on, all off, all on but each path, and all on but
-    the paths ``together`` at once (``sin_A+B``)."""
+def configurations(paths: List[str], together: List[str] = (), all_off: bool = True,
+                   base: Optional[Path] = None) -> Dict[str, Dict[str, str]]:
+    """{configuration: environment it sets}: all on, all off, all on but each path, all on but
+    the paths ``together`` at once (``sin_A+B``), and the checkout ``base`` (its package first)."""
     configs = {ALL_ON: {}}
+    if base is not None:
+        configs[BASE] = {"PYTHONPATH": str(base)}
     if all_off:
         configs[ALL_OFF] = {fastpaths.ENV_MASTER: "0"}
     for name in paths:
@@ -76,8 +83,8 @@ def rotated(names: List[str], round_number: int) -> List[str]:
 
 
 def with_environment(env: Dict[str, str], run):
-    """``run()`` with the fast-path variables of ``env`` set (and every other one unset) meanwhile."""
-    keys = (fastpaths.ENV_MASTER, fastpaths.ENV_WITHOUT)
+    """``run()`` with the variables of ``env`` set (and the other fast-path ones unset) meanwhile."""
+    keys = (fastpaths.ENV_MASTER, fastpaths.ENV_WITHOUT, *env)
     saved = {k: os.environ.get(k) for k in keys}
     try:
         for k in keys:
@@ -92,18 +99,31 @@ def with_environment(env: Dict[str, str], run):
                 os.environ[k] = v
 
 
+def use_checkout(course, tree: Path) -> None:
+    """Give ``course`` the source notebook, release and ``nbgrader_config.py`` of checkout ``tree``."""
+    for name in ("source", "release"):
+        shutil.rmtree(course.path(name))
+        shutil.copytree(tree / name, course.path(name))
+    shutil.copy(tree / "nbgrader_config.py", course.path("nbgrader_config.py"))
+
+
 def grade_once(name: str, env: Dict[str, str], work: Path, round_number: int, seeds, workers: int,
                timeout_celda: Optional[float], students: int, warm_from: Optional[Path] = None,
                keep_cache: Optional[Path] = None) -> dict:
     """One timed ``make grade`` of the class under configuration ``name``; its grades.csv is kept.
 
     ``warm_from``: a verdict cache copied into the scratch course first; ``keep_cache``: where the
-    run's own verdict cache is copied to afterwards."""
+    run's own verdict cache is copied to afterwards.  A ``PYTHONPATH`` in ``env`` names another
+    checkout: it grades, from its own folder, with its own course files."""
     course = bench_clase.new_course(work / "curso", work / "clase", seeds)
+    tree = Path(env["PYTHONPATH"]) if "PYTHONPATH" in env else bench_clase.ROOT
+    if tree != bench_clase.ROOT:
+        use_checkout(course, tree)
     if warm_from is not None:
         shutil.copytree(warm_from, course.path(CACHE_DIRNAME))
     tag = "{}_{}".format(name, round_number)
-    run = with_environment(env, lambda: bench_clase.run_trusted(tag, course, workers, work, timeout_celda, students))
+    run = with_environment(env, lambda: bench_clase.run_trusted(tag, course, workers, work, timeout_celda, students,
+                                                                root=tree))
     kept = work / ("grades_" + tag + ".csv")
     if os.path.exists(run["grades"]):
         shutil.copy(run["grades"], kept)
@@ -183,6 +203,11 @@ def render(results: dict) -> str:
         lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
             name, _s(row["wall"]), _s(row["cpu"]), saving, cpu, row["runs"], row["failed"]))
     known = [n for n in results["paths"] if n in fastpaths.PATHS]
+    base, new = summary["table"].get(BASE), summary["table"][ALL_ON]
+    if base and base["wall"] and new["wall"]:
+        lines += ["", "Frente a `base` ({}): `todas`/`base` = {:.3f} en pared y {} en CPU (meta: a lo más {:.2f}).".format(
+            results.get("base_commit", "?"), new["wall"] / base["wall"],
+            "{:.3f}".format(new["cpu"] / base["cpu"]) if new["cpu"] and base["cpu"] else "—", GOAL_BASE)]
     lines += ["", "Rutas (tarea2_grader/integration/fastpaths.py):", "", "```",
               fastpaths.describe(known), "```", ""] if known else [""]
     if summary["diffs"]:
@@ -218,6 +243,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--una-vez", default="", help="configuraciones que corren solo en la primera ronda (separadas por comas)")
     p.add_argument("--lejos", type=float, default=None,
                    help="tras la primera ronda, no repetir las configuraciones cuyo ahorro pasa esta fracción del total (p. ej. 0.2)")
+    p.add_argument("--base", type=Path, default=None,
+                   help="otra copia del repositorio (p. ej. un worktree en el commit base) que corrige la misma clase")
     p.add_argument("--resumir", type=Path, default=None, help="escribir el informe desde un corridas.json guardado")
     p.add_argument("--salida", type=Path, default=DOC_PATH, help="markdown de salida (por defecto docs/rapido.md)")
     return p
@@ -283,6 +310,12 @@ def far_from_the_line(runs: List[dict], share: float) -> List[str]:
     return [n for n, w in first.items() if n not in (ALL_ON, COLD) and w - base > share * whole]
 
 
+def _commit(tree: Path) -> str:
+    import subprocess
+    done = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return "{} en {}".format(done.stdout.strip() or "?", tree)
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.resumir:
@@ -300,11 +333,12 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         work = args.trabajo.resolve() if args.trabajo else Path(tempfile.mkdtemp(prefix="tarea2_bench_rapido_"))
         work.mkdir(parents=True, exist_ok=True)
-        configs = configurations(paths, together, all_off=not args.sin_ninguna)
+        base = args.base.resolve() if args.base else None
+        configs = configurations(paths, together, all_off=not args.sin_ninguna, base=base)
         context = dict(command="python -m tools.bench_rapido " + " ".join(argv if argv is not None else sys.argv[1:]),
                        args=dict(alumnos=args.alumnos, rondas=args.rondas, workers=args.workers,
                                  calientes=args.veredictos_previos, una_vez=once),
-                       paths=paths, names=([COLD] if args.veredictos_previos else []) + list(configs),
+                       base_commit=_commit(base) if base else None, paths=paths, names=([COLD] if args.veredictos_previos else []) + list(configs),
                        sids=[st.sid for st in bench_clase.roster(args.alumnos)],
                        machine=dict(cpu=bench.cpu_model(), cores=os.cpu_count(),
                                     date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))

@@ -87,3 +87,55 @@ def test_only_savings_far_above_the_line_skip_the_later_rounds():
     assert bench_rapido.far_from_the_line(runs, 0.2) == ["sin_lotes"]  # 170 > 80; 10 < 80; a failed run is not placed
     assert bench_rapido.far_from_the_line(runs[1:3], 0.2) == ["sin_lotes"]  # no cold run: the share is of all-on
     assert bench_rapido.far_from_the_line(runs[2:3], 0.2) == []
+
+
+def test_the_base_checkout_grades_with_its_own_package_and_course_files(tmp_path, monkeypatch):
+    base = tmp_path / "base"
+    for name in ("source", "release"):
+        (base / name).mkdir(parents=True)
+        (base / name / "marca.txt").write_text("base " + name, encoding="utf-8")
+    (base / "nbgrader_config.py").write_text("# base\n", encoding="utf-8")
+    configs = bench_rapido.configurations(["lotes"], all_off=False, base=base)
+    assert configs["base"] == {"PYTHONPATH": str(base)} and configs["todas"] == {}
+
+    course_root = tmp_path / "curso"
+
+    class FakeCourse:
+        root = str(course_root)
+
+        def path(self, *parts):
+            return str(course_root.joinpath(*parts))
+
+    seen = {}
+
+    def new_course(root, class_dir, seeds):
+        for name in ("source", "release"):
+            (course_root / name).mkdir(parents=True, exist_ok=True)
+            (course_root / name / "marca.txt").write_text("nuevo", encoding="utf-8")
+        (course_root / "nbgrader_config.py").write_text("# nuevo\n", encoding="utf-8")
+        return FakeCourse()
+
+    def run_trusted(tag, course, workers, work, timeout, students, root):
+        seen.update(root=root, pythonpath=bench_rapido.os.environ.get("PYTHONPATH"),
+                    config=(course_root / "nbgrader_config.py").read_text(encoding="utf-8"),
+                    source=(course_root / "source" / "marca.txt").read_text(encoding="utf-8"))
+        return dict(wall_s=1.0, cpu_s=1.0, returncode=0, grades=str(tmp_path / "ninguno.csv"))
+
+    monkeypatch.setattr(bench_rapido.bench_clase, "new_course", new_course)
+    monkeypatch.setattr(bench_rapido.bench_clase, "run_trusted", run_trusted)
+    monkeypatch.setenv("PYTHONPATH", "/antes")
+    bench_rapido.grade_once("base", configs["base"], tmp_path, 0, {}, 2, None, 1)
+    assert seen == dict(root=base, pythonpath=str(base), config="# base\n", source="base source")
+    assert bench_rapido.os.environ["PYTHONPATH"] == "/antes"
+    bench_rapido.grade_once("todas", configs["todas"], tmp_path, 0, {}, 2, None, 1)
+    assert seen["root"] == bench_rapido.bench_clase.ROOT and seen["source"] == "nuevo"
+
+
+def test_report_gives_new_over_base(tmp_path):
+    same = grades(tmp_path, "a.csv", "72")
+    runs = [run("todas", r, w, w, same) for r, w in enumerate((100.0, 104.0, 90.0))]
+    runs += [run("base", r, w, 2 * w, same) for r, w in enumerate((95.0, 100.0, 130.0))]
+    results = dict(args=dict(alumnos=1, rondas=3, workers=2), paths=[], base_commit="717c1d9",
+                   machine=dict(cpu="cpu", cores=2, date="hoy"), command="python -m tools.bench_rapido",
+                   summary=bench_rapido.summarize(runs, ["todas", "base"], ["1001"]), elapsed_s=1.0)
+    assert "`todas`/`base` = 1.000 en pared y 0.500 en CPU (meta: a lo más 1.05)" in bench_rapido.render(results)
