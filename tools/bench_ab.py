@@ -130,8 +130,9 @@ def carga() -> Optional[List[float]]:
 
 # --------------------------------------------------------------------------- figures
 
-def mediana(valores: Sequence[float]) -> Optional[float]:
-    """The median, or None of nothing."""
+def mediana(valores: Sequence[Optional[float]]) -> Optional[float]:
+    """The median of the known values, or None of nothing."""
+    valores = [v for v in valores if v is not None]
     return statistics.median(valores) if valores else None
 
 

@@ -7,9 +7,9 @@ configurations (:mod:`tarea2_grader.integration.fastpaths`, set through the envi
 * ``todas``: every fast path on;
 * ``ninguna``: ``TAREA2_RAPIDO=0``, stock nbgrader;
 * ``sin_X`` for each path X: ``TAREA2_RAPIDO_SIN=X``, every path on but X;
-* ``base`` with ``--base DIR``: another checkout (e.g. a worktree at the renovation's first
-  commit) grades the same class with its own package, source notebook and ``nbgrader_config.py``
-  (``PYTHONPATH`` and the working directory set to DIR); the report gives new/base.
+* ``base`` with ``--base COMMIT``: that commit's package, source notebook, release and
+  ``nbgrader_config.py``, extracted into the work folder (:func:`tools.bench_ab.materializar`),
+  grade the same class (``PYTHONPATH`` and the working directory set there); the report gives new/base.
 
 Each round grades every configuration once, on a fresh scratch course, in an order rotated by
 one each round (alternated, so a slow moment of the machine does not fall on one configuration).
@@ -44,7 +44,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -53,11 +52,12 @@ from typing import Dict, List, Optional
 
 from tarea2_grader.integration import fastpaths
 from tarea2_grader.parallel.workers import CACHE_DIRNAME
-from tools import bench, bench_clase
+from tools import bench, bench_ab, bench_clase
 
 DOC_PATH = bench_clase.ROOT / "docs" / "rapido.md"
 ALL_ON, ALL_OFF, COLD, BASE = "todas", "ninguna", "todas_en_frio", "base"
 GOAL_BASE = 1.05  # issue 21: make grade at most 5 % slower than at the renovation's first commit
+BASE_TREE = ("tarea2_grader", "source", "release", "nbgrader_config.py")  # what the base grades with
 
 
 def configurations(paths: List[str], together: List[str] = (), all_off: bool = True,
@@ -135,11 +135,6 @@ def grade_once(name: str, env: Dict[str, str], work: Path, round_number: int, se
                 returncode=run["returncode"], grades=str(kept), warm=warm_from is not None)
 
 
-def median(values) -> Optional[float]:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
 def mine_of(runs: List[dict], name: str) -> List[dict]:
     return [r for r in runs if r["config"] == name]
 
@@ -149,7 +144,8 @@ def summarize(runs: List[dict], configs: List[str], sids: List[str]) -> dict:
     table = {}
     for name in configs:
         mine = mine_of(runs, name)
-        table[name] = dict(wall=median(r["wall_s"] for r in mine), cpu=median(r["cpu_s"] for r in mine),
+        table[name] = dict(wall=bench_ab.mediana([r["wall_s"] for r in mine]),
+                           cpu=bench_ab.mediana([r["cpu_s"] for r in mine]),
                            runs=len(mine), failed=sum(1 for r in mine if r["returncode"] != 0))
     base = table[ALL_ON]
     whole = table.get(COLD, base)  # the shares are of a whole make grade: the cold run when there is one
@@ -204,10 +200,11 @@ def render(results: dict) -> str:
             name, _s(row["wall"]), _s(row["cpu"]), saving, cpu, row["runs"], row["failed"]))
     known = [n for n in results["paths"] if n in fastpaths.PATHS]
     base, new = summary["table"].get(BASE), summary["table"][ALL_ON]
-    if base and base["wall"] and new["wall"]:
-        lines += ["", "Frente a `base` ({}): `todas`/`base` = {:.3f} en pared y {} en CPU (meta: a lo más {:.2f}).".format(
-            results.get("base_commit", "?"), new["wall"] / base["wall"],
-            "{:.3f}".format(new["cpu"] / base["cpu"]) if new["cpu"] and base["cpu"] else "—", GOAL_BASE)]
+    if base:
+        wall, cpu = bench_ab.razon(new["wall"], base["wall"]), bench_ab.razon(new["cpu"], base["cpu"])
+        lines += ["", "Frente a `base` ({}): `todas`/`base` = {} en pared y {} en CPU (meta: a lo más {:.2f}).".format(
+            results.get("base_commit", "?"), "—" if wall is None else "{:.3f}".format(wall),
+            "—" if cpu is None else "{:.3f}".format(cpu), GOAL_BASE)]
     lines += ["", "Rutas (tarea2_grader/integration/fastpaths.py):", "", "```",
               fastpaths.describe(known), "```", ""] if known else [""]
     if summary["diffs"]:
@@ -243,8 +240,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--una-vez", default="", help="configuraciones que corren solo en la primera ronda (separadas por comas)")
     p.add_argument("--lejos", type=float, default=None,
                    help="tras la primera ronda, no repetir las configuraciones cuyo ahorro pasa esta fracción del total (p. ej. 0.2)")
-    p.add_argument("--base", type=Path, default=None,
-                   help="otra copia del repositorio (p. ej. un worktree en el commit base) que corrige la misma clase")
+    p.add_argument("--base", default=None,
+                   help="un commit de este repositorio que corrige la misma clase (p. ej. el primero de la renovación)")
     p.add_argument("--resumir", type=Path, default=None, help="escribir el informe desde un corridas.json guardado")
     p.add_argument("--salida", type=Path, default=DOC_PATH, help="markdown de salida (por defecto docs/rapido.md)")
     return p
@@ -310,12 +307,6 @@ def far_from_the_line(runs: List[dict], share: float) -> List[str]:
     return [n for n, w in first.items() if n not in (ALL_ON, COLD) and w - base > share * whole]
 
 
-def _commit(tree: Path) -> str:
-    import subprocess
-    done = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return "{} en {}".format(done.stdout.strip() or "?", tree)
-
-
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.resumir:
@@ -333,12 +324,12 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         work = args.trabajo.resolve() if args.trabajo else Path(tempfile.mkdtemp(prefix="tarea2_bench_rapido_"))
         work.mkdir(parents=True, exist_ok=True)
-        base = args.base.resolve() if args.base else None
+        base = bench_ab.materializar(args.base, work / "base", rutas=BASE_TREE) if args.base else None
         configs = configurations(paths, together, all_off=not args.sin_ninguna, base=base)
         context = dict(command="python -m tools.bench_rapido " + " ".join(argv if argv is not None else sys.argv[1:]),
                        args=dict(alumnos=args.alumnos, rondas=args.rondas, workers=args.workers,
                                  calientes=args.veredictos_previos, una_vez=once),
-                       base_commit=_commit(base) if base else None, paths=paths, names=([COLD] if args.veredictos_previos else []) + list(configs),
+                       base_commit=bench_ab.describir(args.base) if base else None, paths=paths, names=([COLD] if args.veredictos_previos else []) + list(configs),
                        sids=[st.sid for st in bench_clase.roster(args.alumnos)],
                        machine=dict(cpu=bench.cpu_model(), cores=os.cpu_count(),
                                     date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))

@@ -86,8 +86,8 @@ def count_sanitizing(monkeypatch):
 def old_pages(course, notebooks):
     """The pages as the previous config rendered them: GetGrades, no memo, one exporter per page."""
     pages = []
+    preprocessors = list(nbgrader_run.load_config(course).GenerateFeedback.preprocessors)
     for student, nb in notebooks:
-        preprocessors = list(nbgrader_run.load_config(course).GenerateFeedback.preprocessors)
         coursedir, exporter = feedback_setup(course, preprocessors, memoize=False)
         pages.append(render(course, coursedir, exporter, student, nb))
     return pages
